@@ -1,0 +1,198 @@
+"""From files to normalised, split windows: the data configuration every model and analysis records."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from isoprobe.data.cache import cache_key, default_cache_dir, load_or_build
+from isoprobe.data.datasets import dataset_spec
+from isoprobe.data.filters import FilterConfig, filter_recording
+from isoprobe.data.ninapro import EXERCISE_LABELS
+from isoprobe.data.modalities import ModalityGroup, parse_modalities
+from isoprobe.data.normalise import ZScore
+from isoprobe.data.recording import Grid
+from isoprobe.data.windows import WindowConfig, cut, split_repetitions, window_starts
+from isoprobe.errors import ConfigError, DataFormatError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything that decides which windows a model sees. Serialisable with to_dict/from_dict."""
+
+    root: str
+    dataset: str = "ninapro-db2"
+    subject: int = 1
+    exercises: tuple[int, ...] = (1, 2, 3)
+    modalities: str = "emg,acc"
+    window: WindowConfig = field(default_factory=WindowConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    train_repetitions: tuple[int, ...] | None = None  # None: the data set's standard split
+    test_repetitions: tuple[int, ...] | None = None
+    validation_repetitions: tuple[int, ...] | None = None  # None: the last training repetition
+
+    def __post_init__(self) -> None:
+        spec = dataset_spec(self.dataset)
+        # Channel counts are known only after loading; check the names now so a typo fails fast.
+        parse_modalities(self.modalities, {name: 1 << 16 for name in spec.modalities})
+        train, test, validation = self.repetitions()
+        if not train:
+            raise ConfigError("--train-repetitions", self.train_repetitions, "leave at least one repetition for training")
+        if set(train) & set(test) or set(validation) & set(test):
+            raise ConfigError("--test-repetitions", test, f"must not overlap training repetitions {train}")
+        if not set(validation) <= set(self.train_repetitions or spec.train_repetitions):
+            raise ConfigError("--validation-repetitions", validation, "must be taken from the training repetitions")
+
+    def repetitions(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(train, test, validation) repetitions; training excludes the validation ones."""
+        spec = dataset_spec(self.dataset)
+        train = tuple(self.train_repetitions or spec.train_repetitions)
+        test = tuple(self.test_repetitions or spec.test_repetitions)
+        validation = tuple(self.validation_repetitions) if self.validation_repetitions is not None else train[-1:]
+        return tuple(r for r in train if r not in validation), test, validation
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError("data config", sorted(unknown), f"unknown fields; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        values["window"] = WindowConfig(**values.get("window", {}))
+        filters = dict(values.get("filters", {}))
+        if filters.get("bandpass_hz") is not None:
+            filters["bandpass_hz"] = tuple(filters["bandpass_hz"])
+        values["filters"] = FilterConfig(**filters)
+        for key in ("exercises", "train_repetitions", "test_repetitions", "validation_repetitions"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass
+class WindowSet:
+    """One split. x: group -> [batch, time, channel] float32 (normalised); y: [batch] class index;
+    label: [batch] original data-set label; repetition: [batch]."""
+
+    x: dict[str, np.ndarray]
+    y: np.ndarray
+    label: np.ndarray
+    repetition: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class PreparedData:
+    config: DataConfig
+    groups: tuple[ModalityGroup, ...]
+    sampling_rate: float
+    class_labels: tuple[int, ...]  # data-set label of each class index
+    class_names: tuple[str, ...]
+    zscore: ZScore
+    splits: dict[str, WindowSet]
+    grids: dict[str, tuple[Grid, ...]]
+    cache_hit: bool
+    sources: tuple[Path, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_labels)
+
+
+def _build_windows(config: DataConfig, sources: list[Path]):
+    """Load, filter and window every source modality (all channels): the cached stage."""
+    spec = dataset_spec(config.dataset)
+
+    def build(allocate):
+        recording = spec.load(Path(config.root), config.subject, config.exercises)
+        recording = filter_recording(recording, config.filters)
+        window, stride = config.window.samples(recording.sampling_rate)
+        starts = window_starts(recording, window, stride, config.window.keep_rest)
+        if len(starts) == 0:
+            raise DataFormatError(sources[0], f"no window of {window} samples with a constant label; shorten --window-ms")
+        for name, values in recording.signals.items():
+            cut(values, starts, window, out=allocate(f"signal_{name}", (len(starts), window, values.shape[1]), np.float32))
+        allocate("label", (len(starts),), np.int32)[:] = recording.labels[starts]
+        allocate("repetition", (len(starts),), np.int32)[:] = split_repetitions(recording.repetitions)[starts]
+        allocate("start", (len(starts),), np.int64)[:] = starts
+        return {
+            "sampling_rate": recording.sampling_rate,
+            "channels": {name: values.shape[1] for name, values in recording.signals.items()},
+            "grids": {m: [[g.name, list(g.shape), list(g.channels)] for g in gs] for m, gs in recording.grids.items()},
+        }
+
+    options = {
+        "dataset": config.dataset, "subject": config.subject, "exercises": config.exercises,
+        "window": asdict(config.window), "filters": asdict(config.filters),
+    }
+    return build, cache_key(sources, options)
+
+
+def class_name(dataset: str, label: int) -> str:
+    """Readable class name: DB2 labels carry their exercise (E2-18), HD-sEMG gestures are G01–G65."""
+    if label == 0:
+        return "rest"
+    if dataset == "ninapro-db2":
+        exercise = next((e for e, r in EXERCISE_LABELS.items() if label in r), 0)
+        return f"E{exercise}-{label:02d}"
+    return f"G{label:02d}"
+
+
+def prepare(config: DataConfig, cache_dir: Path | None | str = "default") -> PreparedData:
+    """Windows of one subject, split by repetition and z-scored with training statistics.
+
+    cache_dir: "default" uses $ISOPROBE_CACHE or ~/.cache/isoprobe; None disables the cache.
+    """
+    spec = dataset_spec(config.dataset)
+    sources = spec.files(Path(config.root), config.subject, config.exercises)
+    build, key = _build_windows(config, sources)
+    cached = load_or_build(default_cache_dir() if cache_dir == "default" else cache_dir, key, build)
+    meta = cached.meta
+    groups = parse_modalities(config.modalities, meta["channels"])
+    grids = {m: tuple(Grid(n, tuple(s), tuple(c)) for n, s, c in gs) for m, gs in meta["grids"].items()}
+
+    labels, repetition = np.asarray(cached.arrays["label"]), np.asarray(cached.arrays["repetition"])
+    class_labels = tuple(int(c) for c in np.unique(labels))
+    lookup = np.searchsorted(class_labels, labels)
+    train, test, validation = config.repetitions()
+    masks = {"train": np.isin(repetition, train), "validation": np.isin(repetition, validation), "test": np.isin(repetition, test)}
+    for split, mask in masks.items():
+        if not mask.any():
+            raise ConfigError(f"--{split}-repetitions" if split != "train" else "--train-repetitions",
+                              {"train": train, "validation": validation, "test": test}[split],
+                              f"no windows fall in these repetitions (present: {sorted(set(repetition.tolist()))})")
+
+    def select(mask: np.ndarray) -> dict[str, np.ndarray]:
+        index = np.flatnonzero(mask)
+        return {g.name: np.asarray(cached.arrays[f"signal_{g.source}"][index][:, :, list(g.channels)]) for g in groups}
+
+    raw = {split: select(mask) for split, mask in masks.items()}
+    zscore = ZScore.fit(raw["train"])
+    splits = {
+        split: WindowSet(zscore.apply(raw[split]), lookup[mask].astype(np.int64), labels[mask], repetition[mask])
+        for split, mask in masks.items()
+    }
+    return PreparedData(
+        config=config,
+        groups=groups,
+        sampling_rate=float(meta["sampling_rate"]),
+        class_labels=class_labels,
+        class_names=tuple(class_name(config.dataset, c) for c in class_labels),
+        zscore=zscore,
+        splits=splits,
+        grids=grids,
+        cache_hit=cached.hit,
+        sources=tuple(sources),
+    )

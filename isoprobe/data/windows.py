@@ -1,0 +1,65 @@
+"""Fixed-length windows with constant labels, found and cut without a Python loop per window (DESIGN §2.4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from isoprobe.data.recording import Recording
+from isoprobe.errors import ConfigError
+
+_CHUNK = 2048  # windows cut per vectorised gather; bounds the size of the index array
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    window_ms: float = 200.0
+    stride_ms: float = 100.0
+    keep_rest: bool = False
+
+    def __post_init__(self) -> None:
+        if self.window_ms <= 0:
+            raise ConfigError("--window-ms", self.window_ms, "must be positive")
+        if self.stride_ms <= 0:
+            raise ConfigError("--stride-ms", self.stride_ms, "must be positive")
+
+    def samples(self, fs: float) -> tuple[int, int]:
+        """(window length, stride) in samples at sampling rate `fs`."""
+        return max(1, int(round(self.window_ms * fs / 1000))), max(1, int(round(self.stride_ms * fs / 1000)))
+
+
+def split_repetitions(repetitions: np.ndarray) -> np.ndarray:
+    """Repetition used to split each sample: rest samples (repetition 0) join the repetition before them
+    (the first repetition before any gesture), so rest windows fall into every split: [time]."""
+    index = np.where(repetitions > 0, np.arange(len(repetitions)), 0)
+    np.maximum.accumulate(index, out=index)
+    filled = repetitions[index]
+    first = repetitions[repetitions > 0]
+    filled[filled == 0] = first.min() if first.size else 0
+    return filled
+
+
+def window_starts(recording: Recording, window: int, stride: int, keep_rest: bool) -> np.ndarray:
+    """First sample of every window whose label, repetition and source file stay constant: [window] int64."""
+    labels, reps = recording.labels, recording.repetitions
+    change = (labels[1:] != labels[:-1]) | (reps[1:] != reps[:-1])
+    change |= np.diff(recording.segment_ids()) != 0
+    run = np.concatenate([[0], np.cumsum(change)])
+    starts = np.arange(0, recording.n_samples - window + 1, stride, dtype=np.int64)
+    keep = run[starts] == run[starts + window - 1]
+    if not keep_rest:
+        keep &= labels[starts] != 0
+    return starts[keep]
+
+
+def cut(values: np.ndarray, starts: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Windows of `values` [time, channel] at `starts`: [window, time, channel]; writes into `out` if given
+    (e.g. a memory-mapped file), gathering a chunk of windows at a time."""
+    if out is None:
+        out = np.empty((len(starts), window, values.shape[1]), dtype=values.dtype)
+    offsets = np.arange(window)
+    for first in range(0, len(starts), _CHUNK):
+        chunk = starts[first : first + _CHUNK]
+        out[first : first + len(chunk)] = values[chunk[:, None] + offsets]
+    return out

@@ -1,0 +1,28 @@
+"""Errors that reach the user: each names the file, field or option at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class IsoprobeError(Exception):
+    """Base class for problems caused by user input; the CLI prints them without a traceback."""
+
+
+class DataFormatError(IsoprobeError):
+    """A data file does not have the variables, shapes or values its layout requires."""
+
+    def __init__(self, path: str | Path, message: str, field: str | None = None):
+        self.path = Path(path)
+        self.field = field
+        where = f"{self.path}" + (f", field '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(IsoprobeError, ValueError):
+    """An option or configuration value is not one of the accepted values."""
+
+    def __init__(self, option: str, value: object, allowed: str):
+        self.option = option
+        self.value = value
+        super().__init__(f"{option}: got {value!r}; {allowed}")
