@@ -61,17 +61,27 @@ def _select(selector: str, n_channels: int, group: str) -> tuple[int, ...]:
     return picked
 
 
+def _parse_group(text: str, spec: str) -> tuple[str, str | None]:
+    match = _GROUP.match(text)
+    if not text or match is None:
+        raise ConfigError("--modalities", spec, f"cannot read group {text!r}; write e.g. emg,acc or emg[0:6],emg[6:12]")
+    return match.group(1), match.group(2)
+
+
+def check_sources(spec: str, names: tuple[str, ...]) -> None:
+    """Fail early on an unknown source modality, before any data is loaded."""
+    for text in split_groups(spec):
+        source, _ = _parse_group(text, spec)
+        if source not in names:
+            raise ConfigError("--modalities", source, f"unknown modality; this data set has {', '.join(names)}")
+
+
 def parse_modalities(spec: str, available: dict[str, int]) -> tuple[ModalityGroup, ...]:
     """Parse a modality configuration against the source modalities and their channel counts."""
-    valid = ", ".join(f"{name} ({count} ch)" for name, count in available.items())
+    check_sources(spec, tuple(available))
     groups = []
     for text in split_groups(spec):
-        match = _GROUP.match(text)
-        if not text or match is None:
-            raise ConfigError("--modalities", spec, f"cannot read group {text!r}; write e.g. emg,acc or emg[0:6],emg[6:12]")
-        source, selector = match.group(1), match.group(2)
-        if source not in available:
-            raise ConfigError("--modalities", source, f"unknown modality; this data set has {valid}")
+        source, selector = _parse_group(text, spec)
         channels = tuple(range(available[source])) if selector is None else _select(selector, available[source], text)
         groups.append(ModalityGroup(text.replace(" ", ""), source, channels))
     names = [g.name for g in groups]

@@ -12,7 +12,7 @@ from isoprobe.data.cache import cache_key, default_cache_dir, load_or_build
 from isoprobe.data.datasets import dataset_spec
 from isoprobe.data.filters import FilterConfig, filter_recording
 from isoprobe.data.ninapro import EXERCISE_LABELS
-from isoprobe.data.modalities import ModalityGroup, parse_modalities
+from isoprobe.data.modalities import ModalityGroup, check_sources, parse_modalities
 from isoprobe.data.normalise import ZScore
 from isoprobe.data.recording import Grid
 from isoprobe.data.windows import WindowConfig, cut, split_repetitions, window_starts
@@ -41,7 +41,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         spec = dataset_spec(self.dataset)
         # Channel counts are known only after loading; check the names now so a typo fails fast.
-        parse_modalities(self.modalities, {name: 1 << 16 for name in spec.modalities})
+        check_sources(self.modalities, spec.modalities)
         train, test, validation = self.repetitions()
         if not train:
             raise ConfigError("--train-repetitions", self.train_repetitions, "leave at least one repetition for training")

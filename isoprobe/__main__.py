@@ -1,0 +1,3 @@
+from isoprobe.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Tables, figures and report folders. Plotting libraries are imported here only (STYLE habit 8)."""
