@@ -54,8 +54,11 @@ def subjects_in(root: Path) -> list[int]:
     return sorted(subjects)
 
 
-def read_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One exercise file: emg [time, 12], acc [time, 36], labels [time], repetitions [time]."""
+def read_file(path: Path, exercise: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One exercise file: emg [time, 12], acc [time, 36], labels [time], repetitions [time].
+
+    With `exercise`, labels must lie in that exercise's range (or be 0 for rest).
+    """
     variables = load_v5(path, expected_by="NinaPro DB2")
     emg = as_matrix(variables[require(variables, path, "emg")], path, "emg", CHANNELS["emg"])
     acc = as_matrix(variables[require(variables, path, "acc")], path, "acc", CHANNELS["acc"])
@@ -74,10 +77,22 @@ def read_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     shortest = min(lengths.values())
     if max(lengths.values()) - shortest > 1:
         detail = ", ".join(f"'{k}' {v}" for k, v in lengths.items())
-        raise DataFormatError(path, f"signal and label lengths differ by more than one sample ({detail})", label_field)
+        # Name the vector furthest from the signal length, not always the labels.
+        culprit = max((label_field, rep_field), key=lambda k: abs(lengths[k] - len(emg)))
+        raise DataFormatError(path, f"signal and label lengths differ by more than one sample ({detail})", culprit)
     if shortest < len(emg) or shortest < len(labels):
         # Known DB2 quirk: label vectors one row shorter than the signals.
         log.debug("%s: truncating to %d samples (%s)", path, shortest, lengths)
+    if exercise is not None:
+        foreign = np.setdiff1d(np.unique(labels), [0, *EXERCISE_LABELS[exercise]])
+        if foreign.size:
+            allowed = EXERCISE_LABELS[exercise]
+            raise DataFormatError(
+                path,
+                f"labels {foreign.tolist()} lie outside exercise {exercise}'s range "
+                f"{allowed.start}–{allowed.stop - 1} (or 0 for rest)",
+                label_field,  # 'stimulus' when the file lacks the relabelled vectors
+            )
     return emg[:shortest], acc[:shortest], labels[:shortest], repetitions[:shortest]
 
 
@@ -87,15 +102,7 @@ def load_subject(root: Path, subject: int, exercises: tuple[int, ...] = (1, 2, 3
     emgs, accs, labels, reps, starts = [], [], [], [], []
     offset = 0
     for exercise, path in files.items():
-        emg, acc, label, rep = read_file(path)
-        foreign = np.setdiff1d(np.unique(label), [0, *EXERCISE_LABELS[exercise]])
-        if foreign.size:
-            raise DataFormatError(
-                path,
-                f"labels {foreign.tolist()} lie outside exercise {exercise}'s range "
-                f"{EXERCISE_LABELS[exercise].start}–{EXERCISE_LABELS[exercise].stop - 1} (or 0 for rest)",
-                "restimulus",
-            )
+        emg, acc, label, rep = read_file(path, exercise)
         emgs.append(emg), accs.append(acc), labels.append(label), reps.append(rep), starts.append(offset)
         offset += len(emg)
     return Recording(

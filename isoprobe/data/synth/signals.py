@@ -141,6 +141,11 @@ def accelerometer(
     rest = rest_orientation.reshape(1, -1).astype(np.float32)
     level = activation(segments, n_samples, fs, ramp_s=0.4)[:, None]
     target = pattern_per_sample(segments, gesture_orientation, n_samples)
+    for seg in segments:  # the posture is never held exactly alike: a few degrees' turn per repetition
+        if seg.label != 0:
+            turn = rotation(np.deg2rad(rng.normal(0.0, 2.5, 3))).astype(np.float32)
+            posture = target[seg.start].reshape(n_sensors, 3) @ turn.T
+            target[seg.start : seg.stop] = posture.reshape(-1)
     direction = (1.0 - level) * rest + level * target
     direction = direction.reshape(n_samples, n_sensors, 3)
     direction /= np.linalg.norm(direction, axis=2, keepdims=True) + 1e-9
@@ -164,6 +169,8 @@ def force(
     n_fingers = len(next(iter(patterns.values())))
     level = activation(segments, n_samples, fs, ramp_s=0.5)[:, None]
     target = pattern_per_sample(segments, patterns, n_samples)
+    for seg in segments:  # effort varies from repetition to repetition
+        target[seg.start : seg.stop] *= rng.lognormal(0.0, 0.1, n_fingers).astype(np.float32)
     drift = 0.03 * slow_noise(rng, n_samples, n_fingers, fs, cutoff_hz=1.0)
     noise = 0.005 * rng.standard_normal((n_samples, n_fingers), dtype=np.float32)
     return (full_scale * (level * target * (1.0 + drift) + drift * 0.2 + noise)).astype(np.float32)

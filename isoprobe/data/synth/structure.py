@@ -11,6 +11,7 @@ alternating between repetitions, so either modality alone sees the same mixture 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -48,8 +49,9 @@ def synergy_count(preset: str, n_classes: int, synergy_fraction: float | None) -
     if preset == "mixed":
         if synergy_fraction is None or not 0.0 <= synergy_fraction <= 1.0:
             raise ConfigError("--synergy-fraction", synergy_fraction, "the mixed preset needs a fraction in [0, 1]")
-        count = int(round(synergy_fraction * n_classes))
-        count -= count % 2
+        # The even count nearest to f × n (ties upward), at least one pair when f > 0.
+        count = 2 * math.floor(synergy_fraction * n_classes / 2 + 0.5)
+        count = min(count, n_classes - n_classes % 2)
         return max(count, 2 if synergy_fraction > 0 and n_classes >= 2 else 0)
     return 0
 

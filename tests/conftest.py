@@ -1,0 +1,34 @@
+"""Shared fixtures: small synthetic data sets written once per test session in the real layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from isoprobe.data.synth import SynthConfig, generate
+
+
+def make_synth(root: Path, **options) -> Path:
+    """Write a small synthetic data set (defaults: DB2 layout, 1 subject, 6 gestures, 1.2 s repetitions)."""
+    settings = dict(layout="ninapro-db2", preset="redundant", subjects=1, gestures=6,
+                    seconds_per_repetition=1.2, rest_seconds=0.6, seed=0) | options
+    generate(SynthConfig(**settings), root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def db2_redundant(tmp_path_factory) -> Path:
+    return make_synth(tmp_path_factory.mktemp("db2_redundant"))
+
+
+@pytest.fixture(scope="session")
+def hd_redundant(tmp_path_factory) -> Path:
+    return make_synth(tmp_path_factory.mktemp("hd_redundant"), layout="hdsemg65", gestures=4,
+                      seconds_per_repetition=1.0, rest_seconds=0.5)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own window cache, so no test sees another's entries."""
+    monkeypatch.setenv("ISOPROBE_CACHE", str(tmp_path / "cache"))
