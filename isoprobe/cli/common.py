@@ -8,6 +8,7 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from isoprobe.errors import IsoprobeError
 
@@ -23,7 +24,12 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except IsoprobeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: messages quote user input (paths, `emg[0:6]`) that rich would otherwise read as markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except OSError as exc:  # disk full, permission denied: say which file, without a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 

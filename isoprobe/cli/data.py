@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from isoprobe.cli.common import console, user_errors
 
@@ -41,9 +42,9 @@ def synth(
             result = generate(config, out, on_subject=lambda _: progress.advance(task))
     n_files = sum(len(files) for files in result.files.values())
     synergy = result.ground_truth["synergy_classes"]
-    console.print(f"wrote {n_files} files for {subjects} subject(s) to [bold]{out}[/] "
+    console.print(f"wrote {n_files} files for {subjects} subject(s) to [bold]{escape(str(out))}[/] "
                   f"(preset {preset}, {config.n_gestures} gestures, synergy classes: {synergy or 'none'})")
-    console.print(f"ground truth: {out / SIDECAR}")
+    console.print(f"ground truth: {escape(str(out / SIDECAR))}")
 
 
 @app.command()
@@ -88,4 +89,4 @@ def inspect(
 
             payload = summary.to_dict() | ({"windows": window_report} if window_report else {})
             write_text_atomic(json_out, json.dumps(payload, indent=2))
-            console.print(f"summary written to {json_out}")
+            console.print(f"summary written to {escape(str(json_out))}")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from isoprobe.cli.common import console
 
 
 def render_summary(summary) -> None:
-    console.print(f"[bold]{summary.path}[/]: {summary.dataset}, {len(summary.subjects)} subject(s)")
+    console.print(f"[bold]{escape(summary.path)}[/]: {summary.dataset}, {len(summary.subjects)} subject(s)")
     for s in summary.subjects:
         channels = ", ".join(f"{m} {n} ch" for m, n in s.channels.items())
         grids = "; ".join(f"{m}: {', '.join(g)}" for m, g in s.grids.items())

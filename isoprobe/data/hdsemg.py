@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import numpy as np
 from isoprobe.data.matfile import as_matrix, as_vector, check_finite, mat_version
 from isoprobe.data.recording import Grid, Recording
 from isoprobe.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 SAMPLING_RATE = 2048.0
 GRID_SHAPE = (8, 8)
@@ -89,6 +92,8 @@ def load_subject(root: Path, subject: int) -> Recording:
     with file:
         label_field, raw_labels = _read(file, path, "adjusted_class", ("class",))
         rep_field, raw_reps = _read(file, path, "adjusted_repetition", ("repetition",))
+        if (label_field, rep_field) != ("adjusted_class", "adjusted_repetition"):
+            log.warning("%s: no 'adjusted_class'/'adjusted_repetition'; using '%s'/'%s'", path, label_field, rep_field)
         labels = as_vector(raw_labels, path, label_field)
         repetitions = as_vector(raw_reps, path, rep_field)
         if len(repetitions) != len(labels):

@@ -65,7 +65,8 @@ def as_matrix(values: np.ndarray, path: Path, field: str, n_columns: int | None 
         )
     if not np.issubdtype(array.dtype, np.number):
         raise DataFormatError(path, f"expected numbers, got dtype {array.dtype}", field)
-    array = array.astype(np.float32, copy=False)
+    # loadmat hands back MATLAB's column-major arrays; windows are cut along time, so go row-major.
+    array = np.ascontiguousarray(array, dtype=np.float32)
     check_finite(array, path, field)
     return array
 

@@ -45,6 +45,9 @@ def find_files(root: Path, subject: int, exercises: tuple[int, ...] = (1, 2, 3))
     if not found:
         wanted = ", ".join(file_name(subject, e) for e in exercises)
         raise DataFormatError(root, f"no NinaPro DB2 files for subject {subject} ({wanted}) here or in DB2_s{subject}/")
+    missing = sorted(set(exercises) - set(found))
+    if missing:
+        log.info("%s: subject %d has no file for exercise(s) %s; loading %s", root, subject, missing, sorted(found))
     return dict(sorted(found.items()))
 
 

@@ -17,21 +17,38 @@ class ZScore:
     std: dict[str, np.ndarray]
 
     @classmethod
-    def fit(cls, windows: dict[str, np.ndarray]) -> "ZScore":
-        """Statistics over every window and time step of each group; windows: group -> [batch, time, channel]."""
+    def fit(cls, windows: dict[str, np.ndarray], chunk: int = 1024) -> "ZScore":
+        """Statistics over every window and time step of each group; windows: group -> [batch, time, channel].
+
+        Accumulates in float64 chunk by chunk (Chan et al.'s pairwise update of mean and sum of
+        squared deviations), so memory stays bounded and precision does not depend on the size.
+        """
         mean, std = {}, {}
         for name, values in windows.items():
-            flat = values.reshape(-1, values.shape[-1])
-            mean[name] = flat.mean(axis=0, dtype=np.float64)
-            std[name] = np.maximum(flat.std(axis=0, dtype=np.float64), _MIN_STD)
+            count, centre, spread = 0, np.zeros(values.shape[-1]), np.zeros(values.shape[-1])
+            for first in range(0, len(values), chunk):
+                block = np.asarray(values[first : first + chunk]).reshape(-1, values.shape[-1])
+                block_mean = block.mean(axis=0, dtype=np.float64)
+                deviation = np.subtract(block, block_mean.astype(block.dtype))  # deviations are small: float32 holds them
+                deviation *= deviation
+                block_spread = deviation.sum(axis=0, dtype=np.float64)
+                total = count + len(block)
+                delta = block_mean - centre
+                centre = centre + delta * len(block) / total
+                spread = spread + block_spread + delta**2 * count * len(block) / total
+                count = total
+            mean[name] = centre
+            std[name] = np.maximum(np.sqrt(spread / max(count, 1)), _MIN_STD)
         return cls(mean, std)
 
     def apply(self, windows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Normalised float32 copies: group -> [batch, time, channel]."""
-        return {
-            name: ((values - self.mean[name].astype(np.float32)) / self.std[name].astype(np.float32)).astype(np.float32)
-            for name, values in windows.items()
-        }
+        out = {}
+        for name, values in windows.items():
+            normalised = np.subtract(values, self.mean[name].astype(np.float32), dtype=np.float32)
+            normalised /= self.std[name].astype(np.float32)
+            out[name] = normalised
+        return out
 
     def to_dict(self) -> dict:
         return {"mean": {k: v.tolist() for k, v in self.mean.items()}, "std": {k: v.tolist() for k, v in self.std.items()}}

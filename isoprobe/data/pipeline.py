@@ -45,10 +45,11 @@ class DataConfig:
         train, test, validation = self.repetitions()
         if not train:
             raise ConfigError("--train-repetitions", self.train_repetitions, "leave at least one repetition for training")
-        if set(train) & set(test) or set(validation) & set(test):
-            raise ConfigError("--test-repetitions", test, f"must not overlap training repetitions {train}")
+        # Validation first: a validation repetition outside training would otherwise be reported as a test overlap.
         if not set(validation) <= set(self.train_repetitions or spec.train_repetitions):
             raise ConfigError("--validation-repetitions", validation, "must be taken from the training repetitions")
+        if set(train) & set(test) or set(validation) & set(test):
+            raise ConfigError("--test-repetitions", test, f"must not overlap training repetitions {train + validation}")
 
     def repetitions(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(train, test, validation) repetitions; training excludes the validation ones."""
@@ -125,7 +126,7 @@ def _build_windows(config: DataConfig, sources: list[Path]):
         for name, values in recording.signals.items():
             cut(values, starts, window, out=allocate(f"signal_{name}", (len(starts), window, values.shape[1]), np.float32))
         allocate("label", (len(starts),), np.int32)[:] = recording.labels[starts]
-        allocate("repetition", (len(starts),), np.int32)[:] = split_repetitions(recording.repetitions)[starts]
+        allocate("repetition", (len(starts),), np.int32)[:] = split_repetitions(recording.repetitions, recording.segment_starts)[starts]
         allocate("start", (len(starts),), np.int64)[:] = starts
         return {
             "sampling_rate": recording.sampling_rate,
@@ -176,7 +177,12 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default") -> Pre
 
     def select(mask: np.ndarray) -> dict[str, np.ndarray]:
         index = np.flatnonzero(mask)
-        return {g.name: np.asarray(cached.arrays[f"signal_{g.source}"][index][:, :, list(g.channels)]) for g in groups}
+        out = {}
+        for group in groups:
+            windows = cached.arrays[f"signal_{group.source}"][index]
+            whole = group.channels == tuple(range(windows.shape[2]))
+            out[group.name] = windows if whole else windows[:, :, list(group.channels)]
+        return out
 
     raw = {split: select(mask) for split, mask in masks.items()}
     zscore = ZScore.fit(raw["train"])

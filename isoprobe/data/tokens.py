@@ -30,14 +30,14 @@ class TokenConfig:
             raise ConfigError("--patch-ms", self.patch_ms, "must be positive")
 
 
-def _grids_of(group: ModalityGroup, grids: tuple[Grid, ...]) -> list[tuple[int, ...]]:
+def _grids_of(group: ModalityGroup, grids: tuple[Grid, ...]) -> list[tuple[Grid, tuple[int, ...]]]:
     """Positions, within the group's channels, of each whole grid the group holds (grid patches need whole grids)."""
     position = {channel: i for i, channel in enumerate(group.channels)}
     covered = []
     for grid in grids:
         if all(c in position for c in grid.channels):
-            covered.append(tuple(position[c] for c in grid.channels))
-    if sum(len(c) for c in covered) != len(group.channels):
+            covered.append((grid, tuple(position[c] for c in grid.channels)))
+    if sum(len(c) for _, c in covered) != len(group.channels):
         raise ConfigError("--patch", "grid", f"group {group.name!r} does not consist of whole electrode grids")
     return covered
 
@@ -65,9 +65,9 @@ def patchify(
             raise ConfigError("--patch", "grid", f"group {group.name!r} has no electrode grid; use time or channel patches")
         rows, cols = config.tile
         tiles = []
-        for positions in _grids_of(group, grids):
+        for grid_spec, positions in _grids_of(group, grids):
             grid = windows[:, :, list(positions)]
-            side_r, side_c = next(g.shape for g in grids if len(g.channels) == len(positions))
+            side_r, side_c = grid_spec.shape
             if side_r % rows or side_c % cols:
                 raise ConfigError("--tile", config.tile, f"must divide the {side_r}×{side_c} grid")
             tiles.append(rearrange(grid, "batch time (gr r gc c) -> batch (gr gc) (time r c)", r=rows, c=cols, gc=side_c // cols))

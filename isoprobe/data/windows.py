@@ -29,14 +29,20 @@ class WindowConfig:
         return max(1, int(round(self.window_ms * fs / 1000))), max(1, int(round(self.stride_ms * fs / 1000)))
 
 
-def split_repetitions(repetitions: np.ndarray) -> np.ndarray:
-    """Repetition used to split each sample: rest samples (repetition 0) join the repetition before them
-    (the first repetition before any gesture), so rest windows fall into every split: [time]."""
-    index = np.where(repetitions > 0, np.arange(len(repetitions)), 0)
-    np.maximum.accumulate(index, out=index)
-    filled = repetitions[index]
-    first = repetitions[repetitions > 0]
-    filled[filled == 0] = first.min() if first.size else 0
+def split_repetitions(repetitions: np.ndarray, segment_starts: tuple[int, ...] = (0,)) -> np.ndarray:
+    """Repetition used to split each sample: rest samples (repetition 0) join the repetition before them,
+    and rest before a file's first gesture joins that gesture's repetition, so rest windows fall into
+    every split and never cross from one file into another: [time]."""
+    filled = np.empty_like(repetitions)
+    bounds = [*segment_starts, len(repetitions)]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        part = repetitions[start:stop]
+        index = np.where(part > 0, np.arange(len(part)), 0)
+        np.maximum.accumulate(index, out=index)
+        segment = part[index]
+        gestures = np.flatnonzero(part > 0)
+        segment[: gestures[0] if gestures.size else len(part)] = part[gestures[0]] if gestures.size else 0
+        filled[start:stop] = segment
     return filled
 
 
@@ -53,13 +59,27 @@ def window_starts(recording: Recording, window: int, stride: int, keep_rest: boo
     return starts[keep]
 
 
+def window_view(values: np.ndarray, window: int) -> np.ndarray:
+    """Every possible window of a row-major signal [time, channel] as one opaque element each: [start].
+
+    Each window of a row-major signal is one contiguous block of memory, so a void dtype of that
+    block's size lets numpy gather windows with block copies instead of element-by-element.
+    """
+    values = np.ascontiguousarray(values)
+    n_time, n_channels = values.shape
+    block = np.dtype((np.void, window * n_channels * values.itemsize))
+    return np.ndarray((n_time - window + 1,), dtype=block, buffer=values, strides=(n_channels * values.itemsize,))
+
+
 def cut(values: np.ndarray, starts: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """Windows of `values` [time, channel] at `starts`: [window, time, channel]; writes into `out` if given
     (e.g. a memory-mapped file), gathering a chunk of windows at a time."""
+    values = np.ascontiguousarray(values)
+    blocks = window_view(values, window)
+    shape = (window, values.shape[1])
     if out is None:
-        out = np.empty((len(starts), window, values.shape[1]), dtype=values.dtype)
-    offsets = np.arange(window)
+        return blocks[starts].view(values.dtype).reshape(len(starts), *shape)
     for first in range(0, len(starts), _CHUNK):
         chunk = starts[first : first + _CHUNK]
-        out[first : first + len(chunk)] = values[chunk[:, None] + offsets]
+        out[first : first + len(chunk)] = blocks[chunk].view(values.dtype).reshape(len(chunk), *shape)
     return out
