@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from isoprobe import __version__
-from isoprobe.cli import data
+from isoprobe.cli import data, train
 from isoprobe.cli.common import configure_logging
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+app.command(name="train")(train.train)
+app.command(name="eval")(train.evaluate)
 
 
 def _version(value: bool) -> None:

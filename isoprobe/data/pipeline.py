@@ -15,6 +15,7 @@ from isoprobe.data.ninapro import EXERCISE_LABELS
 from isoprobe.data.modalities import ModalityGroup, check_sources, parse_modalities
 from isoprobe.data.normalise import ZScore
 from isoprobe.data.recording import Grid
+from isoprobe.data.synth.generate import read_ground_truth
 from isoprobe.data.windows import WindowConfig, cut, split_repetitions, window_starts
 from isoprobe.errors import ConfigError, DataFormatError
 
@@ -106,6 +107,7 @@ class PreparedData:
     grids: dict[str, tuple[Grid, ...]]
     cache_hit: bool
     sources: tuple[Path, ...]
+    synth: dict | None = None  # the generator's config when the data are synthetic (from the sidecar)
 
     @property
     def n_classes(self) -> int:
@@ -151,10 +153,11 @@ def class_name(dataset: str, label: int) -> str:
     return f"G{label:02d}"
 
 
-def prepare(config: DataConfig, cache_dir: Path | None | str = "default") -> PreparedData:
+def prepare(config: DataConfig, cache_dir: Path | None | str = "default", zscore: ZScore | None = None) -> PreparedData:
     """Windows of one subject, split by repetition and z-scored with training statistics.
 
     cache_dir: "default" uses $ISOPROBE_CACHE or ~/.cache/isoprobe; None disables the cache.
+    zscore: statistics to apply instead of fitting them (a trained model's, from its checkpoint).
     """
     spec = dataset_spec(config.dataset)
     sources = spec.files(Path(config.root), config.subject, config.exercises)
@@ -185,7 +188,12 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default") -> Pre
         return out
 
     raw = {split: select(mask) for split, mask in masks.items()}
-    zscore = ZScore.fit(raw["train"])
+    if zscore is None:
+        zscore = ZScore.fit(raw["train"])
+    else:
+        missing = [g.name for g in groups if g.name not in zscore.mean]
+        if missing:
+            raise ConfigError("--modalities", config.modalities, f"the normalisation statistics lack group(s) {missing}")
     splits = {
         split: WindowSet(zscore.apply(raw[split]), lookup[mask].astype(np.int64), labels[mask], repetition[mask])
         for split, mask in masks.items()
@@ -201,4 +209,5 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default") -> Pre
         grids=grids,
         cache_hit=cached.hit,
         sources=tuple(sources),
+        synth=(read_ground_truth(Path(config.root)) or {}).get("config"),
     )

@@ -1,1 +1,1 @@
-"""Planned: see the open issues."""
+"""Training, checkpoints and evaluation metrics."""

@@ -357,3 +357,25 @@ def read_ground_truth(folder: Path) -> dict | None:
         if sidecar.is_file():
             return json.loads(sidecar.read_text())
     return None
+
+
+def ensure_synthetic(config: SynthConfig, cache_dir: Path) -> Path:
+    """A folder holding the data set `config` describes, generated once and reused (keyed by the config)."""
+    import hashlib
+    import shutil
+
+    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / "synth" / f"{config.layout}-{config.preset}-{key}"
+    if (folder / SIDECAR).is_file():
+        return folder
+    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        generate(config, partial)
+        try:
+            os.replace(partial, folder)
+        except OSError:  # another process finished first
+            pass
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder

@@ -1,0 +1,102 @@
+"""`isoprobe train` and `isoprobe eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from isoprobe.cli.common import console, user_errors
+
+
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, last.pt and metrics.jsonl go here.")],
+    data: Annotated[Optional[Path], typer.Option(help="Data folder; without it, synthetic data (see --preset) are generated and cached.")] = None,
+    dataset: Annotated[str, typer.Option(help="ninapro-db2 or hdsemg65.")] = "ninapro-db2",
+    subject: Annotated[int, typer.Option(help="Subject number.")] = 1,
+    arch: Annotated[str, typer.Option(help="mlp, mmt or hierarchical.")] = "hierarchical",
+    modalities: Annotated[Optional[str], typer.Option(help="Modality configuration, e.g. emg,acc or emg[0:6],emg[6:12] (default: both modalities).")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
+    head_switch: Annotated[float, typer.Option(help="Fraction of training by which λ reaches 1 (only the CLS head trains after).")] = 0.375,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and dropout.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
+    preset: Annotated[str, typer.Option(help="Synthetic data only: redundant, emg-only, acc-only, synergy, mixed.")] = "redundant",
+    synergy_fraction: Annotated[Optional[float], typer.Option(help="Synthetic data only, with --preset mixed.")] = None,
+    window_ms: Annotated[float, typer.Option(help="Window length in ms.")] = 200.0,
+    stride_ms: Annotated[float, typer.Option(help="Window stride in ms.")] = 100.0,
+    patch: Annotated[str, typer.Option(help="Tokens: time, channel or grid patches.")] = "time",
+    patch_ms: Annotated[float, typer.Option(help="Time-patch length in ms.")] = 20.0,
+    d_model: Annotated[int, typer.Option(help="Model width.")] = 64,
+    n_layers: Annotated[Optional[int], typer.Option(help="Layers (hierarchical: shared stage, default 5; mmt: default 3).")] = None,
+    features: Annotated[str, typer.Option(help="mlp only: patches or classic (RMS, MAV, WL, ZC, SSC).")] = "patches",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train one architecture on one subject; the best validation epoch is saved as OUT/checkpoint.pt."""
+    from isoprobe.data.pipeline import DataConfig
+    from isoprobe.data.tokens import TokenConfig
+    from isoprobe.data.windows import WindowConfig
+    from isoprobe.errors import ConfigError
+    from isoprobe.models.config import ARCHITECTURES
+    from isoprobe.training.run import default_modalities, fit, synthetic_root
+    from isoprobe.training.trainer import TrainConfig
+
+    with user_errors():
+        if arch not in ARCHITECTURES:
+            raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
+        train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_switch_fraction=head_switch,
+                                   seed=seed, device=device, bf16=bf16)
+        token = TokenConfig(patch=patch, patch_ms=patch_ms)
+        options: dict = {"d_model": d_model}
+        if n_layers is not None and arch != "mlp":
+            options["n_layers"] = n_layers
+        if arch == "mlp":
+            options["features"] = features
+        root = data
+        if root is None:
+            root = synthetic_root(dataset, preset, seed=0, synergy_fraction=synergy_fraction)
+            console.print(f"no --data: training on synthetic {dataset} data ({preset}) in {root}")
+        data_config = DataConfig(root=str(root), dataset=dataset, subject=subject,
+                                 modalities=modalities or default_modalities(dataset),
+                                 window=WindowConfig(window_ms, stride_ms))
+        result = fit(data_config, arch, train_config, out, token, options, resume=resume, progress=progress)
+    test = result.test
+    console.print(f"best validation accuracy {result.checkpoint.metrics['validation_accuracy']:.4f} at epoch {result.best_epoch}; "
+                  f"test accuracy [bold]{test['accuracy']:.4f}[/], balanced {test['balanced_accuracy']:.4f} (n = {test['n']})")
+    console.print(f"checkpoint: {out / 'checkpoint.pt'}")
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt.")],
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")] = None,
+    split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    out: Annotated[Optional[Path], typer.Option(help="Write metrics.json, per_class.csv, confusion.csv and confusion.png here.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 1024,
+) -> None:
+    """Accuracy, balanced accuracy, per-class accuracy and the confusion matrix of a checkpoint."""
+    from rich.table import Table
+
+    from isoprobe.training.run import evaluate_checkpoint
+
+    with user_errors():
+        loaded, result = evaluate_checkpoint(checkpoint, data, split, device, batch_size)
+        names = loaded.class_names
+        console.print(f"[bold]{checkpoint}[/] ({loaded.model_config.arch}, {', '.join(g.name for g in loaded.model_config.groups)}) "
+                      f"on the {split} split: accuracy [bold]{result.accuracy:.4f}[/], balanced accuracy {result.balanced_accuracy:.4f}, n = {result.n}")
+        table = Table("class", "accuracy", "n", *names, title="confusion (rows: true, columns: predicted)", box=None)
+        for index, name in enumerate(names):
+            accuracy = result.per_class_accuracy[index]
+            table.add_row(name, "—" if accuracy != accuracy else f"{accuracy:.3f}", str(result.confusion[index].sum()),
+                          *(str(c) for c in result.confusion[index]))
+        console.print(table)
+        if out is not None:
+            from isoprobe.reports.tables import write_evaluation
+
+            write_evaluation(out, result, names, title=f"{loaded.model_config.arch} — {split}")
+            console.print(f"written to {out}")

@@ -1,0 +1,1 @@
+"""Reusable model parts: grouped layers, attention, transformer block."""

@@ -1,0 +1,46 @@
+"""Layers whose parameters may differ per token group (per modality).
+
+With one group they are ordinary layers. With several, each token uses its group's weights —
+the multimodal transformer runs one encoder per modality this way over a single token sequence,
+so every architecture exposes the same `blocks.{l}` hook points.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import einsum
+from torch import nn
+
+
+class GroupedLinear(nn.Module):
+    """x [batch, pos, d_in] -> [batch, pos, d_out] with weight [group, d_in, d_out] chosen per token."""
+
+    def __init__(self, d_in: int, d_out: int, n_groups: int = 1):
+        super().__init__()
+        bound = 1 / math.sqrt(d_in)
+        self.weight = nn.Parameter(torch.empty(n_groups, d_in, d_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(n_groups, d_out))
+
+    def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None) -> torch.Tensor:
+        if self.weight.shape[0] == 1:
+            return torch.matmul(x, self.weight[0]) + self.bias[0]
+        weight, bias = self.weight[token_groups], self.bias[token_groups]  # [pos, d_in, d_out], [pos, d_out]
+        return einsum(x, weight, "batch pos d_in, pos d_in d_out -> batch pos d_out") + bias
+
+
+class GroupedLayerNorm(nn.Module):
+    """LayerNorm over d_model with a scale and shift per token group: [batch, pos, d_model]."""
+
+    def __init__(self, d_model: int, n_groups: int = 1, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(n_groups, d_model))
+        self.bias = nn.Parameter(torch.zeros(n_groups, d_model))
+
+    def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None) -> torch.Tensor:
+        if self.weight.shape[0] == 1:
+            return F.layer_norm(x, x.shape[-1:], self.weight[0], self.bias[0], self.eps)
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight[token_groups] + self.bias[token_groups]

@@ -1,0 +1,135 @@
+"""One configuration dataclass per architecture, validated on creation and serialisable to plain dicts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+
+from isoprobe.data.modalities import ModalityGroup
+from isoprobe.data.recording import Grid
+from isoprobe.data.tokens import TokenConfig
+from isoprobe.errors import ConfigError
+
+ARCHITECTURES = ("mlp", "mmt", "hierarchical")
+MLP_FEATURES = ("patches", "classic")
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """One token modality as the model sees it: windows [batch, window, n_channels] -> n_tokens × d_token."""
+
+    name: str
+    source: str
+    channels: tuple[int, ...]
+    window: int
+    n_tokens: int
+    d_token: int
+    grids: tuple[Grid, ...] = ()
+
+    @property
+    def group(self) -> ModalityGroup:
+        return ModalityGroup(self.name, self.source, self.channels)
+
+    @property
+    def module_name(self) -> str:
+        """A name usable as a submodule key (`emg[0:6]` -> `emg_0_6`)."""
+        return re.sub(r"\W+", "_", self.name).strip("_") or "group"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    groups: tuple[GroupSpec, ...]
+    n_classes: int
+    sampling_rate: float
+    token: TokenConfig = field(default_factory=TokenConfig)
+    d_model: int = 64
+    n_heads: int = 4
+    d_mlp: int = 128
+    dropout: float = 0.1
+
+    arch = "base"
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ConfigError("--modalities", "", "give at least one modality group")
+        names = [g.module_name for g in self.groups]
+        if len(set(names)) != len(names):
+            raise ConfigError("--modalities", [g.name for g in self.groups], "group names must stay distinct as module names")
+        if self.n_classes < 2:
+            raise ConfigError("n_classes", self.n_classes, "a classifier needs at least two classes")
+        if self.d_model % self.n_heads:
+            raise ConfigError("--n-heads", self.n_heads, f"must divide d_model ({self.d_model})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("--dropout", self.dropout, "must lie in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch, **asdict(self)}
+
+    @staticmethod
+    def from_dict(data: dict) -> "ModelConfig":
+        values = dict(data)
+        arch = values.pop("arch", None)
+        if arch not in CONFIGS:
+            raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
+        cls = CONFIGS[arch]
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError("model config", sorted(unknown), f"unknown fields for {arch}")
+        values["groups"] = tuple(
+            GroupSpec(**{**g, "channels": tuple(g["channels"]),
+                         "grids": tuple(Grid(x["name"], tuple(x["shape"]), tuple(x["channels"])) for x in g.get("grids", ()))})
+            for g in values["groups"]
+        )
+        token = dict(values.get("token", {}))
+        if "tile" in token:
+            token["tile"] = tuple(token["tile"])
+        values["token"] = TokenConfig(**token)
+        for key in ("hidden",):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HierarchicalConfig(ModelConfig):
+    """Modality-specific encoders, then a shared stage over all tokens plus CLS (L1–L5) with dual heads."""
+
+    n_encoder_layers: int = 1
+    n_layers: int = 5
+    arch = "hierarchical"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_layers < 1 or self.n_encoder_layers < 0:
+            raise ConfigError("--n-layers", self.n_layers, "the shared stage needs at least one layer")
+
+
+@dataclass(frozen=True)
+class MMTConfig(ModelConfig):
+    """One transformer encoder per modality (no cross-modal attention), pooled per modality, concatenated."""
+
+    n_layers: int = 3
+    arch = "mmt"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_layers < 1:
+            raise ConfigError("--n-layers", self.n_layers, "needs at least one layer")
+
+
+@dataclass(frozen=True)
+class MLPConfig(ModelConfig):
+    """Per-modality features, concatenated (linear fusion), then an MLP."""
+
+    features: str = "patches"
+    hidden: tuple[int, ...] = (256, 128)
+    arch = "mlp"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.features not in MLP_FEATURES:
+            raise ConfigError("--features", self.features, f"choose one of {', '.join(MLP_FEATURES)}")
+
+
+CONFIGS: dict[str, type[ModelConfig]] = {"hierarchical": HierarchicalConfig, "mmt": MMTConfig, "mlp": MLPConfig}

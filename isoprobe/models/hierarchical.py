@@ -1,0 +1,77 @@
+"""Hierarchical transformer (IsoNet): modality-specific encoders, then a shared stage L1–L5 where
+cross-modal attention happens, with dual heads on CLS and on the mean of the other tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from isoprobe.models.components.block import Block
+from isoprobe.models.components.embed import TokenEmbed
+from isoprobe.models.components.grouped import GroupedLayerNorm
+from isoprobe.models.config import HierarchicalConfig
+
+
+class ModalityEncoder(nn.Module):
+    """A small transformer over one modality's tokens: [batch, pos, d_model] -> same."""
+
+    def __init__(self, config: HierarchicalConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            Block(config.d_model, config.n_heads, config.d_mlp, dropout=config.dropout) for _ in range(config.n_encoder_layers)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class HierarchicalTransformer(HookedRootModule):
+    def __init__(self, config: HierarchicalConfig):
+        super().__init__()
+        self.config = config
+        self.embed = TokenEmbed(config, cls=True)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model], CLS first
+        self.encoders = nn.ModuleDict({g.module_name: ModalityEncoder(config) for g in config.groups})
+        self.blocks = nn.ModuleList(
+            Block(config.d_model, config.n_heads, config.d_mlp, dropout=config.dropout) for _ in range(config.n_layers)
+        )
+        self.ln_final = GroupedLayerNorm(config.d_model)
+        self.hook_cls, self.hook_avg = HookPoint(), HookPoint()  # [batch, d_model] pooled inputs of the heads
+        self.head_cls = nn.Linear(config.d_model, config.n_classes)
+        self.head_avg = nn.Linear(config.d_model, config.n_classes)
+        self.setup()
+
+    @property
+    def token_modalities(self) -> torch.Tensor:
+        """Modality id per token [pos]: 0 = CLS, i + 1 = group i."""
+        return self.embed.token_modalities
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.config.groups)
+
+    def residual(self, *windows: torch.Tensor) -> torch.Tensor:
+        """The final residual stream [batch, pos, d_model] after ln_final."""
+        x = self.hook_embed(self.embed(windows))
+        ids = self.token_modalities
+        parts = [x[:, :1]]  # CLS skips the modality encoders
+        for index, group in enumerate(self.config.groups):
+            parts.append(self.encoders[group.module_name](x[:, ids == index + 1]))
+        x = torch.cat(parts, dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_final(x)
+
+    def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of both heads, [batch, class] each: "main" from CLS (the prediction head, DESIGN §3),
+        "avg" from the mean of the non-CLS tokens."""
+        x = self.residual(*windows)
+        return {"main": self.head_cls(self.hook_cls(x[:, 0])), "avg": self.head_avg(self.hook_avg(x[:, 1:].mean(dim=1)))}
+
+    def forward(self, *windows: torch.Tensor) -> torch.Tensor:
+        """Class logits [batch, class] from the CLS head."""
+        return self.forward_heads(*windows)["main"]

@@ -1,0 +1,63 @@
+"""Multimodal transformer: one encoder per modality, pooled per modality, concatenated, then a head.
+
+The encoders run side by side over one token sequence: every layer's weights are chosen per token's
+modality and attention is masked block-diagonally, which is exactly separate encoders. So the model
+has the same `blocks.{l}.attn` hook points as the hierarchical one while having no cross-modal
+attention by construction: masking `cross` on it changes nothing, a built-in control (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from isoprobe.models.components.block import Block
+from isoprobe.models.components.embed import TokenEmbed
+from isoprobe.models.components.grouped import GroupedLayerNorm
+from isoprobe.models.config import MMTConfig
+
+
+class MultimodalTransformer(HookedRootModule):
+    def __init__(self, config: MMTConfig):
+        super().__init__()
+        self.config = config
+        n_groups = len(config.groups)
+        self.embed = TokenEmbed(config, cls=False)
+        self.hook_embed = HookPoint()
+        self.blocks = nn.ModuleList(
+            Block(config.d_model, config.n_heads, config.d_mlp, n_groups=n_groups, dropout=config.dropout)
+            for _ in range(config.n_layers)
+        )
+        self.ln_final = GroupedLayerNorm(config.d_model, n_groups)
+        ids = self.embed.token_modalities
+        same = ids[:, None] == ids[None, :]
+        self.register_buffer("within_modality", torch.zeros(same.shape).masked_fill(~same, float("-inf")), persistent=False)
+        self.hook_pooled = HookPoint()  # [batch, modality, d_model]
+        self.head = nn.Linear(n_groups * config.d_model, config.n_classes)
+        self.setup()
+
+    @property
+    def token_modalities(self) -> torch.Tensor:
+        """Modality id per token [pos] (1..M; there is no CLS token)."""
+        return self.embed.token_modalities
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.config.groups)
+
+    def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"main": logits [batch, class]}: a single head."""
+        return {"main": self(*windows)}
+
+    def forward(self, *windows: torch.Tensor) -> torch.Tensor:
+        """Class logits [batch, class]."""
+        groups = self.token_modalities - 1  # weight group per token
+        x = self.hook_embed(self.embed(windows))
+        for block in self.blocks:
+            x = block(x, groups, self.within_modality)
+        x = self.ln_final(x, groups)
+        pooled = torch.stack([x[:, groups == g].mean(dim=1) for g in range(len(self.config.groups))], dim=1)
+        return self.head(rearrange(self.hook_pooled(pooled), "batch modality d_model -> batch (modality d_model)"))

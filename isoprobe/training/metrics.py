@@ -1,0 +1,60 @@
+"""Classification metrics for `isoprobe eval` and the training history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from isoprobe.data.pipeline import WindowSet
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    balanced_accuracy: float
+    per_class_accuracy: np.ndarray  # [class]
+    confusion: np.ndarray  # [true class, predicted class] counts
+    n: int
+
+    def to_dict(self, class_names: tuple[str, ...]) -> dict:
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "per_class_accuracy": {name: float(a) for name, a in zip(class_names, self.per_class_accuracy)},
+            "confusion": self.confusion.tolist(),
+            "class_names": list(class_names),
+        }
+
+
+def evaluate(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> Evaluation:
+    """Accuracy, balanced accuracy (mean recall over the classes present), per-class accuracy, confusion."""
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (target, predicted), 1)
+    support = confusion.sum(axis=1)
+    per_class = np.divide(np.diag(confusion), support, out=np.full(n_classes, np.nan), where=support > 0)
+    return Evaluation(
+        accuracy=float(np.mean(predicted == target)) if len(target) else float("nan"),
+        balanced_accuracy=float(np.nanmean(per_class)) if (support > 0).any() else float("nan"),
+        per_class_accuracy=per_class,
+        confusion=confusion,
+        n=int(len(target)),
+    )
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, windows: WindowSet | dict, names: tuple[str, ...], batch_size: int = 1024,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Logits [batch, class] for every window, in batches, in eval mode, on CPU at the end."""
+    x = windows.x if isinstance(windows, WindowSet) else windows
+    n = len(next(iter(x.values())))
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, n, batch_size):
+        batch = [torch.as_tensor(np.asarray(x[name][start : start + batch_size])).to(device) for name in names]
+        out.append(model(*batch).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,227 @@
+"""Training as the IsoNet paper does it: dual-head loss λ(t)·L_CLS + (1 − λ(t))·L_avg, AdamW with
+warm-up and cosine decay, model selection on validation repetitions, exact CPU repeatability and
+resumable runs (DESIGN §1, §3, §6)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from isoprobe.data.pipeline import PreparedData
+from isoprobe.errors import ConfigError, DataFormatError
+from isoprobe.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from isoprobe.training.metrics import evaluate, predict_logits
+from isoprobe.training.schedule import head_weight, lr_factor
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+CHECKPOINT, LAST, METRICS = "checkpoint.pt", "last.pt", "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    head_switch_fraction: float = 0.375  # λ reaches 1 here: 750 of 2000 epochs in the paper
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True  # autocast on CUDA only
+    save_every: int = 1  # epochs between last.pt snapshots
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError("--epochs", self.epochs, "train for at least one epoch")
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size", self.batch_size, "must be positive")
+        if self.device not in DEVICES:
+            raise ConfigError("--device", self.device, f"choose one of {', '.join(DEVICES)}")
+        if not 0.0 <= self.head_switch_fraction <= 1.0:
+            raise ConfigError("--head-switch", self.head_switch_fraction, "a fraction of training in [0, 1]")
+
+    def resolve_device(self) -> torch.device:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device", "cuda", "no CUDA device is available here; use --device cpu or auto")
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Checkpoint
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    test: dict = field(default_factory=dict)
+
+
+def _tensors(data: PreparedData, split: str, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
+    windows = data.splits[split]
+    x = [torch.as_tensor(np.asarray(windows.x[g.name]), device=device) for g in data.groups]
+    return x, torch.as_tensor(windows.y, device=device)
+
+
+def dual_head_loss(heads: dict[str, torch.Tensor], target: torch.Tensor, weight: float) -> tuple[torch.Tensor, dict]:
+    """λ·CE(CLS head) + (1 − λ)·CE(average head); a single-head model trains on its one head."""
+    main = F.cross_entropy(heads["main"].float(), target)
+    if "avg" not in heads:
+        return main, {"loss_main": main.item()}
+    avg = F.cross_entropy(heads["avg"].float(), target)
+    return weight * main + (1.0 - weight) * avg, {"loss_main": main.item(), "loss_avg": avg.item()}
+
+
+def _snapshot(model, data, config, history, best_state, best_epoch, best_val, extra=None) -> Checkpoint:
+    return Checkpoint(
+        model_config=model.config,
+        state_dict=best_state,
+        data_config=data.config,
+        zscore=data.zscore,
+        class_labels=data.class_labels,
+        class_names=data.class_names,
+        train_config=asdict(config),
+        history=history,
+        synth=data.synth,
+        metrics={"best_epoch": best_epoch, "validation_accuracy": best_val},
+        extra=extra or {},
+    )
+
+
+def train(
+    model: torch.nn.Module,
+    data: PreparedData,
+    config: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train `model` on `data`, writing `out/checkpoint.pt` (best validation epoch), `out/last.pt`
+    (for --resume) and `out/metrics.jsonl`. `stop_after` ends the run after that many epochs, as
+    if interrupted (last.pt stays; no final checkpoint)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = config.resolve_device()
+    torch.manual_seed(config.seed)
+    model.to(device)
+    names = tuple(g.name for g in data.groups)
+    train_x, train_y = _tensors(data, "train", device)
+    n_train = len(train_y)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = max(1, int(config.warmup_fraction * total_steps))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, total_steps, warmup))
+    shuffle = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    best_state, best_epoch, best_val, start_epoch = copy.deepcopy(model.state_dict()), 0, -1.0, 0
+
+    if resume and (out / LAST).is_file():
+        last = load_checkpoint(out / LAST)
+        state = last.extra.get("trainer")
+        if not state or last.train_config != asdict(config):
+            raise DataFormatError(out / LAST, "was written by a run with other training options; resume with the same options "
+                                  "or start afresh in another --out folder", "train_config")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        shuffle.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        history, best_state = last.history, last.state_dict
+        best_epoch, best_val, start_epoch = state["best_epoch"], state["best_val"], state["epoch"]
+        log.info("resuming %s after epoch %d", out / LAST, start_epoch)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.bf16)
+    bar = _progress(config.epochs, start_epoch, progress)
+    for epoch in range(start_epoch, config.epochs):
+        if stop_after is not None and epoch >= stop_after:
+            break
+        started = time.perf_counter()
+        weight = head_weight(epoch, config.epochs, config.head_switch_fraction)
+        model.train()
+        order = torch.randperm(n_train, generator=shuffle).to(device)
+        sums: dict[str, float] = {}
+        correct = 0
+        for step in range(steps_per_epoch):
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            target = train_y[index]
+            with autocast:
+                heads = model.forward_heads(*(x[index] for x in train_x))
+            loss, parts = dual_head_loss(heads, target, weight)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            for key, value in {"loss": loss.item(), **parts}.items():
+                sums[key] = sums.get(key, 0.0) + value * len(index)
+            correct += int((heads["main"].argmax(-1) == target).sum())
+        val_logits = predict_logits(model, data.splits["validation"], names, device=device)
+        val = evaluate(val_logits.argmax(-1).numpy(), data.splits["validation"].y, data.n_classes)
+        record = {
+            "epoch": epoch + 1, "lambda": weight, "lr": scheduler.get_last_lr()[0],
+            **{key: value / n_train for key, value in sums.items()},
+            "train_accuracy": correct / n_train, "val_accuracy": val.accuracy,
+            "val_loss": float(F.cross_entropy(val_logits, torch.as_tensor(data.splits["validation"].y)).item()),
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        if val.accuracy > best_val:  # first best wins ties: earlier, simpler models
+            best_val, best_epoch = val.accuracy, epoch + 1
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        _write_metrics(out / METRICS, history)
+        if (epoch + 1) % config.save_every == 0 or epoch + 1 == config.epochs:
+            trainer_state = {
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                "epoch": epoch + 1, "best_epoch": best_epoch, "best_val": best_val,
+            }
+            save_checkpoint(out / LAST, _snapshot(model, data, config, history, best_state, best_epoch, best_val,
+                                                  {"trainer": trainer_state}))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lam=f"{weight:.2f}", acc=f"{record['train_accuracy']:.3f}",
+                            val=f"{val.accuracy:.3f}")
+    if bar is not None:
+        bar.close()
+
+    checkpoint = _snapshot(model, data, config, history, best_state, best_epoch, best_val)
+    result = TrainResult(checkpoint, history, best_epoch)
+    if stop_after is not None and len(history) < config.epochs:
+        return result
+    model.load_state_dict(best_state)
+    test_logits = predict_logits(model, data.splits["test"], names, device=device)
+    test = evaluate(test_logits.argmax(-1).numpy(), data.splits["test"].y, data.n_classes)
+    result.test = test.to_dict(data.class_names)
+    checkpoint.metrics.update(test_accuracy=test.accuracy, test_balanced_accuracy=test.balanced_accuracy)
+    save_checkpoint(out / CHECKPOINT, checkpoint)
+    return result
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    temporary.write_text("".join(json.dumps(record) + "\n" for record in history))
+    os.replace(temporary, path)
+
+
+def _progress(total: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="training", unit="epoch", leave=True, dynamic_ncols=True)
