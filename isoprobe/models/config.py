@@ -57,6 +57,9 @@ class ModelConfig:
             raise ConfigError("--modalities", [g.name for g in self.groups], "group names must stay distinct as module names")
         if self.n_classes < 2:
             raise ConfigError("n_classes", self.n_classes, "a classifier needs at least two classes")
+        for option, value in (("--d-model", self.d_model), ("--n-heads", self.n_heads), ("d_mlp", self.d_mlp)):
+            if value < 1:
+                raise ConfigError(option, value, "must be a positive integer")
         if self.d_model % self.n_heads:
             raise ConfigError("--n-heads", self.n_heads, f"must divide d_model ({self.d_model})")
         if not 0.0 <= self.dropout < 1.0:
@@ -101,8 +104,10 @@ class HierarchicalConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_layers < 1 or self.n_encoder_layers < 0:
+        if self.n_layers < 1:
             raise ConfigError("--n-layers", self.n_layers, "the shared stage needs at least one layer")
+        if self.n_encoder_layers < 0:
+            raise ConfigError("n_encoder_layers", self.n_encoder_layers, "must be 0 (no modality encoders) or more")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,11 @@ N_CLASSIC = 5
 
 
 def classic_features(windows: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
-    """RMS, MAV, WL, ZC, SSC per channel of z-scored windows [batch, time, channel] -> [batch, channel * 5].
+    """RMS, MAV, WL, ZC, SSC per channel of z-scored windows [batch, time, channel] -> [batch, channel * 5],
+    feature-major (every channel's RMS, then every channel's MAV, ...). WL is the mean absolute step.
 
-    ZC and SSC count sign changes whose step exceeds `threshold` (in z-score units) and are
+    ZC counts sign changes of the signal whose step exceeds `threshold` (in z-score units); SSC counts
+    sign changes of the slope where at least one of the two steps exceeds it. Both counts are
     divided by the window length so all five features share a scale."""
     diff = windows[:, 1:] - windows[:, :-1]
     rms = windows.pow(2).mean(dim=1).sqrt()
@@ -29,8 +31,9 @@ def classic_features(windows: torch.Tensor, threshold: float = 0.01) -> torch.Te
     wl = diff.abs().mean(dim=1)
     crossing = (windows[:, 1:] * windows[:, :-1] < 0) & (diff.abs() > threshold)
     slope_change = (diff[:, 1:] * diff[:, :-1] < 0) & ((diff[:, 1:].abs() > threshold) | (diff[:, :-1].abs() > threshold))
-    zc = crossing.float().mean(dim=1)
-    ssc = slope_change.float().mean(dim=1)
+    n_time = windows.shape[1]
+    zc = crossing.float().sum(dim=1) / n_time
+    ssc = slope_change.float().sum(dim=1) / n_time
     return torch.cat([rms, mav, wl, zc, ssc], dim=1)
 
 

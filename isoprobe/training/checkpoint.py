@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,9 +104,12 @@ def _read(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "pickled objects"
+        # torch's message opens with advice to reload with weights_only=False (and ANSI codes): name only
+        # the object the file asked for, which is what the user needs to judge the file.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        reason = f"it refers to {found.group(1)}" if found else "objects other than tensors and plain values"
         raise DataFormatError(
-            path, f"holds pickled Python objects that isoprobe will not unpickle ({reason[:160]}); "
+            path, f"holds pickled Python objects that isoprobe will not unpickle ({reason}); "
             "isoprobe checkpoints hold only tensors and plain values") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataFormatError(path, f"could not be read, truncated or corrupt ({str(exc).splitlines()[0][:160]})") from None

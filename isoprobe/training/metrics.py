@@ -23,7 +23,8 @@ class Evaluation:
             "n": self.n,
             "accuracy": self.accuracy,
             "balanced_accuracy": self.balanced_accuracy,
-            "per_class_accuracy": {name: float(a) for name, a in zip(class_names, self.per_class_accuracy)},
+            # null, not NaN, for a class absent from the split: strict JSON has no NaN
+            "per_class_accuracy": {name: (None if np.isnan(a) else float(a)) for name, a in zip(class_names, self.per_class_accuracy)},
             "confusion": self.confusion.tolist(),
             "class_names": list(class_names),
         }

@@ -6,6 +6,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from isoprobe.data.cache import default_cache_dir
 from isoprobe.data.datasets import dataset_spec
 from isoprobe.data.pipeline import DataConfig, PreparedData, prepare
@@ -40,6 +42,8 @@ def fit(data_config: DataConfig, arch: str, train_config: TrainConfig, out: Path
         model_options: dict | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
     """Prepare the data, build the architecture for it and train; writes checkpoint.pt in `out`."""
     data = prepare(data_config)
+    # Seed before building: the seed decides the initial weights too, not only shuffling and dropout.
+    torch.manual_seed(train_config.seed)
     model = build_model(model_config_for(data, arch, token, **(model_options or {})))
     log.info("%s: %d parameters; %d/%d/%d train/validation/test windows", arch, sum(p.numel() for p in model.parameters()),
              len(data.splits["train"]), len(data.splits["validation"]), len(data.splits["test"]))
@@ -64,6 +68,7 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
     """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split."""
     if split not in ("train", "validation", "test"):
         raise ConfigError("--split", split, "choose one of train, validation, test")
+    _check_device(device)
     checkpoint = load_checkpoint(path)
     model = checkpoint.build_model().to(device)
     data = checkpoint_data(checkpoint, data_root)
@@ -72,3 +77,15 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
     names = tuple(g.name for g in model.config.groups)
     logits = predict_logits(model, data.splits[split], names, batch_size=batch_size, device=device)
     return checkpoint, evaluate(logits.argmax(-1).numpy(), data.splits[split].y, len(checkpoint.class_labels))
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device torch cannot use here before any work, with a message instead of torch's traceback."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError("--device", device, "choose cpu or cuda (or cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device", device, "no CUDA device is available here; use --device cpu")

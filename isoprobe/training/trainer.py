@@ -99,6 +99,24 @@ def _snapshot(model, data, config, history, best_state, best_epoch, best_val, ex
     )
 
 
+def _changed_options(last: Checkpoint, config: TrainConfig, model: torch.nn.Module, data: PreparedData) -> list[str]:
+    """What differs between the run that wrote last.pt and this one. Training, model and data options all
+    count: weights resumed into another model or onto other windows would not continue the same run.
+    The data folder alone may move."""
+
+    def short(value) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    pairs = (
+        ("training", last.train_config, asdict(config)),
+        ("model", last.model_config.to_dict(), model.config.to_dict()),
+        ("data", {**last.data_config.to_dict(), "root": None}, {**data.config.to_dict(), "root": None}),
+    )
+    return [f"{what} {key}: {short(old.get(key))} in {LAST}, {short(new.get(key))} now"
+            for what, old, new in pairs for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
 def train(
     model: torch.nn.Module,
     data: PreparedData,
@@ -131,9 +149,14 @@ def train(
     if resume and (out / LAST).is_file():
         last = load_checkpoint(out / LAST)
         state = last.extra.get("trainer")
-        if not state or last.train_config != asdict(config):
-            raise DataFormatError(out / LAST, "was written by a run with other training options; resume with the same options "
-                                  "or start afresh in another --out folder", "train_config")
+        if not state:
+            raise DataFormatError(out / LAST, "holds no training state to resume from (was it copied from a checkpoint.pt?); "
+                                  "start afresh in another --out folder", "extra")
+        changed = _changed_options(last, config, model, data)
+        if changed:
+            raise DataFormatError(out / LAST, f"was written by a run with other options ({'; '.join(changed[:4])}"
+                                  f"{' …' if len(changed) > 4 else ''}); resume with the same options or start afresh in "
+                                  "another --out folder", "train_config" if changed[0].startswith("training") else None)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
