@@ -57,10 +57,13 @@ class HierarchicalTransformer(HookedRootModule):
     def residual(self, *windows: torch.Tensor) -> torch.Tensor:
         """The final residual stream [batch, pos, d_model] after ln_final."""
         x = self.hook_embed(self.embed(windows))
-        ids = self.token_modalities
         parts = [x[:, :1]]  # CLS skips the modality encoders
-        for index, group in enumerate(self.config.groups):
-            parts.append(self.encoders[group.module_name](x[:, ids == index + 1]))
+        # Tokens are laid out CLS, then each group in order: static slices, no data-dependent indexing
+        # (a boolean mask would make the GPU wait for the host and break torch.compile graphs).
+        start = 1
+        for group in self.config.groups:
+            parts.append(self.encoders[group.module_name](x[:, start : start + group.n_tokens]))
+            start += group.n_tokens
         x = torch.cat(parts, dim=1)
         for block in self.blocks:
             x = block(x)

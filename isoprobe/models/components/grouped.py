@@ -25,12 +25,19 @@ class GroupedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None) -> torch.Tensor:
         if self.weight.shape[0] == 1:
-            return torch.matmul(x, self.weight[0]) + self.bias[0]
+            # addmm fuses the bias into the matmul and, under autocast, keeps the matmul's dtype
+            # (a separate `+ bias` would promote bf16 activations back to fp32).
+            weight, bias = self.weight.squeeze(0), self.bias.squeeze(0)
+            return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[1])
         # One matmul per group over that group's tokens: far cheaper than gathering a weight per token.
-        out = x.new_empty(*x.shape[:-1], self.weight.shape[-1])
+        out = None
         for group in range(self.weight.shape[0]):
             where = token_groups == group
-            out[:, where] = torch.matmul(x[:, where], self.weight[group]) + self.bias[group]
+            part = torch.matmul(x[:, where], self.weight[group])
+            part = part + self.bias[group].to(part.dtype)
+            if out is None:
+                out = part.new_empty(*x.shape[:-1], self.weight.shape[-1])
+            out[:, where] = part
         return out
 
 
@@ -45,5 +52,5 @@ class GroupedLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None) -> torch.Tensor:
         if self.weight.shape[0] == 1:
-            return F.layer_norm(x, x.shape[-1:], self.weight[0], self.bias[0], self.eps)
+            return F.layer_norm(x, x.shape[-1:], self.weight.squeeze(0), self.bias.squeeze(0), self.eps)
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight[token_groups] + self.bias[token_groups]
