@@ -87,7 +87,9 @@ class PlainHierarchical(nn.Module):
         super().__init__()
         d = config.d_model
         self.n_tokens = [g.n_tokens for g in config.groups]
-        self.project = nn.ModuleList(nn.Linear(g.d_token, d) for g in config.groups)
+        self.channels = [len(g.channels) for g in config.groups]
+        # patch embedding input: the raw patch plus each channel's log power (isoprobe's patch_energy)
+        self.project = nn.ModuleList(nn.Linear(g.d_token + len(g.channels), d) for g in config.groups)
         self.pos_embed = nn.Parameter(torch.randn(1 + sum(self.n_tokens), d) * 0.02)
         self.modality_embed = nn.Parameter(torch.randn(len(config.groups) + 1, d) * 0.02)
         self.cls_token = nn.Parameter(torch.randn(d) * 0.02)
@@ -106,6 +108,8 @@ class PlainHierarchical(nn.Module):
         start = 1
         for index, (w, n) in enumerate(zip(windows, self.n_tokens)):
             tokens = w.reshape(batch, n, -1)  # [batch, (pos time), channel] -> [batch, pos, (time channel)]
+            power = w.reshape(batch, n, -1, self.channels[index]).pow(2).mean(dim=2)
+            tokens = torch.cat([tokens, torch.log(power + 1e-4)], dim=-1)
             x = self.project[index](tokens) + self.pos_embed[start : start + n] + self.modality_embed[index + 1]
             parts.append(self.encoders[index](x))
             start += n

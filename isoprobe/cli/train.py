@@ -22,6 +22,7 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
     head_switch: Annotated[float, typer.Option(help="Fraction of training by which λ reaches 1 (only the CLS head trains after).")] = 0.375,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and dropout.")] = 0,
+    gain_jitter: Annotated[float, typer.Option(help="Augmentation: per-window, per-channel log-normal gain σ (0 = off).")] = 0.3,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
@@ -49,7 +50,7 @@ def train(
         if arch not in ARCHITECTURES:
             raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_switch_fraction=head_switch,
-                                   seed=seed, device=device, bf16=bf16)
+                                   seed=seed, device=device, bf16=bf16, gain_jitter=gain_jitter)
         token = TokenConfig(patch=patch, patch_ms=patch_ms)
         options: dict = {"d_model": d_model}
         if n_layers is not None and arch != "mlp":

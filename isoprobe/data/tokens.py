@@ -75,6 +75,18 @@ def patchify(
     raise ConfigError("--patch", config.patch, f"choose one of {', '.join(PATCH_KINDS)}")
 
 
+def channels_per_token(config: TokenConfig, n_channels: int) -> int:
+    """How many electrodes one token holds; in every layout the channel is the fastest axis of a token
+    (time patches: all channels at each time step; channel patches: one; grid tiles: rows × columns)."""
+    if config.patch == "time":
+        return n_channels
+    if config.patch == "channel":
+        return 1
+    if config.patch == "grid":
+        return config.tile[0] * config.tile[1]
+    raise ConfigError("--patch", config.patch, f"choose one of {', '.join(PATCH_KINDS)}")
+
+
 def token_modalities(tokens_per_group: list[int]) -> np.ndarray:
     """Modality id of every token, CLS first: [pos] int64 (0 = CLS, group i -> i + 1)."""
     ids = [np.zeros(1, dtype=np.int64)]

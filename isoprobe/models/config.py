@@ -46,6 +46,7 @@ class ModelConfig:
     n_heads: int = 4
     d_mlp: int = 128
     dropout: float = 0.1
+    patch_energy: bool = True  # feed each token's per-channel log power to the embedding (see TokenEmbed)
 
     arch = "base"
 

@@ -41,6 +41,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = True  # autocast on CUDA only
     save_every: int = 1  # epochs between last.pt snapshots
+    gain_jitter: float = 0.3  # augmentation: each training window's channels scaled by exp(N(0, σ²)); 0 turns it off
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -49,6 +50,8 @@ class TrainConfig:
             raise ConfigError("--batch-size", self.batch_size, "must be positive")
         if self.device not in DEVICES:
             raise ConfigError("--device", self.device, f"choose one of {', '.join(DEVICES)}")
+        if not 0.0 <= self.gain_jitter < 2.0:
+            raise ConfigError("--gain-jitter", self.gain_jitter, "a log-normal σ in [0, 2); 0 turns the augmentation off")
         if not 0.0 <= self.head_switch_fraction <= 1.0:
             raise ConfigError("--head-switch", self.head_switch_fraction, "a fraction of training in [0, 1]")
 
@@ -72,6 +75,15 @@ def _tensors(data: PreparedData, split: str, device: torch.device) -> tuple[list
     windows = data.splits[split]
     x = [torch.as_tensor(np.asarray(windows.x[g.name]), device=device) for g in data.groups]
     return x, torch.as_tensor(windows.y, device=device)
+
+
+def jitter_gain(windows: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Scale each window's channels by a random log-normal gain: [batch, time, channel] -> same.
+
+    Repetitions differ mostly in effort and electrode contact, i.e. per-channel gain; with a handful
+    of repetitions a model otherwise learns to recognise the repetition instead of the gesture."""
+    gain = torch.exp(sigma * torch.randn(windows.shape[0], 1, windows.shape[2], device=windows.device))
+    return windows * gain
 
 
 def dual_head_loss(heads: dict[str, torch.Tensor], target: torch.Tensor, weight: float) -> tuple[torch.Tensor, dict]:
@@ -182,8 +194,11 @@ def train(
         for step in range(steps_per_epoch):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             target = train_y[index]
+            inputs = [x[index] for x in train_x]
+            if config.gain_jitter > 0:
+                inputs = [jitter_gain(x, config.gain_jitter) for x in inputs]
             with autocast:
-                heads = model.forward_heads(*(x[index] for x in train_x))
+                heads = model.forward_heads(*inputs)
             loss, parts = dual_head_loss(heads, target, weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
