@@ -54,8 +54,10 @@ class HierarchicalTransformer(HookedRootModule):
     def modality_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.config.groups)
 
-    def residual(self, *windows: torch.Tensor) -> torch.Tensor:
-        """The final residual stream [batch, pos, d_model] after ln_final."""
+    # The forward pass in three stages, so the intervention engine can share the work below a layer
+    # across conditions (DESIGN §4): embed_stage -> block_stage(0 … n_layers-1) -> heads_stage.
+    def embed_stage(self, *windows: torch.Tensor) -> torch.Tensor:
+        """Embeddings through the modality encoders: the input of blocks.0, [batch, pos, d_model]."""
         x = self.hook_embed(self.embed(windows))
         parts = [x[:, :1]]  # CLS skips the modality encoders
         # Tokens are laid out CLS, then each group in order: static slices, no data-dependent indexing
@@ -64,16 +66,28 @@ class HierarchicalTransformer(HookedRootModule):
         for group in self.config.groups:
             parts.append(self.encoders[group.module_name](x[:, start : start + group.n_tokens]))
             start += group.n_tokens
-        x = torch.cat(parts, dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_final(x)
+        return torch.cat(parts, dim=1)
+
+    def block_stage(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Shared layer `layer` (0-based): [batch, pos, d_model] -> same."""
+        return self.blocks[layer](x)
+
+    def heads_stage(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of both heads from the last residual stream, [batch, class] each: "main" from CLS
+        (the prediction head, DESIGN §3), "avg" from the mean of the non-CLS tokens."""
+        x = self.ln_final(x)
+        return {"main": self.head_cls(self.hook_cls(x[:, 0])), "avg": self.head_avg(self.hook_avg(x[:, 1:].mean(dim=1)))}
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
 
     def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits of both heads, [batch, class] each: "main" from CLS (the prediction head, DESIGN §3),
-        "avg" from the mean of the non-CLS tokens."""
-        x = self.residual(*windows)
-        return {"main": self.head_cls(self.hook_cls(x[:, 0])), "avg": self.head_avg(self.hook_avg(x[:, 1:].mean(dim=1)))}
+        x = self.embed_stage(*windows)
+        for layer in range(self.n_layers):
+            x = self.block_stage(layer, x)
+        return self.heads_stage(x)
+
 
     def forward(self, *windows: torch.Tensor) -> torch.Tensor:
         """Class logits [batch, class] from the CLS head."""

@@ -48,16 +48,31 @@ class MultimodalTransformer(HookedRootModule):
     def modality_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.config.groups)
 
+    # Forward in stages for the intervention engine: embed_stage -> block_stage(l) -> heads_stage.
+    def embed_stage(self, *windows: torch.Tensor) -> torch.Tensor:
+        """[batch, pos, d_model]: the input of blocks.0."""
+        return self.hook_embed(self.embed(windows))
+
+    def block_stage(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks[layer](x, self.token_modalities - 1, self.within_modality)
+
+    def heads_stage(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"main": logits [batch, class]}: mean-pool each modality's tokens, concatenate, classify."""
+        groups = self.token_modalities - 1  # weight group per token
+        x = self.ln_final(x, groups)
+        pooled = torch.stack([x[:, groups == g].mean(dim=1) for g in range(len(self.config.groups))], dim=1)
+        return {"main": self.head(rearrange(self.hook_pooled(pooled), "batch modality d_model -> batch (modality d_model)"))}
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
     def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"main": logits [batch, class]}: a single head."""
-        return {"main": self(*windows)}
+        x = self.embed_stage(*windows)
+        for layer in range(self.n_layers):
+            x = self.block_stage(layer, x)
+        return self.heads_stage(x)
 
     def forward(self, *windows: torch.Tensor) -> torch.Tensor:
         """Class logits [batch, class]."""
-        groups = self.token_modalities - 1  # weight group per token
-        x = self.hook_embed(self.embed(windows))
-        for block in self.blocks:
-            x = block(x, groups, self.within_modality)
-        x = self.ln_final(x, groups)
-        pooled = torch.stack([x[:, groups == g].mean(dim=1) for g in range(len(self.config.groups))], dim=1)
-        return self.head(rearrange(self.hook_pooled(pooled), "batch modality d_model -> batch (modality d_model)"))
+        return self.forward_heads(*windows)["main"]

@@ -198,7 +198,7 @@ def test_hierarchical_does_mix_modalities(prepared):
     perturbed = [xs[0] + torch.randn(xs[0].shape, generator=torch.Generator().manual_seed(0)), xs[1]]
     acc = model.token_modalities == 2
     with torch.no_grad():
-        clean, changed = model.residual(*xs)[:, acc], model.residual(*perturbed)[:, acc]
+        clean, changed = final_residual(model, xs)[:, acc], final_residual(model, perturbed)[:, acc]
         encoder = {}
         hook = ("encoders.acc.blocks.0.hook_resid_post", lambda t, hook: encoder.setdefault(len(encoder), t.clone()))
         model.run_with_hooks(*xs, fwd_hooks=[hook])
@@ -206,3 +206,11 @@ def test_hierarchical_does_mix_modalities(prepared):
     assert (changed - clean).abs().max() > 1e-4
     # ...while the acc encoder itself never sees sEMG.
     torch.testing.assert_close(encoder[1], encoder[0], atol=1e-6, rtol=0)
+
+
+def final_residual(model, windows):
+    """The residual stream after the last shared layer, [batch, pos, d_model]."""
+    x = model.embed_stage(*windows)
+    for layer in range(model.n_layers):
+        x = model.block_stage(layer, x)
+    return x
