@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from isoprobe import __version__
-from isoprobe.cli import data, train
+from isoprobe.cli import ablate, data, train
 from isoprobe.cli.common import configure_logging
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command(name="train")(train.train)
 app.command(name="eval")(train.evaluate)
+app.command(name="ablate")(ablate.ablate)
 
 
 def _version(value: bool) -> None:

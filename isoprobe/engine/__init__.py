@@ -1,1 +1,1 @@
-"""Planned: see the open issues."""
+"""The intervention engine: attention-pathway masking and replacement, activation patching (DESIGN §4)."""

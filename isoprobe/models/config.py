@@ -80,6 +80,7 @@ class ModelConfig:
         unknown = set(values) - known
         if unknown:
             raise ConfigError("model config", sorted(unknown), f"unknown fields for {arch}")
+        values.setdefault("patch_energy", False)  # checkpoints written before the option existed embedded raw patches only
         values["groups"] = tuple(
             GroupSpec(**{**g, "channels": tuple(g["channels"]),
                          "grids": tuple(Grid(x["name"], tuple(x["shape"]), tuple(x["channels"])) for x in g.get("grids", ()))})

@@ -68,7 +68,7 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
     """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split."""
     if split not in ("train", "validation", "test"):
         raise ConfigError("--split", split, "choose one of train, validation, test")
-    _check_device(device)
+    check_device(device)
     checkpoint = load_checkpoint(path)
     model = checkpoint.build_model().to(device)
     data = checkpoint_data(checkpoint, data_root)
@@ -79,7 +79,7 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
     return checkpoint, evaluate(logits.argmax(-1).numpy(), data.splits[split].y, len(checkpoint.class_labels))
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     """Refuse a device torch cannot use here before any work, with a message instead of torch's traceback."""
     try:
         kind = torch.device(device).type
