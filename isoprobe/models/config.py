@@ -81,6 +81,8 @@ class ModelConfig:
         if unknown:
             raise ConfigError("model config", sorted(unknown), f"unknown fields for {arch}")
         values.setdefault("patch_energy", False)  # checkpoints written before the option existed embedded raw patches only
+        if arch == "mmt":
+            values.setdefault("fusion_hidden", 0)  # likewise: earlier multimodal transformers had a linear head
         values["groups"] = tuple(
             GroupSpec(**{**g, "channels": tuple(g["channels"]),
                          "grids": tuple(Grid(x["name"], tuple(x["shape"]), tuple(x["channels"])) for x in g.get("grids", ()))})
@@ -117,12 +119,15 @@ class MMTConfig(ModelConfig):
     """One transformer encoder per modality (no cross-modal attention), pooled per modality, concatenated."""
 
     n_layers: int = 3
+    fusion_hidden: int = 128  # hidden width of the head on the concatenated modality vectors; 0: a linear head
     arch = "mmt"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_layers < 1:
             raise ConfigError("--n-layers", self.n_layers, "needs at least one layer")
+        if self.fusion_hidden < 0:
+            raise ConfigError("fusion_hidden", self.fusion_hidden, "a width ≥ 0 (0: a linear head)")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,14 @@ class MultimodalTransformer(HookedRootModule):
         same = ids[:, None] == ids[None, :]
         self.register_buffer("within_modality", torch.zeros(same.shape).masked_fill(~same, float("-inf")), persistent=False)
         self.hook_pooled = HookPoint()  # [batch, modality, d_model]
-        self.head = nn.Linear(n_groups * config.d_model, config.n_classes)
+        # Late fusion: a linear head on the concatenation cannot combine the modalities non-linearly
+        # (an XOR of an sEMG and an ACC pattern), so by default the head has one hidden layer.
+        fused = n_groups * config.d_model
+        if config.fusion_hidden:
+            self.head = nn.Sequential(nn.Linear(fused, config.fusion_hidden), nn.GELU(), nn.Dropout(config.dropout),
+                                      nn.Linear(config.fusion_hidden, config.n_classes))
+        else:
+            self.head = nn.Linear(fused, config.n_classes)
         self.setup()
 
     @property
