@@ -30,6 +30,14 @@ class AblationConfig:
     batch_size: int = 512
     mask_self: bool = False
 
+    def __post_init__(self) -> None:
+        # A zero batch size would reach range() as a zero step (a traceback), a negative one would
+        # silently evaluate no window; a negative resample count would silently give a NaN interval.
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size", self.batch_size, "must be a positive number of windows")
+        if self.bootstrap < 0:
+            raise ConfigError("--bootstrap", self.bootstrap, "a number of resamples ≥ 0 (0: no confidence interval)")
+
 
 def _batches(windows: dict, names: tuple[str, ...], labels: np.ndarray, batch_size: int, device):
     n = len(labels)

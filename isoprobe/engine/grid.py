@@ -105,7 +105,8 @@ class InterventionEngine:
                 raise ConfigError("--intervention", "mean", "reference means are missing: call fit_means() first")
 
     def hooks(self, condition: Condition, batch_index: int = 0, batch: int = 0) -> list[Hook]:
-        """TransformerLens forward hooks that apply `condition`."""
+        """TransformerLens forward hooks that apply `condition`. `batch_index` seeds `resample`; the
+        permutation is drawn for the batch size the hooks see (`batch` is kept for callers that pass it)."""
         edges = self.edges(condition.pathway)
         hooks: list[Hook] = []
         for layer in condition.layers:
@@ -115,8 +116,9 @@ class InterventionEngine:
                 mean = self.means[(layer, condition.pathway)]
                 hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, m=mean: m.to(c.dtype).expand_as(c)).hooks()
             elif condition.intervention == "resample":
-                order = resample_permutation(batch, self.seed + batch_index, "cpu")
-                hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, o=order: c[o.to(c.device)]).hooks()
+                # Drawn for the batch the hook sees: hooks built without `batch` (the default 0) must work too.
+                hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, s=self.seed + batch_index:
+                                          c[resample_permutation(len(c), s, c.device)]).hooks()
             else:
                 check_intervention(condition.intervention)
         return hooks

@@ -28,7 +28,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def randomise(model: torch.nn.Module, seed: int, scale: float = 0.4) -> torch.nn.Module:
+def randomise(model: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn.Module:
     """Non-trivial weights everywhere (biases, norms, CLS and position embeddings included), so that
     attention patterns are far from uniform and every masked edge matters."""
     generator = torch.Generator().manual_seed(seed)

@@ -1,0 +1,119 @@
+"""`isoprobe ablate` through typer's CliRunner: the table printed and written (CSV, JSON, Markdown),
+numbers agreeing with the library, and exit code 2 with one message and no traceback for every kind
+of bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from isoprobe.cli.app import app
+from isoprobe.engine.ablate import COLUMNS, AblationConfig, run_ablation
+from isoprobe.training.checkpoint import load_checkpoint
+from isoprobe.training.run import checkpoint_data
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """The CLI's root callback reconfigures logging (logging.basicConfig(force=True)); undo it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    message = result.stderr
+    assert message.startswith("error: ") and message.count("error: ") == 1, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+@pytest.fixture(scope="module")
+def ablated(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablate_out") / "tables"
+    return invoke("ablate", trained, "--layers", "1-2", "--pathway", "cross", "--bootstrap", 50, "--out", out), out
+
+
+def test_ablate_prints_and_writes_the_table(ablated, trained):
+    result, out = ablated
+    assert result.exit_code == 0, (result.output, result.exception)
+    for fragment in ("L1", "L2", "L1-L2", "cross", "drop [95% CI]", "test split", "ablation.csv"):
+        assert fragment in result.stdout, fragment
+    assert {p.name for p in out.iterdir()} == {"ablation.csv", "ablation.json", "ablation.md"}
+    table = pd.read_csv(out / "ablation.csv")
+    assert tuple(table.columns) == COLUMNS
+    assert list(table.layers) == ["L1", "L2", "L1-L2"]
+    assert (table.pathway == "cross").all() and (table.intervention == "mask").all()
+    document = json.loads((out / "ablation.json").read_text())
+    assert len(document["rows"]) == 3 and document["rows"][2]["layers"] == "L1-L2"
+    assert document["meta"]["pathway"] == "cross" and document["meta"]["bootstrap"] == 50
+    assert document["meta"]["checkpoint"] == str(trained)
+    markdown = (out / "ablation.md").read_text()
+    assert markdown.startswith("|") and "L1-L2" in markdown and "base_accuracy" in markdown
+
+
+def test_ablate_numbers_equal_the_library(ablated, trained):
+    _, out = ablated
+    table = pd.read_csv(out / "ablation.csv")
+    loaded = load_checkpoint(trained)
+    data = checkpoint_data(loaded)
+    expected = run_ablation(loaded.build_model(), data.splits["test"].x, data.splits["test"].y,
+                            AblationConfig(layers="1-2", pathway="cross", bootstrap=50))
+    assert table.n.iloc[0] == len(data.splits["test"])
+    for column in ("base_accuracy", "accuracy", "drop", "drop_ci_low", "drop_ci_high", "p_value", "kl", "logit_margin"):
+        np.testing.assert_allclose(table[column], expected[column], atol=1e-9, err_msg=column)
+
+
+def test_ablate_without_out_only_prints(trained):
+    result = invoke("ablate", trained, "--layers", "2", "--pathway", "uni,emg->acc", "--heads", "1", "--bootstrap", 20,
+                    "--intervention", "resample")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "written to" not in result.stdout
+    assert "uni" in result.stdout and "emg->acc" in result.stdout and "resample" in result.stdout
+
+
+def test_missing_checkpoint(tmp_path):
+    assert_user_error(invoke("ablate", tmp_path / "nope.pt"), "nope.pt", "not found")
+
+
+def test_mlp_checkpoint_is_refused(trained_mlp):
+    assert_user_error(invoke("ablate", trained_mlp), "MLP", "no attention", "mmt or hierarchical")
+
+
+@pytest.mark.parametrize("options, fragments", [
+    (["--layers", "1-9"], ["--layers", "1-9", "1 to 2"]),
+    (["--layers", "0"], ["--layers"]),
+    (["--layers", "two"], ["--layers", "two"]),
+    (["--pathway", "diagonal"], ["--pathway", "diagonal", "uni", "cross", "cls", "all", "emg->acc"]),
+    (["--pathway", "emg->foo"], ["--pathway", "foo", "emg, acc"]),
+    (["--pathway", "cross,emg->foo"], ["--pathway", "foo"]),
+    (["--heads", "5"], ["--heads", "5", "0–1"]),
+    (["--heads", "first"], ["--heads", "first"]),
+    (["--intervention", "zero"], ["--intervention", "zero", "mask", "mean", "resample"]),
+    (["--mode", "sequential"], ["--mode", "sequential", "single", "cumulative", "joint"]),
+    (["--split", "dev"], ["--split", "dev"]),
+    (["--device", "tpu"], ["--device", "tpu"]),
+    (["--batch-size", "0"], ["--batch-size", "0", "positive"]),
+    (["--batch-size", "-4"], ["--batch-size", "-4"]),
+])
+def test_bad_options_exit_2_with_one_message(trained, options, fragments):
+    assert_user_error(invoke("ablate", trained, *options, "--bootstrap", 10), *fragments)
+
+
+def test_negative_bootstrap_is_refused(trained):
+    assert_user_error(invoke("ablate", trained, "--bootstrap", -3), "--bootstrap", "-3")

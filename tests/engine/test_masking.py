@@ -1,0 +1,323 @@
+"""Logit masking and replacement against an independent reference (explicit loops over heads,
+queries and keys in float64), and the identities masking must satisfy (DESIGN §4): every edge of a
+layer masked = no attention at all, an empty edge set = no change, cross on the multimodal
+transformer = no change, never NaN forward or backward, the staged grid = one run per condition."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from isoprobe.engine.grid import Condition, InterventionEngine
+from isoprobe.engine.interventions import resample_permutation
+from isoprobe.errors import ConfigError
+
+from tests.engine import reference as ref
+from tests.engine.conftest import randomise, small, windows
+
+TOL = dict(atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def inputs(db2):
+    return windows(db2, 6)[0]
+
+
+@pytest.fixture(scope="module")
+def clean(hier, inputs):
+    with torch.no_grad():
+        return hier(*inputs)
+
+
+def reference_edits(model, condition: Condition, mask_self: bool, **edit) -> dict[int, ref.Edit]:
+    edges = ref.naive_edges(model.token_modalities.tolist(), condition.pathway, model.modality_names, mask_self)
+    heads = range(model.blocks[0].attn.n_heads) if condition.heads is None else condition.heads
+    return {layer: ref.Edit(edges, list(heads), **edit) for layer in condition.layers}
+
+
+MASKS = [
+    # (layers, pathway, heads, mask_self)
+    ((0,), "cross", None, False),
+    ((1,), "uni", (1,), False),
+    ((0, 1, 2), "cls", None, False),
+    ((2,), "all", None, True),
+    ((0, 2), "emg->acc", (0,), False),
+    ((1,), "uni,cls", None, True),
+    ((0, 1, 2), "acc->emg,cls->emg", (1,), False),
+    ((1, 2), "cross", (0, 1), True),
+]
+
+
+@pytest.mark.parametrize("layers, pathway, heads, mask_self", MASKS)
+def test_mask_matches_loop_reference(hier, inputs, clean, layers, pathway, heads, mask_self):
+    condition = Condition(layers, pathway, heads)
+    engine = InterventionEngine(hier, mask_self=mask_self)
+    expected, _ = ref.hierarchical_forward(hier, inputs, reference_edits(hier, condition, mask_self))
+    grid_clean, (grid,) = engine.run_grid(inputs, [condition])
+    (naive,) = engine.run_naive(inputs, [condition])
+    torch.testing.assert_close(grid.double(), expected, **TOL)
+    torch.testing.assert_close(naive.double(), expected, **TOL)
+    torch.testing.assert_close(grid_clean, clean, **TOL)
+    assert (grid - clean).abs().max() > 1e-3  # the condition really changes the logits
+
+
+def test_a_different_mask_per_layer_matches_the_reference(hier, inputs, clean):
+    """Hooks of several conditions compose: L1 cross (all heads), L2 emg->acc (head 0), L3 cls (head 1)."""
+    engine = InterventionEngine(hier)
+    parts = [Condition((0,), "cross"), Condition((1,), "emg->acc", (0,)), Condition((2,), "cls", (1,))]
+    hooks = [hook for condition in parts for hook in engine.hooks(condition)]
+    with torch.no_grad():
+        out = hier.run_with_hooks(*inputs, fwd_hooks=hooks)
+    ids = hier.token_modalities.tolist()
+    edits = {layer: ref.Edit(ref.naive_edges(ids, c.pathway, hier.modality_names), heads)
+             for layer, c, heads in zip(range(3), parts, ([0, 1], [0], [1]))}
+    expected, _ = ref.hierarchical_forward(hier, inputs, edits)
+    torch.testing.assert_close(out.double(), expected, **TOL)
+    assert (out - clean).abs().max() > 1e-3
+
+
+def test_clean_reference_matches_the_model(hier, inputs, clean):
+    expected, _ = ref.hierarchical_forward(hier, inputs)
+    torch.testing.assert_close(clean.double(), expected, **TOL)
+
+
+def test_in_float64_the_engine_matches_the_reference_to_rounding(hier, inputs):
+    model = copy.deepcopy(hier).double()
+    double = [x.double() for x in inputs]
+    conditions = [Condition((0, 2), "cross", (1,)), Condition((1,), "cls"), Condition((0, 1, 2), "uni,emg->acc")]
+    engine = InterventionEngine(model, mask_self=True)
+    _, outs = engine.run_grid(double, conditions)
+    for condition, out in zip(conditions, outs):
+        expected, _ = ref.hierarchical_forward(hier, inputs, reference_edits(hier, condition, True))
+        torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+
+
+def test_masking_uni_or_cross_in_the_last_layer_leaves_the_cls_head_unchanged(hier, inputs, clean):
+    """Only non-CLS queries lose keys, and the CLS head reads the CLS token alone."""
+    engine = InterventionEngine(hier)
+    _, outs = engine.run_grid(inputs, [Condition((2,), "uni"), Condition((2,), "cross"), Condition((2,), "cls")])
+    torch.testing.assert_close(outs[0], clean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(outs[1], clean, atol=1e-6, rtol=0)
+    assert (outs[2] - clean).abs().max() > 1e-2
+
+
+# --- every edge masked ---------------------------------------------------------------------------
+
+def _zero(value, hook):
+    return torch.zeros_like(value)
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_masking_every_edge_of_a_layer_equals_zeroing_its_z(hier, inputs, clean, layer):
+    """With every key masked each pattern row is zero, so z = 0 and the attention output is the output
+    projection's bias alone: the run equals one with blocks.{l}.attn.hook_z set to zero — not one with
+    hook_attn_out zeroed (the bias stays)."""
+    engine = InterventionEngine(hier, mask_self=True)
+    condition = Condition((layer,), "all")
+    seen = {}
+
+    def keep(name):
+        def hook(value, hook):
+            seen[name] = value.detach().clone()
+        return hook
+
+    with torch.no_grad():
+        masked = hier.run_with_hooks(*inputs, fwd_hooks=engine.hooks(condition) + [
+            (f"blocks.{layer}.attn.hook_pattern", keep("pattern")), (f"blocks.{layer}.hook_attn_out", keep("attn_out"))])
+        zero_z = hier.run_with_hooks(*inputs, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", _zero)])
+        zero_out = hier.run_with_hooks(*inputs, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", _zero)])
+    assert torch.equal(seen["pattern"], torch.zeros_like(seen["pattern"]))
+    bias = hier.blocks[layer].attn.out.bias[0]
+    assert torch.equal(seen["attn_out"], bias.expand_as(seen["attn_out"]))
+    torch.testing.assert_close(masked, zero_z, atol=1e-6, rtol=0)
+    (grid,) = engine.run_grid(inputs, [condition])[1]
+    torch.testing.assert_close(grid, zero_z, atol=1e-6, rtol=0)
+    assert (masked - clean).abs().max() > 1e-2
+    assert (masked - zero_out).abs().max() > 1e-3
+
+
+# --- empty edge sets -----------------------------------------------------------------------------
+
+def test_an_empty_edge_set_changes_nothing(db2_emg):
+    """A single-modality model has no cross-modal edge: masking `cross` selects nothing."""
+    model = randomise(small(db2_emg, "hierarchical", n_layers=2, n_encoder_layers=1), seed=3)
+    inputs = windows(db2_emg, 6)[0]
+    engine = InterventionEngine(model, mask_self=True)
+    assert not engine.edges("cross").any()
+    assert torch.equal(engine.edges("emg->emg"), engine.edges("uni"))  # every non-CLS edge is unimodal
+    conditions = [Condition((0, 1), "cross"), Condition((0,), "cross", (1,)), Condition((0, 1), "uni")]
+    clean, outs = engine.run_grid(inputs, conditions)
+    naive = engine.run_naive(inputs, conditions)
+    for out in (outs[0], outs[1], naive[0], naive[1]):
+        torch.testing.assert_close(out, clean, atol=1e-6, rtol=0)
+    assert (outs[2] - clean).abs().max() > 1e-2
+
+
+def test_no_heads_selected_changes_nothing(hier, inputs, clean):
+    engine = InterventionEngine(hier, mask_self=True)
+    _, outs = engine.run_grid(inputs, [Condition((0, 1, 2), "all", heads=()), Condition((0, 1, 2), "all", heads=(0,))])
+    torch.testing.assert_close(outs[0], clean, atol=1e-6, rtol=0)
+    assert (outs[1] - clean).abs().max() > 1e-2
+
+
+def test_masking_cross_on_the_multimodal_transformer_is_a_no_op(mmt, db2):
+    """The mmt's encoders never attend across modalities (DESIGN §3): the built-in control."""
+    inputs = windows(db2, 6)[0]
+    engine = InterventionEngine(mmt)
+    assert engine.edges("cross").sum() > 0  # the edges exist; the model already ignores them
+    assert not engine.edges("cls").any()  # and it has no CLS token
+    conditions = [Condition((0,), "cross"), Condition((0, 1), "cross"), Condition((0, 1), "emg->acc,acc->emg"),
+                  Condition((0, 1), "cls"), Condition((0, 1), "uni")]
+    with torch.no_grad():
+        reference = mmt(*inputs)
+    clean, outs = engine.run_grid(inputs, conditions)
+    naive = engine.run_naive(inputs, conditions)
+    torch.testing.assert_close(clean, reference, atol=1e-6, rtol=0)
+    for out in outs[:4] + naive[:4]:
+        torch.testing.assert_close(out, reference, atol=1e-6, rtol=0)
+    assert (outs[4] - reference).abs().max() > 1e-2  # unimodal masking does act on it
+    torch.testing.assert_close(outs[4], naive[4], **TOL)
+
+
+# --- never NaN -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layers, pathway, reads_input", [
+    ((0, 1, 2), "all", False),  # nothing attends anywhere: the CLS head sees the CLS embedding alone
+    ((0, 1, 2), "cls", False),  # CLS isolated in every layer, its own row empty
+    ((1,), "cls", True),  # CLS row empty in L2 only: it read the windows in L1
+    ((0, 2), "all", True),
+])
+def test_fully_masked_rows_give_finite_outputs_and_gradients(hier, db2, layers, pathway, reads_input):
+    model = copy.deepcopy(hier)
+    engine = InterventionEngine(model, mask_self=True)
+    inputs = [x.clone().requires_grad_(True) for x in windows(db2, 4)[0]]
+    rows = {}
+
+    def count_empty_rows(pattern, hook):
+        rows[hook.name] = int((pattern.sum(-1) == 0).sum())
+
+    hooks = engine.hooks(Condition(layers, pathway)) + [(f"blocks.{l}.attn.hook_pattern", count_empty_rows) for l in layers]
+    logits = model.run_with_hooks(*inputs, fwd_hooks=hooks)
+    assert all(count > 0 for count in rows.values()) and len(rows) == len(layers)  # rows with no key left
+    assert torch.isfinite(logits).all()
+    torch.log_softmax(logits, dim=-1)[:, 0].sum().backward()
+    for x in inputs:
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        assert bool(x.grad.abs().sum() > 0) == reads_input
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is None or torch.isfinite(parameter.grad).all(), name
+    assert model.embed.cls_token.grad.abs().sum() > 0
+    for layer in layers:
+        assert model.blocks[layer].attn.qkv.weight.grad is not None
+
+
+def test_fully_masked_mmt_rows_are_finite_too(mmt, db2):
+    model = copy.deepcopy(mmt)
+    engine = InterventionEngine(model, mask_self=True)
+    inputs = [x.clone().requires_grad_(True) for x in windows(db2, 4)[0]]
+    logits = model.run_with_hooks(*inputs, fwd_hooks=engine.hooks(Condition((0, 1), "uni")))
+    assert torch.isfinite(logits).all()
+    logits.sum().backward()
+    assert all(torch.isfinite(x.grad).all() for x in inputs)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# --- replacement interventions -------------------------------------------------------------------
+
+def test_resample_matches_loop_reference(hier, inputs):
+    condition = Condition((1,), "cross", (1,), "resample")
+    engine = InterventionEngine(hier, seed=5)
+    batch_index = 3
+    order = resample_permutation(len(inputs[0]), 5 + batch_index, "cpu")
+    expected, _ = ref.hierarchical_forward(hier, inputs, reference_edits(hier, condition, False, kind="replace",
+                                                                          replace=lambda c: c[order]))
+    clean, (grid,) = engine.run_grid(inputs, [condition], batch_index=batch_index)
+    torch.testing.assert_close(grid.double(), expected, **TOL)
+    assert (grid - clean).abs().max() > 1e-3
+
+
+def test_resample_permutation_is_a_seeded_derangement():
+    for batch in (2, 3, 7, 64):
+        order = resample_permutation(batch, 11, "cpu")
+        assert sorted(order.tolist()) == list(range(batch))
+        assert (order != torch.arange(batch)).all()
+        assert torch.equal(order, resample_permutation(batch, 11, "cpu"))
+    assert resample_permutation(1, 0, "cpu").tolist() == [0]
+
+
+@pytest.mark.parametrize("layers, pathway, heads", [((0,), "cross", None), ((1, 2), "uni,cls", (0,))])
+def test_mean_matches_loop_reference(hier, db2, inputs, layers, pathway, heads):
+    condition = Condition(layers, pathway, heads, "mean")
+    reference_inputs = windows(db2, 10, split="validation")[0]
+    engine = InterventionEngine(hier)
+    # fit in two batches: the mean is over windows, not over batch means of unequal batches
+    engine.fit_means([[x[:7] for x in reference_inputs], [x[7:] for x in reference_inputs]], [condition])
+    edges = ref.naive_edges(hier.token_modalities.tolist(), pathway, hier.modality_names)
+    # The mean contribution of the pathway in a clean run over the reference windows, per layer.
+    _, recorded = ref.hierarchical_forward(hier, reference_inputs, record=edges)
+    for layer in layers:
+        torch.testing.assert_close(engine.means[(layer, pathway)].double(), recorded[layer].mean(0), atol=1e-6, rtol=0)
+    # Replacing layer by layer: the reference forward applies each layer's own mean.
+    heads_list = [0, 1] if heads is None else list(heads)
+    edits = {layer: ref.Edit(edges, heads_list, "replace", replace=lambda c, m=recorded[layer].mean(0): m.expand_as(c))
+             for layer in layers}
+    expected, _ = ref.hierarchical_forward(hier, inputs, edits)
+    clean, (grid,) = engine.run_grid(inputs, [condition])
+    torch.testing.assert_close(grid.double(), expected, **TOL)
+    assert (grid - clean).abs().max() > 1e-3
+
+
+def test_mean_without_fit_is_refused(hier, inputs):
+    with pytest.raises(ConfigError, match="fit_means"):
+        InterventionEngine(hier).run_grid(inputs, [Condition((0,), "cross", None, "mean")])
+
+
+# --- the staged grid equals the loop -------------------------------------------------------------
+
+def test_grid_equals_one_run_per_condition(hier, db2, inputs, clean):
+    layers = range(3)
+    conditions = [Condition((l,), p) for l in layers for p in ("uni", "cross", "cls")]
+    conditions += [Condition((0, 1, 2), p) for p in ("uni", "cross", "cls", "emg->acc")]
+    conditions += [Condition((1,), "cross", (0,)), Condition((0, 2), "uni", (1,)), Condition((0, 1, 2), "cls", (0, 1))]
+    conditions += [Condition((l,), p, h, "mean") for l in (0, 2) for p, h in (("cross", None), ("uni", (1,)))]
+    conditions += [Condition((0, 1, 2), "cross", None, "mean")]
+    conditions += [Condition((l,), p, h, "resample") for l in (1, 2) for p, h in (("cross", None), ("cls", (0,)))]
+    conditions += [Condition((0, 1, 2), "uni", None, "resample")]
+    for mask_self in (False, True):
+        engine = InterventionEngine(hier, mask_self=mask_self, seed=7)
+        assert engine.staged
+        engine.fit_means([windows(db2, 8, split="validation")[0]], conditions)
+        grid_clean, grid = engine.run_grid(inputs, conditions, batch_index=2)
+        naive = engine.run_naive(inputs, conditions, batch_index=2)
+        torch.testing.assert_close(grid_clean, clean, **TOL)
+        assert len(grid) == len(naive) == len(conditions)
+        for condition, a, b in zip(conditions, grid, naive):
+            torch.testing.assert_close(a, b, **TOL, msg=lambda m, c=condition: f"{c}: {m}")
+        for condition, a in zip(conditions, grid):
+            # Non-CLS queries of the last layer cannot reach the CLS head; everything else acts.
+            silent = condition.layers == (2,) and "cls" not in condition.pathway
+            assert ((a - clean).abs().max() < 1e-5) if silent else ((a - clean).abs().max() > 1e-3), condition
+
+
+def test_grid_on_the_multimodal_transformer_equals_the_loop(mmt, db2):
+    inputs = windows(db2, 5)[0]
+    conditions = [Condition((0,), "uni"), Condition((1,), "uni", (1,)), Condition((0, 1), "all"),
+                  Condition((0,), "uni", None, "resample"), Condition((1,), "emg->emg", None, "mean")]
+    engine = InterventionEngine(mmt, mask_self=True)
+    engine.fit_means([windows(db2, 6, split="validation")[0]], conditions)
+    _, grid = engine.run_grid(inputs, conditions)
+    for a, b in zip(grid, engine.run_naive(inputs, conditions)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_resample_hooks_built_without_a_batch_size_work(hier, inputs):
+    """`engine.hooks(condition)` with its defaults is a public way to apply a condition."""
+    engine = InterventionEngine(hier, seed=2)
+    condition = Condition((0, 1), "cross", None, "resample")
+    with torch.no_grad():
+        direct = hier.run_with_hooks(*inputs, fwd_hooks=engine.hooks(condition))
+        half = hier.run_with_hooks(*[x[:3] for x in inputs], fwd_hooks=engine.hooks(condition))
+    torch.testing.assert_close(direct, engine.run_naive(inputs, [condition])[0], atol=0, rtol=0)
+    torch.testing.assert_close(half, engine.run_naive([x[:3] for x in inputs], [condition])[0], atol=0, rtol=0)
