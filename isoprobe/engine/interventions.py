@@ -31,12 +31,17 @@ def _head_mask(heads: tuple[int, ...] | None, n_heads: int, device) -> torch.Ten
     return selected
 
 
-def score_mask_hook(edges: torch.Tensor, heads: tuple[int, ...] | None) -> Callable:
-    """A hook for `hook_attn_scores` [batch, head, q, k] setting the selected edges to −inf."""
+def score_mask_hook(edges: torch.Tensor, heads: tuple[int, ...] | None, cache: dict | None = None) -> Callable:
+    """A hook for `hook_attn_scores` [batch, head, q, k] setting the selected edges to −inf. The
+    [1, head, q, k] mask is built once per device and head count and kept in `cache` (pass the same
+    dict across calls: copying a CPU mask to a GPU on every call synchronises the device)."""
+    cache = {} if cache is None else cache
 
     def hook(scores: torch.Tensor, hook=None) -> torch.Tensor:
-        selected = edges.to(scores.device)[None, None] & _head_mask(heads, scores.shape[1], scores.device)[None, :, None, None]
-        return scores.masked_fill(selected, float("-inf"))
+        key = (scores.device, scores.shape[1])
+        if key not in cache:
+            cache[key] = edges.to(scores.device)[None, None] & _head_mask(heads, scores.shape[1], scores.device)[None, :, None, None]
+        return scores.masked_fill(cache[key], float("-inf"))
 
     return hook
 

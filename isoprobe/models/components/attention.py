@@ -19,8 +19,11 @@ from isoprobe.models.components.grouped import GroupedLinear
 def safe_softmax(scores: torch.Tensor) -> torch.Tensor:
     """Softmax over keys where a row with every key at -inf attends to nothing (a zero row),
     with finite values and gradients — never NaN (DESIGN §4)."""
-    empty = torch.isneginf(scores).all(dim=-1, keepdim=True)
-    pattern = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1)
+    empty = scores.amax(dim=-1, keepdim=True).isneginf()  # [..., query, 1]: one reduction, no full boolean tensor
+    if not (torch.is_grad_enabled() and scores.requires_grad):
+        # Inference: softmax makes an all -inf row NaN, zeroed in place; two passes over the scores fewer.
+        return torch.softmax(scores, dim=-1).masked_fill_(empty, 0.0)
+    pattern = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1)  # no NaN to backpropagate through
     return pattern.masked_fill(empty, 0.0)
 
 
