@@ -32,3 +32,15 @@ def hd_redundant(tmp_path_factory) -> Path:
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own window cache, so no test sees another's entries."""
     monkeypatch.setenv("ISOPROBE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """The CLI's root callback reconfigures logging (logging.basicConfig(force=True)); undo it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

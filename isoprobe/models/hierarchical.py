@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from isoprobe.models.components.block import Block
 from isoprobe.models.components.embed import TokenEmbed
 from isoprobe.models.components.grouped import GroupedLayerNorm
+from isoprobe.models.components.staged import StagedTransformer
 from isoprobe.models.config import HierarchicalConfig
 
 
@@ -29,7 +29,7 @@ class ModalityEncoder(nn.Module):
         return x
 
 
-class HierarchicalTransformer(HookedRootModule):
+class HierarchicalTransformer(StagedTransformer):
     def __init__(self, config: HierarchicalConfig):
         super().__init__()
         self.config = config
@@ -44,15 +44,6 @@ class HierarchicalTransformer(HookedRootModule):
         self.head_cls = nn.Linear(config.d_model, config.n_classes)
         self.head_avg = nn.Linear(config.d_model, config.n_classes)
         self.setup()
-
-    @property
-    def token_modalities(self) -> torch.Tensor:
-        """Modality id per token [pos]: 0 = CLS, i + 1 = group i."""
-        return self.embed.token_modalities
-
-    @property
-    def modality_names(self) -> tuple[str, ...]:
-        return tuple(g.name for g in self.config.groups)
 
     # The forward pass in three stages, so the intervention engine can share the work below a layer
     # across conditions (DESIGN §4): embed_stage -> block_stage(0 … n_layers-1) -> heads_stage.
@@ -78,17 +69,6 @@ class HierarchicalTransformer(HookedRootModule):
         x = self.ln_final(x)
         return {"main": self.head_cls(self.hook_cls(x[:, 0])), "avg": self.head_avg(self.hook_avg(x[:, 1:].mean(dim=1)))}
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.blocks)
-
-    def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.embed_stage(*windows)
-        for layer in range(self.n_layers):
-            x = self.block_stage(layer, x)
-        return self.heads_stage(x)
 
 
-    def forward(self, *windows: torch.Tensor) -> torch.Tensor:
-        """Class logits [batch, class] from the CLS head."""
-        return self.forward_heads(*windows)["main"]
+

@@ -11,16 +11,16 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import nn
-from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from isoprobe.models.components.block import Block
 from isoprobe.models.components.embed import TokenEmbed
 from isoprobe.models.components.grouped import GroupedLayerNorm
+from isoprobe.models.components.staged import StagedTransformer
 from isoprobe.models.config import MMTConfig
 
 
-class MultimodalTransformer(HookedRootModule):
+class MultimodalTransformer(StagedTransformer):
     def __init__(self, config: MMTConfig):
         super().__init__()
         self.config = config
@@ -46,15 +46,6 @@ class MultimodalTransformer(HookedRootModule):
             self.head = nn.Linear(fused, config.n_classes)
         self.setup()
 
-    @property
-    def token_modalities(self) -> torch.Tensor:
-        """Modality id per token [pos] (1..M; there is no CLS token)."""
-        return self.embed.token_modalities
-
-    @property
-    def modality_names(self) -> tuple[str, ...]:
-        return tuple(g.name for g in self.config.groups)
-
     # Forward in stages for the intervention engine: embed_stage -> block_stage(l) -> heads_stage.
     def embed_stage(self, *windows: torch.Tensor) -> torch.Tensor:
         """[batch, pos, d_model]: the input of blocks.0."""
@@ -70,16 +61,5 @@ class MultimodalTransformer(HookedRootModule):
         pooled = torch.stack([x[:, groups == g].mean(dim=1) for g in range(len(self.config.groups))], dim=1)
         return {"main": self.head(rearrange(self.hook_pooled(pooled), "batch modality d_model -> batch (modality d_model)"))}
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.blocks)
 
-    def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.embed_stage(*windows)
-        for layer in range(self.n_layers):
-            x = self.block_stage(layer, x)
-        return self.heads_stage(x)
 
-    def forward(self, *windows: torch.Tensor) -> torch.Tensor:
-        """Class logits [batch, class]."""
-        return self.forward_heads(*windows)["main"]

@@ -4,7 +4,6 @@ no tracebacks for bad input, no partial files; and a light `isoprobe --help`."""
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import subprocess
 import sys
@@ -13,40 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from typer.testing import CliRunner
 
-from isoprobe.cli.app import app
 from isoprobe.data.pipeline import DataConfig, prepare
+from tests.cli_helpers import invoke, assert_user_error
 
 SMALL_SYNTH = ["--gestures", "3", "--seconds-per-repetition", "0.8", "--rest-seconds", "0.5", "--subjects", "1"]
 N_SMALL = 4000
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger():
-    """The CLI's root callback reconfigures logging (logging.basicConfig(force=True)); undo it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def invoke(*args: str):
-    # A wide terminal, so rich does not wrap long temporary paths in the output.
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
-
-
-def assert_user_error(result, *fragments: str) -> str:
-    """Exit code 2, one message on stderr with the given fragments, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    message = result.stderr
-    assert message.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 def partial_files(folder: Path) -> list[Path]:

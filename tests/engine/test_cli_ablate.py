@@ -5,42 +5,15 @@ of bad input."""
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from isoprobe.cli.app import app
 from isoprobe.engine.ablate import COLUMNS, AblationConfig, run_ablation
 from isoprobe.training.checkpoint import load_checkpoint
 from isoprobe.training.run import checkpoint_data
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger():
-    """The CLI's root callback reconfigures logging (logging.basicConfig(force=True)); undo it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
-
-
-def assert_user_error(result, *fragments: str) -> str:
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    message = result.stderr
-    assert message.startswith("error: ") and message.count("error: ") == 1, message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
+from tests.cli_helpers import invoke, assert_user_error
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,13 @@ one message (no traceback) for unknown options and bad checkpoints."""
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from isoprobe.cli.app import app
 from isoprobe.data.pipeline import DataConfig, prepare
 from isoprobe.errors import ConfigError
 from isoprobe.models.spec import model_config_for
@@ -22,39 +19,9 @@ from isoprobe.training.checkpoint import VERSION, load_checkpoint
 
 from tests.conftest import make_synth
 from tests.training import test_checkpoint as bad_files
+from tests.cli_helpers import invoke, assert_ok, assert_user_error
 
 TINY_CLI = ["--d-model", "16", "--n-layers", "1", "--no-progress", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger():
-    """The CLI's root callback reconfigures logging (logging.basicConfig(force=True)); undo it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def invoke(*args, env: dict | None = None):
-    # A wide terminal, so rich does not wrap long temporary paths in the output.
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400", **(env or {})})
-
-
-def assert_ok(result) -> None:
-    assert result.exit_code == 0, (result.output, result.exception)
-
-
-def assert_user_error(result, *fragments: str) -> str:
-    """Exit code 2, one message on stderr with the given fragments, no traceback."""
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    message = result.stderr
-    assert message.startswith("error: ") and message.count("error: ") == 1, message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 def printed_accuracy(output: str) -> float:

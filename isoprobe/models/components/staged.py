@@ -1,0 +1,37 @@
+"""What the two transformers share: a forward pass in stages and the modality bookkeeping."""
+
+from __future__ import annotations
+
+import torch
+from transformer_lens import HookedRootModule
+
+
+class StagedTransformer(HookedRootModule):
+    """A model whose forward is embed_stage -> block_stage(0 … n_layers-1) -> heads_stage.
+
+    The stages let the intervention engine compute the work below a layer once and share it across
+    conditions (DESIGN §4). Subclasses define `embed` (a TokenEmbed), `blocks` and the three stages."""
+
+    @property
+    def token_modalities(self) -> torch.Tensor:
+        """Modality id per token [pos]: 0 = CLS (if any), i + 1 = group i."""
+        return self.embed.token_modalities
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.config.groups)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per head, [batch, class] each; "main" is the prediction head."""
+        x = self.embed_stage(*windows)
+        for layer in range(self.n_layers):
+            x = self.block_stage(layer, x)
+        return self.heads_stage(x)
+
+    def forward(self, *windows: torch.Tensor) -> torch.Tensor:
+        """Class logits [batch, class] from the prediction head; one [batch, time, channel] input per group."""
+        return self.forward_heads(*windows)["main"]
