@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.io
 
 from isoprobe.data.synth import SynthConfig, generate
 
@@ -44,3 +46,15 @@ def _restore_root_logger():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+SMALL_DB2_SAMPLES = 4000  # rest, then gesture 1 repetitions 1–2 of the fixture's E1 file
+
+
+@pytest.fixture(scope="session")
+def db2_small_vars(db2_redundant) -> dict[str, np.ndarray]:
+    """A valid small DB2 exercise-1 file's variables: the fixture's first SMALL_DB2_SAMPLES samples.
+    Tests alter copies of these to build bad files."""
+    loaded = scipy.io.loadmat(str(db2_redundant / "DB2_s1" / "S1_E1_A1.mat"))
+    n = len(loaded["emg"])
+    return {k: (v[:SMALL_DB2_SAMPLES] if v.shape[0] == n else v) for k, v in loaded.items() if not k.startswith("__")}

@@ -31,7 +31,8 @@ def ablate(
     from rich.progress import Progress
     from rich.table import Table
 
-    from isoprobe.engine.ablate import AblationConfig, run_ablation
+    from isoprobe.engine.ablate import AblationConfig, conditions_for, run_ablation
+    from isoprobe.engine.grid import InterventionEngine
     from isoprobe.engine.interventions import check_intervention
     from isoprobe.errors import ConfigError
     from isoprobe.training.checkpoint import load_checkpoint
@@ -48,9 +49,6 @@ def ablate(
                               "ablate needs an mmt or hierarchical checkpoint")
         model = loaded.build_model()
         config = AblationConfig(layers, pathway, heads, intervention, mode, bootstrap, seed, batch_size, mask_self)
-        from isoprobe.engine.ablate import conditions_for
-        from isoprobe.engine.grid import InterventionEngine
-
         conditions_for(InterventionEngine(model, mask_self=mask_self), config, model.blocks[0].attn.n_heads)  # fail fast
         prepared = checkpoint_data(loaded, data)
         windows = prepared.splits[split]

@@ -9,7 +9,7 @@ import numpy as np
 from isoprobe.data.recording import Recording
 from isoprobe.errors import ConfigError
 
-_CHUNK = 2048  # windows cut per vectorised gather; bounds the size of the index array
+_CHUNK = 2048  # windows gathered at a time when writing into `out`; bounds the temporary copy
 
 
 @dataclass(frozen=True)

@@ -156,17 +156,12 @@ class InterventionEngine:
         sums: dict[tuple[int, str], torch.Tensor] = {}
         count = 0
         for inputs in batches:
-            recorders = {key: ReplacementHooks(key[0], self.edges(key[1]), None, lambda c: c) for key in wanted}
             captured: dict[tuple[int, str], torch.Tensor] = {}
-            hooks = []
-            for key, recorder in recorders.items():
-                read_pattern, read_v, _ = recorder.hooks()
-
-                def record(z, hook=None, key=key, recorder=recorder):
-                    from isoprobe.engine.interventions import pathway_contribution
-
-                    captured[key] = pathway_contribution(recorder.seen["pattern"], recorder.seen["v"], recorder.edges.to(z.device))
-                hooks += [read_pattern, read_v, (f"blocks.{key[0]}.attn.hook_z", record)]
+            hooks: list[Hook] = []
+            for key in wanted:
+                # An identity replacement that keeps each contribution it is shown.
+                keep = lambda contribution, key=key: captured.setdefault(key, contribution)
+                hooks += ReplacementHooks(key[0], self.edges(key[1]), None, keep).hooks()
             self.model.run_with_hooks(*inputs, fwd_hooks=hooks)
             for key, value in captured.items():
                 sums[key] = sums.get(key, 0) + value.double().sum(dim=0)

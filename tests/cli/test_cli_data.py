@@ -14,10 +14,11 @@ import pytest
 import scipy.io
 
 from isoprobe.data.pipeline import DataConfig, prepare
+from tests.conftest import SMALL_DB2_SAMPLES
 from tests.cli_helpers import invoke, assert_user_error
 
 SMALL_SYNTH = ["--gestures", "3", "--seconds-per-repetition", "0.8", "--rest-seconds", "0.5", "--subjects", "1"]
-N_SMALL = 4000
+N_SMALL = SMALL_DB2_SAMPLES
 
 
 def partial_files(folder: Path) -> list[Path]:
@@ -32,11 +33,8 @@ def synth_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def db2_small(db2_redundant) -> dict[str, np.ndarray]:
-    """A valid small DB2 exercise-1 file's variables (the fixture's first N_SMALL samples)."""
-    loaded = scipy.io.loadmat(str(db2_redundant / "DB2_s1" / "S1_E1_A1.mat"))
-    n = len(loaded["emg"])
-    return {k: (v[:N_SMALL] if v.shape[0] == n else v) for k, v in loaded.items() if not k.startswith("__")}
+def db2_small(db2_small_vars) -> dict[str, np.ndarray]:
+    return db2_small_vars
 
 
 @pytest.fixture

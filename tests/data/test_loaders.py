@@ -16,11 +16,12 @@ from isoprobe.data import hdsemg, ninapro
 from isoprobe.data.modalities import ModalityGroup, parse_modalities
 from isoprobe.data.pipeline import DataConfig, prepare
 from isoprobe.data.synth.writers import write_mat_v73
+from tests.conftest import SMALL_DB2_SAMPLES
 from isoprobe.errors import ConfigError, DataFormatError
 
 DB2_CHANNELS = {"emg": 12, "acc": 36}
 HD_CHANNELS = {"hdsemg": 128, "force": 5}
-N_DB2 = 4000  # samples kept from the fixture's E1 file: rest, then gesture 1 repetitions 1–2
+N_DB2 = SMALL_DB2_SAMPLES
 N_HD = 3000
 
 
@@ -48,11 +49,8 @@ def expect_error(error: pytest.ExceptionInfo, path: Path, field: str | None, *fr
 
 
 @pytest.fixture(scope="module")
-def db2_vars(db2_redundant) -> dict[str, np.ndarray]:
-    """A valid small DB2 exercise-1 file's variables: the fixture's first N_DB2 samples."""
-    loaded = scipy.io.loadmat(str(db2_redundant / "DB2_s1" / "S1_E1_A1.mat"))
-    n = len(loaded["emg"])
-    return {k: (v[:N_DB2] if v.shape[0] == n else v) for k, v in loaded.items() if not k.startswith("__")}
+def db2_vars(db2_small_vars) -> dict[str, np.ndarray]:
+    return db2_small_vars
 
 
 @pytest.fixture
