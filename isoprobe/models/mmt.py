@@ -9,7 +9,7 @@ attention by construction: masking `cross` on it changes nothing, a built-in con
 from __future__ import annotations
 
 import torch
-from einops import rearrange
+from einops import einsum, rearrange
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
@@ -35,6 +35,10 @@ class MultimodalTransformer(StagedTransformer):
         ids = self.embed.token_modalities
         same = ids[:, None] == ids[None, :]
         self.register_buffer("within_modality", torch.zeros(same.shape).masked_fill(~same, float("-inf")), persistent=False)
+        # [modality, pos]: 1/count on the modality's tokens, so pooling is one matmul (a boolean
+        # selection per modality would cost a host-device sync on CUDA).
+        one_hot = (ids[None, :] == torch.arange(1, n_groups + 1)[:, None]).float()
+        self.register_buffer("mean_pool", one_hot / one_hot.sum(dim=1, keepdim=True), persistent=False)
         self.hook_pooled = HookPoint()  # [batch, modality, d_model]
         # Late fusion: a linear head on the concatenation cannot combine the modalities non-linearly
         # (an XOR of an sEMG and an ACC pattern), so by default the head has one hidden layer.
@@ -58,7 +62,7 @@ class MultimodalTransformer(StagedTransformer):
         """{"main": logits [batch, class]}: mean-pool each modality's tokens, concatenate, classify."""
         groups = self.token_modalities - 1  # weight group per token
         x = self.ln_final(x, groups)
-        pooled = torch.stack([x[:, groups == g].mean(dim=1) for g in range(len(self.config.groups))], dim=1)
+        pooled = einsum(x, self.mean_pool.to(x.dtype), "batch pos d_model, modality pos -> batch modality d_model")
         return {"main": self.head(rearrange(self.hook_pooled(pooled), "batch modality d_model -> batch (modality d_model)"))}
 
 

@@ -175,8 +175,8 @@ def test_masking_cross_on_the_multimodal_transformer_is_a_no_op(mmt, db2):
     clean, outs = engine.run_grid(inputs, conditions)
     naive = engine.run_naive(inputs, conditions)
     torch.testing.assert_close(clean, reference, atol=1e-6, rtol=0)
-    for out in outs[:4] + naive[:4]:
-        torch.testing.assert_close(out, reference, atol=1e-6, rtol=0)
+    for out in outs[:4] + naive[:4]:  # explicit-scores path against the fused one: float rounding only
+        torch.testing.assert_close(out, reference, atol=1e-5, rtol=0)
     assert (outs[4] - reference).abs().max() > 1e-2  # unimodal masking does act on it
     torch.testing.assert_close(outs[4], naive[4], **TOL)
 
