@@ -56,11 +56,21 @@ def ablate(
             task = bar.add_task("intervening", total=None)
             table = run_ablation(model, windows.x, windows.y, config, reference=prepared.splits["train"].x, device=device,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
-    shown = Table(*(c for c in ("layers", "pathway", "heads", "base", "intervened", "drop [95% CI]", "rel. drop", "p", "Δ margin", "KL")),
-                  title=f"{checkpoint} — {intervention} on the {split} split (n = {len(windows)})", box=None)
+    # One line per condition at 80 columns: the base accuracy, the same for every row, goes in the
+    # title, and the heads column only appears when heads were chosen.
+    base = table.base_accuracy.iloc[0] if len(table) else float("nan")
+    show_heads = (table.heads != "all").any()
+    shown = Table(title=f"{checkpoint} — {intervention} on the {split} split (n = {len(windows)}, base accuracy {base:.3f})",
+                  box=None, pad_edge=False, collapse_padding=True)
+    shown.add_column("layers", no_wrap=True)
+    shown.add_column("pathway")  # the one column that may wrap (long comma-combinations)
+    if show_heads:
+        shown.add_column("heads", no_wrap=True)
+    for column in ("acc.", "drop", "95% CI", "rel.", "p", "Δ margin", "KL"):
+        shown.add_column(column, justify="right", no_wrap=True)
     for row in table.itertuples():
-        shown.add_row(row.layers, row.pathway, row.heads, f"{row.base_accuracy:.3f}", f"{row.accuracy:.3f}",
-                      f"{row.drop:+.3f} [{row.drop_ci_low:+.3f}, {row.drop_ci_high:+.3f}]", f"{row.relative_drop:+.1%}",
+        shown.add_row(row.layers, row.pathway, *((row.heads,) if show_heads else ()), f"{row.accuracy:.3f}",
+                      f"{row.drop:+.3f}", f"[{row.drop_ci_low:+.3f}, {row.drop_ci_high:+.3f}]", f"{row.relative_drop:+.1%}",
                       f"{row.p_value:.2g}", f"{row.logit_margin_change:+.2f}", f"{row.kl:.3f}")
     console.print(shown)
     if out is not None:

@@ -109,7 +109,8 @@ class InterventionEngine:
         self.staged = all(hasattr(model, name) for name in ("embed_stage", "block_stage", "heads_stage"))
         self.means: dict[tuple[int, str], torch.Tensor] = {}
         self._edges: dict[str, torch.Tensor] = {}
-        self._masks: dict[tuple[str, tuple[int, ...] | None], dict] = {}  # per (pathway, heads): score masks per device
+        # per (pathway, heads, score mask or replacement): the masks built on each device
+        self._masks: dict[tuple[str, tuple[int, ...] | None, bool], dict] = {}
 
     def edges(self, pathway: str) -> torch.Tensor:
         """Boolean [query_pos, key_pos] of the pathway's edges."""
@@ -131,17 +132,18 @@ class InterventionEngine:
         permutation is drawn for the batch size the hooks see (`batch` is kept for callers that pass it)."""
         edges = self.edges(condition.pathway)
         hooks: list[Hook] = []
+        cache = self._masks.setdefault((condition.pathway, condition.heads, condition.intervention == "mask"), {})
         for layer in condition.layers:
             if condition.intervention == "mask":
-                cache = self._masks.setdefault((condition.pathway, condition.heads), {})
                 hooks.append((f"blocks.{layer}.attn.hook_attn_scores", score_mask_hook(edges, condition.heads, cache)))
             elif condition.intervention == "mean":
                 mean = self.means[(layer, condition.pathway)]
-                hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, m=mean: m.to(c.dtype).expand_as(c)).hooks()
+                hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, m=mean: m.to(c.dtype).expand_as(c),
+                                          cache).hooks()
             elif condition.intervention == "resample":
                 # Drawn for the batch the hook sees: hooks built without `batch` (the default 0) must work too.
                 hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, s=self.seed + batch_index:
-                                          c[resample_permutation(len(c), s, c.device)]).hooks()
+                                          c[resample_permutation(len(c), s, c.device)], cache).hooks()
             else:
                 check_intervention(condition.intervention)
         return hooks
@@ -161,7 +163,8 @@ class InterventionEngine:
             for key in wanted:
                 # An identity replacement that keeps each contribution it is shown.
                 keep = lambda contribution, key=key: captured.setdefault(key, contribution)
-                hooks += ReplacementHooks(key[0], self.edges(key[1]), None, keep).hooks()
+                hooks += ReplacementHooks(key[0], self.edges(key[1]), None, keep,
+                                          self._masks.setdefault((key[1], None, False), {})).hooks()
             self.model.run_with_hooks(*inputs, fwd_hooks=hooks)
             for key, value in captured.items():
                 sums[key] = sums.get(key, 0) + value.double().sum(dim=0)

@@ -59,6 +59,9 @@ class ReplacementHooks:
     edges: torch.Tensor  # [q, k] bool
     heads: tuple[int, ...] | None
     replacement: Callable[[torch.Tensor], torch.Tensor]  # contribution [batch, q, head, d_head] -> replacement
+    # (device, head count) -> (edges, head mask) there: share one dict across calls, since copying
+    # the CPU masks to a GPU on every call synchronises the device.
+    cache: dict = field(default_factory=dict)
     seen: dict = field(default_factory=dict)
 
     def hooks(self) -> list[Hook]:
@@ -70,8 +73,11 @@ class ReplacementHooks:
             return hook
 
         def replace(z: torch.Tensor, hook=None) -> torch.Tensor:
-            contribution = pathway_contribution(self.seen.pop("pattern"), self.seen.pop("v"), self.edges.to(z.device))
-            heads = _head_mask(self.heads, z.shape[2], z.device)[None, None, :, None]
+            key = (z.device, z.shape[2])
+            if key not in self.cache:
+                self.cache[key] = (self.edges.to(z.device), _head_mask(self.heads, z.shape[2], z.device)[None, None, :, None])
+            edges, heads = self.cache[key]
+            contribution = pathway_contribution(self.seen.pop("pattern"), self.seen.pop("v"), edges)
             return torch.where(heads, z - contribution + self.replacement(contribution), z)
 
         return [(f"{prefix}.hook_pattern", keep("pattern")), (f"{prefix}.hook_v", keep("v")), (f"{prefix}.hook_z", replace)]
@@ -82,8 +88,8 @@ def resample_permutation(batch: int, seed: int, device) -> torch.Tensor:
     if batch < 2:
         return torch.zeros(batch, dtype=torch.long, device=device)
     generator = torch.Generator().manual_seed(seed)
-    shift = int(torch.randint(1, batch, (1,), generator=generator))
-    return ((torch.arange(batch) + shift) % batch).to(device)
+    shift = int(torch.randint(1, batch, (1,), generator=generator))  # drawn on the CPU, the same on every device
+    return (torch.arange(batch, device=device) + shift) % batch
 
 
 def check_intervention(name: str) -> str:

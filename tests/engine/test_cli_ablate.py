@@ -25,7 +25,7 @@ def ablated(trained, tmp_path_factory):
 def test_ablate_prints_and_writes_the_table(ablated, trained):
     result, out = ablated
     assert result.exit_code == 0, (result.output, result.exception)
-    for fragment in ("L1", "L2", "L1-L2", "cross", "drop [95% CI]", "test split", "ablation.csv"):
+    for fragment in ("L1", "L2", "L1-L2", "cross", "95% CI", "test split", "base accuracy", "ablation.csv"):
         assert fragment in result.stdout, fragment
     assert {p.name for p in out.iterdir()} == {"ablation.csv", "ablation.json", "ablation.md"}
     table = pd.read_csv(out / "ablation.csv")
@@ -38,6 +38,20 @@ def test_ablate_prints_and_writes_the_table(ablated, trained):
     assert document["meta"]["checkpoint"] == str(trained)
     markdown = (out / "ablation.md").read_text()
     assert markdown.startswith("|") and "L1-L2" in markdown and "base_accuracy" in markdown
+
+
+def test_ablate_terminal_table_has_one_line_per_condition(ablated):
+    """At the 80 columns of a plain terminal no cell wraps: each row reads on its own line, ending
+    with its KL as written to the CSV."""
+    result, out = ablated
+    table = pd.read_csv(out / "ablation.csv")
+    lines = result.stdout.splitlines()
+    for row in table.itertuples():
+        matching = [line for line in lines if line.split()[:2] == [row.layers, row.pathway]]
+        assert len(matching) == 1, (row.layers, lines)
+        assert len(matching[0]) <= 80
+        cells = matching[0].split()
+        assert cells[-1] == f"{row.kl:.3f}" and f"[{row.drop_ci_low:+.3f}," in cells
 
 
 def test_ablate_numbers_equal_the_library(ablated, trained):

@@ -312,6 +312,27 @@ def test_grid_on_the_multimodal_transformer_equals_the_loop(mmt, db2):
         torch.testing.assert_close(a, b, **TOL)
 
 
+def test_masks_are_built_once_per_pathway_heads_and_device(hier, db2, inputs, monkeypatch):
+    """Every hook call would otherwise copy its masks to the activations' device (a sync on a GPU):
+    over two grids and a naive loop, each (pathway, heads, kind) builds its head mask once."""
+    import isoprobe.engine.interventions as interventions
+
+    built = []
+    original = interventions._head_mask
+    monkeypatch.setattr(interventions, "_head_mask", lambda *args: built.append(args[0]) or original(*args))
+    conditions = [Condition((0,), "cross", None, "mean"), Condition((0, 1, 2), "cross", None, "mean"),
+                  Condition((1,), "uni", (1,), "resample"), Condition((1, 2), "uni", (1,), "resample"),
+                  Condition((0,), "cls"), Condition((0, 1, 2), "cls")]
+    engine = InterventionEngine(hier, seed=3)
+    engine.fit_means([windows(db2, 8, split="validation")[0]], conditions)
+    first = engine.run_grid(inputs, conditions)[1]
+    second = engine.run_grid(inputs, conditions, batch_index=1)[1]
+    engine.run_naive(inputs, conditions)
+    assert sorted(built, key=str) == [(1,), None, None]  # (uni, head 1, replacement), (cross, replacement), (cls, mask)
+    for condition, a, b in zip(conditions, first, second):  # resample draws per batch; the others repeat exactly
+        assert torch.equal(a, b) != (condition.intervention == "resample"), condition
+
+
 def test_resample_hooks_built_without_a_batch_size_work(hier, inputs):
     """`engine.hooks(condition)` with its defaults is a public way to apply a condition."""
     engine = InterventionEngine(hier, seed=2)
