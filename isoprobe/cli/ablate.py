@@ -28,6 +28,7 @@ def ablate(
 ) -> None:
     """IsoNet pathway interventions: one row per condition with accuracy drop, bootstrap CI, paired
     test, logit margin and KL. Columns are defined in the README."""
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
@@ -60,8 +61,10 @@ def ablate(
     # title, and the heads column only appears when heads were chosen.
     base = table.base_accuracy.iloc[0] if len(table) else float("nan")
     show_heads = (table.heads != "all").any()
-    shown = Table(title=f"{checkpoint} — {intervention} on the {split} split (n = {len(windows)}, base accuracy {base:.3f})",
-                  box=None, pad_edge=False, collapse_padding=True)
+    # The title on its own line: as the table's title it would wrap at the table's width.
+    console.print(f"[bold]{escape(str(checkpoint))}[/] — {intervention} on the {split} split "
+                  f"(n = {len(windows)}, base accuracy {base:.3f})")
+    shown = Table(box=None, pad_edge=False, collapse_padding=True)
     shown.add_column("layers", no_wrap=True)
     shown.add_column("pathway")  # the one column that may wrap (long comma-combinations)
     if show_heads:
