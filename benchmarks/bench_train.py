@@ -189,10 +189,10 @@ def check_same_function(config: HierarchicalConfig) -> float:
 
 def assert_no_active_hooks(model: nn.Module) -> int:
     """Number of HookPoints in `model`; fails if any carries a hook."""
-    from transformer_lens.hook_points import HookPoint
+    from isoprobe.models.components.attention import _has_hooks
 
-    hooks = [m for m in model.modules() if isinstance(m, HookPoint)]
-    assert not any(h._forward_hooks or h._backward_hooks or h._forward_pre_hooks for h in hooks), "a hook is active"
+    hooks = list(model.hook_dict.values())
+    assert not any(_has_hooks(h) for h in hooks), "a hook is active"
     return len(hooks)
 
 

@@ -37,12 +37,11 @@ def ablate(
     from isoprobe.engine.interventions import check_intervention
     from isoprobe.errors import ConfigError
     from isoprobe.training.checkpoint import load_checkpoint
-    from isoprobe.training.run import checkpoint_data, check_device
+    from isoprobe.training.run import check_device, check_split, checkpoint_data
 
     with user_errors():
         check_intervention(intervention)
-        if split not in ("train", "validation", "test"):
-            raise ConfigError("--split", split, "choose one of train, validation, test")
+        check_split(split)
         check_device(device)
         loaded = load_checkpoint(checkpoint)
         if loaded.model_config.arch == "mlp":
@@ -50,7 +49,7 @@ def ablate(
                               "ablate needs an mmt or hierarchical checkpoint")
         model = loaded.build_model()
         config = AblationConfig(layers, pathway, heads, intervention, mode, bootstrap, seed, batch_size, mask_self)
-        conditions_for(InterventionEngine(model, mask_self=mask_self), config, model.blocks[0].attn.n_heads)  # fail fast
+        conditions_for(InterventionEngine(model, mask_self=mask_self), config)  # fail fast, before the data are read
         prepared = checkpoint_data(loaded, data)
         windows = prepared.splits[split]
         with Progress(console=console, transient=True) as bar:

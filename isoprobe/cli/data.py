@@ -85,7 +85,7 @@ def inspect(
                 prepared = prepare(config)
                 window_report[subject_summary.subject] = render_windows(prepared)
         if json_out is not None:
-            from isoprobe.reports.io import write_text_atomic
+            from isoprobe.atomic import write_text_atomic
 
             payload = summary.to_dict() | ({"windows": window_report} if window_report else {})
             write_text_atomic(json_out, json.dumps(payload, indent=2))

@@ -41,14 +41,12 @@ def train(
     from isoprobe.data.pipeline import DataConfig
     from isoprobe.data.tokens import TokenConfig
     from isoprobe.data.windows import WindowConfig
-    from isoprobe.errors import ConfigError
-    from isoprobe.models.config import ARCHITECTURES
+    from isoprobe.models.config import config_class
     from isoprobe.training.run import default_modalities, fit, synthetic_root
     from isoprobe.training.trainer import TrainConfig
 
     with user_errors():
-        if arch not in ARCHITECTURES:
-            raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
+        config_class(arch)  # fail fast, before any data are read
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_switch_fraction=head_switch,
                                    seed=seed, device=device, bf16=bf16, gain_jitter=gain_jitter)
         token = TokenConfig(patch=patch, patch_ms=patch_ms)

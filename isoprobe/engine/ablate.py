@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from isoprobe.engine.grid import Condition, InterventionEngine, build_conditions
 from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, split_pathways
 from isoprobe.engine.stats import condition_row
 from isoprobe.errors import ConfigError
+from isoprobe.training.metrics import window_batches
 
 COLUMNS = ("layers", "pathway", "heads", "intervention", "n", "base_accuracy", "accuracy", "drop", "relative_drop",
            "drop_ci_low", "drop_ci_high", "p_value", "logit_margin_base", "logit_margin", "logit_margin_change", "kl")
@@ -39,17 +40,10 @@ class AblationConfig:
             raise ConfigError("--bootstrap", self.bootstrap, "a number of resamples ≥ 0 (0: no confidence interval)")
 
 
-def _batches(windows: dict, names: tuple[str, ...], labels: np.ndarray, batch_size: int, device):
-    n = len(labels)
-    for index, start in enumerate(range(0, n, batch_size)):
-        inputs = [torch.as_tensor(np.asarray(windows[name][start : start + batch_size]), device=device) for name in names]
-        yield index, inputs, torch.as_tensor(labels[start : start + batch_size])
-
-
-def conditions_for(engine: InterventionEngine, config: AblationConfig, n_heads: int) -> list[Condition]:
+def conditions_for(engine: InterventionEngine, config: AblationConfig) -> list[Condition]:
     layers = parse_layers(config.layers, engine.n_layers)
     pathways = [parse_pathway(p, engine.modality_names).name for p in split_pathways(config.pathway)]
-    return build_conditions(config.mode, layers, pathways, parse_heads(config.heads, n_heads), config.intervention)
+    return build_conditions(config.mode, layers, pathways, parse_heads(config.heads, engine.n_heads), config.intervention)
 
 
 def run_ablation(model: torch.nn.Module, windows: dict, labels: np.ndarray, config: AblationConfig,
@@ -58,27 +52,23 @@ def run_ablation(model: torch.nn.Module, windows: dict, labels: np.ndarray, conf
     class indices; reference: windows for the `mean` intervention (default: `windows`)."""
     model = model.to(device).eval()
     engine = InterventionEngine(model, mask_self=config.mask_self, seed=config.seed)
-    n_heads = model.blocks[0].attn.n_heads if hasattr(model, "blocks") else 1
-    conditions = conditions_for(engine, config, n_heads)
+    conditions = conditions_for(engine, config)
     names = tuple(model.modality_names)
     if config.intervention == "mean":
         reference = reference if reference is not None else windows
-        n_reference = len(next(iter(reference.values())))
-        engine.fit_means((inputs for _, inputs, _ in _batches(reference, names, np.zeros(n_reference, dtype=np.int64),
-                                                                 config.batch_size, device)), conditions)
-    clean_all, per_condition, targets = [], [[] for _ in conditions], []
-    batches = list(range(0, len(labels), config.batch_size))
-    for index, inputs, target in _batches(windows, names, labels, config.batch_size, device):
+        engine.fit_means(window_batches(reference, names, config.batch_size, device), conditions)
+    if not len(labels):
+        raise ConfigError("--data", "", "no windows to evaluate")
+    n_batches = math.ceil(len(labels) / config.batch_size)
+    clean_all, per_condition = [], [[] for _ in conditions]
+    for index, inputs in enumerate(window_batches(windows, names, config.batch_size, device)):
         clean, outs = engine.run_grid(inputs, conditions, batch_index=index)
         clean_all.append(clean.float().cpu())
         for store, logits in zip(per_condition, outs):
             store.append(logits.float().cpu())
-        targets.append(target)
         if progress is not None:
-            progress(index + 1, len(batches))
-    if not targets:
-        raise ConfigError("--data", "", "no windows to evaluate")
-    base, target = torch.cat(clean_all), torch.cat(targets).long()
+            progress(index + 1, n_batches)
+    base, target = torch.cat(clean_all), torch.as_tensor(labels).long()
     rows = []
     for condition, logits in zip(conditions, per_condition):
         row = {"layers": condition.layer_label, "pathway": condition.pathway, "heads": condition.head_label,

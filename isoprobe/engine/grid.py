@@ -127,9 +127,13 @@ class InterventionEngine:
             if condition.intervention == "mean" and any((layer, condition.pathway) not in self.means for layer in condition.layers):
                 raise ConfigError("--intervention", "mean", "reference means are missing: call fit_means() first")
 
-    def hooks(self, condition: Condition, batch_index: int = 0, batch: int = 0) -> list[Hook]:
+    @property
+    def n_heads(self) -> int:
+        return self.model.blocks[0].attn.n_heads
+
+    def hooks(self, condition: Condition, batch_index: int = 0) -> list[Hook]:
         """TransformerLens forward hooks that apply `condition`. `batch_index` seeds `resample`; the
-        permutation is drawn for the batch size the hooks see (`batch` is kept for callers that pass it)."""
+        permutation is drawn for the batch size the hooks see."""
         edges = self.edges(condition.pathway)
         hooks: list[Hook] = []
         cache = self._masks.setdefault((condition.pathway, condition.heads, condition.intervention == "mask"), {})
@@ -141,7 +145,6 @@ class InterventionEngine:
                 hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, m=mean: m.to(c.dtype).expand_as(c),
                                           cache).hooks()
             elif condition.intervention == "resample":
-                # Drawn for the batch the hook sees: hooks built without `batch` (the default 0) must work too.
                 hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, s=self.seed + batch_index:
                                           c[resample_permutation(len(c), s, c.device)], cache).hooks()
             else:
@@ -175,8 +178,7 @@ class InterventionEngine:
     def run_naive(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition], batch_index: int = 0) -> list[torch.Tensor]:
         """Reference: one full `run_with_hooks` per condition. Logits [batch, class] per condition."""
         self.check(conditions)
-        batch = len(inputs[0])
-        return [self.model.run_with_hooks(*inputs, fwd_hooks=self.hooks(c, batch_index, batch)) for c in conditions]
+        return [self.model.run_with_hooks(*inputs, fwd_hooks=self.hooks(c, batch_index)) for c in conditions]
 
     @torch.no_grad()
     def run_grid(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
@@ -186,7 +188,7 @@ class InterventionEngine:
         self.check(conditions)
         if not self.staged:
             return self.model(*inputs), self.run_naive(inputs, conditions, batch_index)
-        model, batch = self.model, len(inputs[0])
+        model = self.model
         residual = [model.embed_stage(*inputs)]
         for layer in range(self.n_layers):
             residual.append(model.block_stage(layer, residual[-1]))
@@ -194,7 +196,7 @@ class InterventionEngine:
         out = []
         for condition in conditions:
             first = min(condition.layers)
-            with attached(model, self.hooks(condition, batch_index, batch)):
+            with attached(model, self.hooks(condition, batch_index)):
                 x = residual[first]
                 for layer in range(first, self.n_layers):
                     x = model.block_stage(layer, x)

@@ -31,15 +31,16 @@ def patch_activations(model, clean: Sequence[torch.Tensor], corrupted: Sequence[
     unknown = [name for name in hook_names if name not in model.hook_dict]
     if unknown:
         raise ConfigError("hook_names", unknown, "not hook points of this model (see model.hook_dict)")
-    _, cache = model.run_with_cache(*clean, names_filter=lambda name: name in set(hook_names))
-    clean_value = metric(model(*clean))
+    wanted = set(hook_names)
+    _, cache = model.run_with_cache(*clean, names_filter=lambda name: name in wanted)
+    clean_value = metric(model(*clean))  # without cache hooks: the fused attention path, like the patched runs
     corrupted_value = metric(model(*corrupted))
+    gap = clean_value - corrupted_value
     rows = []
     for name in hook_names:
         def restore(activation, hook, name=name):
             return cache[name].to(activation.dtype)
         patched = metric(model.run_with_hooks(*corrupted, fwd_hooks=[(name, restore)]))
-        gap = clean_value - corrupted_value
         rows.append({"hook": name, "clean": clean_value, "corrupted": corrupted_value, "patched": patched,
                      "restored": (patched - corrupted_value) / gap if gap != 0 else float("nan")})
     return pd.DataFrame(rows)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
 
 from isoprobe.data.modalities import ModalityGroup
 from isoprobe.data.recording import Grid
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.errors import ConfigError
 
-ARCHITECTURES = ("mlp", "mmt", "hierarchical")
 MLP_FEATURES = ("patches", "classic")
 
 
@@ -49,6 +49,9 @@ class ModelConfig:
     patch_energy: bool = True  # feed each token's per-channel log power to the embedding (see TokenEmbed)
 
     arch = "base"
+    # Fields that checkpoints written before they existed lack, with the value that reproduces
+    # those models: earlier models embedded raw patches only.
+    legacy_defaults: ClassVar[dict] = {"patch_energy": False}
 
     def __post_init__(self) -> None:
         if not self.groups:
@@ -73,16 +76,12 @@ class ModelConfig:
     def from_dict(data: dict) -> "ModelConfig":
         values = dict(data)
         arch = values.pop("arch", None)
-        if arch not in CONFIGS:
-            raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
-        cls = CONFIGS[arch]
+        cls = config_class(arch)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ConfigError("model config", sorted(unknown), f"unknown fields for {arch}")
-        values.setdefault("patch_energy", False)  # checkpoints written before the option existed embedded raw patches only
-        if arch == "mmt":
-            values.setdefault("fusion_hidden", 0)  # likewise: earlier multimodal transformers had a linear head
+        values = {**cls.legacy_defaults, **values}
         values["groups"] = tuple(
             GroupSpec(**{**g, "channels": tuple(g["channels"]),
                          "grids": tuple(Grid(x["name"], tuple(x["shape"]), tuple(x["channels"])) for x in g.get("grids", ()))})
@@ -92,9 +91,8 @@ class ModelConfig:
         if "tile" in token:
             token["tile"] = tuple(token["tile"])
         values["token"] = TokenConfig(**token)
-        for key in ("hidden",):
-            if key in values:
-                values[key] = tuple(values[key])
+        if "hidden" in values:
+            values["hidden"] = tuple(values["hidden"])
         return cls(**values)
 
 
@@ -121,6 +119,7 @@ class MMTConfig(ModelConfig):
     n_layers: int = 3
     fusion_hidden: int = 128  # hidden width of the head on the concatenated modality vectors; 0: a linear head
     arch = "mmt"
+    legacy_defaults: ClassVar[dict] = {**ModelConfig.legacy_defaults, "fusion_hidden": 0}  # earlier: a linear head
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -144,4 +143,12 @@ class MLPConfig(ModelConfig):
             raise ConfigError("--features", self.features, f"choose one of {', '.join(MLP_FEATURES)}")
 
 
-CONFIGS: dict[str, type[ModelConfig]] = {"hierarchical": HierarchicalConfig, "mmt": MMTConfig, "mlp": MLPConfig}
+CONFIGS: dict[str, type[ModelConfig]] = {"mlp": MLPConfig, "mmt": MMTConfig, "hierarchical": HierarchicalConfig}
+ARCHITECTURES = tuple(CONFIGS)
+
+
+def config_class(arch: str) -> type[ModelConfig]:
+    """The configuration class of architecture `arch`; an unknown name is refused listing the valid ones."""
+    if arch not in CONFIGS:
+        raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
+    return CONFIGS[arch]

@@ -53,10 +53,9 @@ class HierarchicalTransformer(StagedTransformer):
         parts = [x[:, :1]]  # CLS skips the modality encoders
         # Tokens are laid out CLS, then each group in order: static slices, no data-dependent indexing
         # (a boolean mask would make the GPU wait for the host and break torch.compile graphs).
-        start = 1
-        for group in self.config.groups:
-            parts.append(self.encoders[group.module_name](x[:, start : start + group.n_tokens]))
-            start += group.n_tokens
+        groups = self.config.groups
+        for group, tokens in zip(groups, x[:, 1:].split([g.n_tokens for g in groups], dim=1)):
+            parts.append(self.encoders[group.module_name](tokens))
         return torch.cat(parts, dim=1)
 
     def block_stage(self, layer: int, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +67,3 @@ class HierarchicalTransformer(StagedTransformer):
         (the prediction head, DESIGN §3), "avg" from the mean of the non-CLS tokens."""
         x = self.ln_final(x)
         return {"main": self.head_cls(self.hook_cls(x[:, 0])), "avg": self.head_avg(self.hook_avg(x[:, 1:].mean(dim=1)))}
-
-
-
-

@@ -25,12 +25,13 @@ def classic_features(windows: torch.Tensor, threshold: float = 0.01) -> torch.Te
     ZC counts sign changes of the signal whose step exceeds `threshold` (in z-score units); SSC counts
     sign changes of the slope where at least one of the two steps exceeds it. Both counts are
     divided by the window length so all five features share a scale."""
-    diff = windows[:, 1:] - windows[:, :-1]
+    diff = torch.diff(windows, dim=1)
+    large = diff.abs() > threshold  # [batch, time - 1, channel]: steps above the threshold
     rms = windows.pow(2).mean(dim=1).sqrt()
     mav = windows.abs().mean(dim=1)
     wl = diff.abs().mean(dim=1)
-    crossing = (windows[:, 1:] * windows[:, :-1] < 0) & (diff.abs() > threshold)
-    slope_change = (diff[:, 1:] * diff[:, :-1] < 0) & ((diff[:, 1:].abs() > threshold) | (diff[:, :-1].abs() > threshold))
+    crossing = (windows[:, 1:] * windows[:, :-1] < 0) & large
+    slope_change = (diff[:, 1:] * diff[:, :-1] < 0) & (large[:, 1:] | large[:, :-1])
     n_time = windows.shape[1]
     zc = crossing.float().sum(dim=1) / n_time
     ssc = slope_change.float().sum(dim=1) / n_time
@@ -51,13 +52,10 @@ class MultimodalMLP(HookedRootModule):
         self.blocks = nn.ModuleList(_Hidden() for _ in config.hidden)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(widths[-1], config.n_classes)
-        self.register_buffer("_token_modalities", torch.from_numpy(token_modalities([g.n_tokens for g in config.groups])[1:]), persistent=False)
+        # Modality id per input token (patch) [pos]; the MLP has no CLS and no attention.
+        self.register_buffer("token_modalities", torch.from_numpy(token_modalities([g.n_tokens for g in config.groups])[1:]),
+                             persistent=False)
         self.setup()
-
-    @property
-    def token_modalities(self) -> torch.Tensor:
-        """Modality id per input token (patch) [pos]; the MLP has no CLS and no attention."""
-        return self._token_modalities
 
     @property
     def modality_names(self) -> tuple[str, ...]:

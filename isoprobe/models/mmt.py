@@ -33,6 +33,7 @@ class MultimodalTransformer(StagedTransformer):
         )
         self.ln_final = GroupedLayerNorm(config.d_model, n_groups)
         ids = self.embed.token_modalities
+        self.register_buffer("token_groups", ids - 1, persistent=False)  # weight group per token
         same = ids[:, None] == ids[None, :]
         self.register_buffer("within_modality", torch.zeros(same.shape).masked_fill(~same, float("-inf")), persistent=False)
         # [modality, pos]: 1/count on the modality's tokens, so pooling is one matmul (a boolean
@@ -56,14 +57,10 @@ class MultimodalTransformer(StagedTransformer):
         return self.hook_embed(self.embed(windows))
 
     def block_stage(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks[layer](x, self.token_modalities - 1, self.within_modality)
+        return self.blocks[layer](x, self.token_groups, self.within_modality)
 
     def heads_stage(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"main": logits [batch, class]}: mean-pool each modality's tokens, concatenate, classify."""
-        groups = self.token_modalities - 1  # weight group per token
-        x = self.ln_final(x, groups)
+        x = self.ln_final(x, self.token_groups)
         pooled = einsum(x, self.mean_pool.to(x.dtype), "batch pos d_model, modality pos -> batch modality d_model")
         return {"main": self.head(rearrange(self.hook_pooled(pooled), "batch modality d_model -> batch (modality d_model)"))}
-
-
-

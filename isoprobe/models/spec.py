@@ -6,8 +6,7 @@ import numpy as np
 
 from isoprobe.data.pipeline import PreparedData
 from isoprobe.data.tokens import TokenConfig, patchify
-from isoprobe.models.config import CONFIGS, ARCHITECTURES, GroupSpec, ModelConfig
-from isoprobe.errors import ConfigError
+from isoprobe.models.config import GroupSpec, ModelConfig, config_class
 
 
 def group_specs(data: PreparedData, token: TokenConfig) -> tuple[GroupSpec, ...]:
@@ -23,8 +22,6 @@ def group_specs(data: PreparedData, token: TokenConfig) -> tuple[GroupSpec, ...]
 
 def model_config_for(data: PreparedData, arch: str, token: TokenConfig | None = None, **options) -> ModelConfig:
     """The configuration of architecture `arch` for `data` (options override the defaults)."""
-    if arch not in CONFIGS:
-        raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
     token = token or TokenConfig()
-    return CONFIGS[arch](groups=group_specs(data, token), n_classes=data.n_classes, sampling_rate=data.sampling_rate,
+    return config_class(arch)(groups=group_specs(data, token), n_classes=data.n_classes, sampling_rate=data.sampling_rate,
                          token=token, **options)

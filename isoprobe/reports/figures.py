@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from isoprobe.atomic import atomic_path
 
 
 def confusion_png(confusion: np.ndarray, class_names: tuple[str, ...], path: Path, title: str = "") -> None:
@@ -27,11 +28,8 @@ def confusion_png(confusion: np.ndarray, class_names: tuple[str, ...], path: Pat
     axes.set_ylabel("true")
     axes.set_title(title)
     figure.tight_layout()
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
     try:
-        figure.savefig(temporary, dpi=120)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=120)
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)

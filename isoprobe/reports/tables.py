@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from isoprobe.reports.io import write_text_atomic
+from isoprobe.atomic import write_text_atomic
 
 
 def write_evaluation(out: Path, evaluation, class_names: tuple[str, ...], title: str = "") -> None:
@@ -15,7 +15,6 @@ def write_evaluation(out: Path, evaluation, class_names: tuple[str, ...], title:
     from isoprobe.reports.figures import confusion_png
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "metrics.json", json.dumps(evaluation.to_dict(class_names), indent=2))
     per_class = pd.DataFrame({"class": class_names, "accuracy": evaluation.per_class_accuracy,
                               "n": evaluation.confusion.sum(axis=1)})
@@ -28,7 +27,6 @@ def write_evaluation(out: Path, evaluation, class_names: tuple[str, ...], title:
 def write_table(out: Path, stem: str, table: pd.DataFrame, meta: dict | None = None) -> None:
     """`stem`.csv, `stem`.json (rows plus `meta`) and `stem`.md in `out`."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / f"{stem}.csv", table.to_csv(index=False))
     records = json.loads(table.to_json(orient="records"))
     write_text_atomic(out / f"{stem}.json", json.dumps({"meta": meta or {}, "rows": records}, indent=2, default=str))

@@ -7,7 +7,6 @@ never unpickled. Written to a temporary file and renamed.
 from __future__ import annotations
 
 import datetime
-import os
 import pickle
 import re
 import zipfile
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from isoprobe import __version__
+from isoprobe.atomic import atomic_path
 from isoprobe.data.normalise import ZScore
 from isoprobe.data.pipeline import DataConfig
 from isoprobe.errors import ConfigError, DataFormatError
@@ -86,14 +86,8 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as temporary:
         torch.save(checkpoint.to_payload(), temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _read(path: Path) -> dict:

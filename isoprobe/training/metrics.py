@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -45,17 +46,21 @@ def evaluate(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> Evalu
     )
 
 
+def window_batches(windows: dict, names: tuple[str, ...], batch_size: int,
+                   device: torch.device | str = "cpu") -> Iterator[list[torch.Tensor]]:
+    """Consecutive batches of model inputs: one [batch, time, channel] tensor per group in `names`, on `device`."""
+    n = len(next(iter(windows.values())))
+    for start in range(0, n, batch_size):
+        yield [torch.as_tensor(np.asarray(windows[name][start : start + batch_size]), device=device) for name in names]
+
+
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, windows: WindowSet | dict, names: tuple[str, ...], batch_size: int = 1024,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """Logits [batch, class] for every window, in batches, in eval mode, on CPU at the end."""
     x = windows.x if isinstance(windows, WindowSet) else windows
-    n = len(next(iter(x.values())))
     was_training = model.training
     model.eval()
-    out = []
-    for start in range(0, n, batch_size):
-        batch = [torch.as_tensor(np.asarray(x[name][start : start + batch_size])).to(device) for name in names]
-        out.append(model(*batch).float().cpu())
+    out = [model(*batch).float().cpu() for batch in window_batches(x, names, batch_size, device)]
     model.train(was_training)
     return torch.cat(out)

@@ -10,7 +10,7 @@ import torch
 
 from isoprobe.data.cache import default_cache_dir
 from isoprobe.data.datasets import dataset_spec
-from isoprobe.data.pipeline import DataConfig, PreparedData, prepare
+from isoprobe.data.pipeline import SPLITS, DataConfig, PreparedData, prepare
 from isoprobe.data.synth.generate import LAYOUTS, SynthConfig, ensure_synthetic
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.errors import ConfigError
@@ -66,8 +66,7 @@ def checkpoint_data(checkpoint: Checkpoint, data_root: Path | None = None) -> Pr
 def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
                         batch_size: int = 1024) -> tuple[Checkpoint, Evaluation]:
     """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split."""
-    if split not in ("train", "validation", "test"):
-        raise ConfigError("--split", split, "choose one of train, validation, test")
+    check_split(split)
     check_device(device)
     checkpoint = load_checkpoint(path)
     model = checkpoint.build_model().to(device)
@@ -77,6 +76,11 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
     names = tuple(g.name for g in model.config.groups)
     logits = predict_logits(model, data.splits[split], names, batch_size=batch_size, device=device)
     return checkpoint, evaluate(logits.argmax(-1).numpy(), data.splits[split].y, len(checkpoint.class_labels))
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError("--split", split, f"choose one of {', '.join(SPLITS)}")
 
 
 def check_device(device: str) -> None:

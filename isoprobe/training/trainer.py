@@ -8,7 +8,6 @@ import copy
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isoprobe.atomic import write_text_atomic
 from isoprobe.data.pipeline import PreparedData
 from isoprobe.errors import ConfigError, DataFormatError
 from isoprobe.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -87,12 +87,13 @@ def jitter_gain(windows: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def dual_head_loss(heads: dict[str, torch.Tensor], target: torch.Tensor, weight: float) -> tuple[torch.Tensor, dict]:
-    """λ·CE(CLS head) + (1 − λ)·CE(average head); a single-head model trains on its one head."""
+    """λ·CE(CLS head) + (1 − λ)·CE(average head); a single-head model trains on its one head. The parts
+    are detached 0-d tensors: reading them with .item() every step would make the CPU wait for the GPU."""
     main = F.cross_entropy(heads["main"].float(), target)
     if "avg" not in heads:
-        return main, {"loss_main": main.item()}
+        return main, {"loss_main": main.detach()}
     avg = F.cross_entropy(heads["avg"].float(), target)
-    return weight * main + (1.0 - weight) * avg, {"loss_main": main.item(), "loss_avg": avg.item()}
+    return weight * main + (1.0 - weight) * avg, {"loss_main": main.detach(), "loss_avg": avg.detach()}
 
 
 def _snapshot(model, data, config, history, best_state, best_epoch, best_val, extra=None) -> Checkpoint:
@@ -189,8 +190,9 @@ def train(
         weight = head_weight(epoch, config.epochs, config.head_switch_fraction)
         model.train()
         order = torch.randperm(n_train, generator=shuffle).to(device)
-        sums: dict[str, float] = {}
-        correct = 0
+        # Accumulated on the device in float64 (the same arithmetic as Python floats), read once per epoch.
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), dtype=torch.long, device=device)
         for step in range(steps_per_epoch):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             target = train_y[index]
@@ -204,15 +206,15 @@ def train(
             loss.backward()
             optimiser.step()
             scheduler.step()
-            for key, value in {"loss": loss.item(), **parts}.items():
-                sums[key] = sums.get(key, 0.0) + value * len(index)
-            correct += int((heads["main"].argmax(-1) == target).sum())
+            for key, value in {"loss": loss.detach(), **parts}.items():
+                sums[key] = sums.get(key, 0.0) + value.double() * len(index)
+            correct += (heads["main"].argmax(-1) == target).sum()
         val_logits = predict_logits(model, data.splits["validation"], names, device=device)
         val = evaluate(val_logits.argmax(-1).numpy(), data.splits["validation"].y, data.n_classes)
         record = {
             "epoch": epoch + 1, "lambda": weight, "lr": scheduler.get_last_lr()[0],
-            **{key: value / n_train for key, value in sums.items()},
-            "train_accuracy": correct / n_train, "val_accuracy": val.accuracy,
+            **{key: float(value) / n_train for key, value in sums.items()},
+            "train_accuracy": int(correct) / n_train, "val_accuracy": val.accuracy,
             "val_loss": float(F.cross_entropy(val_logits, torch.as_tensor(data.splits["validation"].y)).item()),
             "seconds": time.perf_counter() - started,
         }
@@ -252,9 +254,7 @@ def train(
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    temporary.write_text("".join(json.dumps(record) + "\n" for record in history))
-    os.replace(temporary, path)
+    write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in history))
 
 
 def _progress(total: int, done: int, enabled: bool):

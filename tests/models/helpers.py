@@ -33,3 +33,12 @@ def batch(data: PreparedData, n: int = 12, split: str = "train") -> tuple[list[t
     index = np.linspace(0, len(windows) - 1, n).round().astype(int)
     xs = [torch.from_numpy(np.ascontiguousarray(windows.x[g.name][index])) for g in data.groups]
     return xs, torch.from_numpy(windows.y[index])
+
+
+def cached_run(data: PreparedData, arch: str, n: int, **options):
+    """(small eval-mode model of `arch`, its TransformerLens activation cache on n training windows)."""
+    model = small_model(data, arch, **options).eval()
+    xs, _ = batch(data, n)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(*xs)
+    return model, cache

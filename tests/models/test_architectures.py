@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.models.mlp import N_CLASSIC
-from tests.models.helpers import batch, small_model
+from tests.models.helpers import batch, cached_run, small_model
 
 ARCHITECTURES = {
     "mlp-patches": ("mlp", {"features": "patches"}),
@@ -95,11 +95,7 @@ def test_classic_mlp_input_width(prepared):
 
 
 def test_mlp_hidden_layers_expose_resid_post(prepared):
-    data = prepared("emg,acc")
-    model = small_model(data, "mlp", hidden=(24, 8)).eval()
-    xs, _ = batch(data, 3)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(*xs)
+    model, cache = cached_run(prepared("emg,acc"), "mlp", 3, hidden=(24, 8))
     assert cache["blocks.0.hook_resid_post"].shape == (3, 24)
     assert cache["blocks.1.hook_resid_post"].shape == (3, 8)
     assert cache["hook_embed"].shape == (3, model.layers[0].in_features)

@@ -8,7 +8,7 @@ import torch
 from einops import reduce
 
 from isoprobe.models.components.grouped import GroupedLayerNorm, GroupedLinear
-from tests.models.helpers import batch, small_model
+from tests.models.helpers import batch, cached_run, small_model
 
 # Groups interleaved and of unequal size: nothing may assume one contiguous run per group.
 TOKEN_GROUPS = torch.tensor([0, 1, 0, 2, 1, 1, 0])
@@ -57,11 +57,8 @@ def test_grouped_layer_norm_uses_each_tokens_group_parameters():
 
 
 def test_mmt_pools_each_modality_by_its_own_tokens(prepared):
-    data = prepared("emg[0:6],emg[6:12],acc")
-    model = small_model(data, "mmt").eval()
-    xs, _ = batch(data, 3)
+    model, cache = cached_run(prepared("emg[0:6],emg[6:12],acc"), "mmt", 3)
     with torch.no_grad():
-        _, cache = model.run_with_cache(*xs)
         final = model.ln_final(cache[f"blocks.{model.config.n_layers - 1}.hook_resid_post"], model.token_modalities - 1)
     ids = model.token_modalities
     expected = torch.stack([reduce(final[:, ids == m], "batch pos d -> batch d", "mean") for m in (1, 2, 3)], dim=1)

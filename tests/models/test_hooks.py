@@ -10,7 +10,7 @@ from isoprobe.data.tokens import TokenConfig
 from isoprobe.models.config import HierarchicalConfig
 from isoprobe.models.spec import model_config_for
 from isoprobe.models import build_model
-from tests.models.helpers import SMALL, batch, small_model
+from tests.models.helpers import SMALL, batch, cached_run, small_model
 
 BLOCK_HOOKS = (
     "hook_resid_pre",
@@ -154,11 +154,7 @@ def test_wrong_number_of_inputs_is_refused(prepared):
 
 
 def test_mmt_pattern_is_exactly_zero_across_modalities(prepared):
-    data = prepared("emg,acc")
-    model = small_model(data, "mmt").eval()
-    xs, _ = batch(data, 4)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(*xs)
+    model, cache = cached_run(prepared("emg,acc"), "mmt", 4)
     ids = model.token_modalities
     cross = ids[:, None] != ids[None, :]
     assert cross.any() and (~cross).any()

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from isoprobe.atomic import write_text_atomic
 from isoprobe.data import hdsemg, ninapro
 from isoprobe.data.synth import signals
 from isoprobe.data.synth.signals import Segment
@@ -343,10 +344,7 @@ def generate(config: SynthConfig, out: Path, on_subject: Callable[[int], None] |
         if on_subject is not None:
             on_subject(subject)
     result.ground_truth["files"] = {str(s): [str(p.relative_to(out)) for p in ps] for s, ps in result.files.items()}
-    sidecar = out / SIDECAR
-    temporary = sidecar.with_name(f".{SIDECAR}.partial-{os.getpid()}")
-    temporary.write_text(json.dumps(result.ground_truth, indent=2))
-    os.replace(temporary, sidecar)
+    write_text_atomic(out / SIDECAR, json.dumps(result.ground_truth, indent=2))
     return result
 
 

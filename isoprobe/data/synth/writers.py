@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -10,21 +9,15 @@ import h5py
 import numpy as np
 import scipy.io
 
+from isoprobe.atomic import atomic_path
+
 _V73_HEADER_BYTES = 512
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
 def write_mat_v5(path: Path, variables: dict[str, np.ndarray]) -> None:
     """A MATLAB v5 file, as scipy.io.loadmat and MATLAB's `load` read it (NinaPro layout)."""
-    temporary = _temporary(path)
-    try:
+    with atomic_path(path) as temporary:
         scipy.io.savemat(temporary, variables, format="5", oned_as="column", do_compression=False)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _matlab_class(array: np.ndarray) -> bytes:
@@ -38,8 +31,7 @@ def write_mat_v73(path: Path, variables: dict[str, np.ndarray]) -> None:
     Arrays are given in MATLAB's axis order (e.g. samples × 8 × 8); HDF5 stores them column-major
     as MATLAB does, so h5py sees every array transposed (8 × 8 × samples).
     """
-    temporary = _temporary(path)
-    try:
+    with atomic_path(path) as temporary:
         with h5py.File(temporary, "w", userblock_size=_V73_HEADER_BYTES, libver="earliest") as file:
             for name, value in variables.items():
                 array = np.asarray(value)
@@ -55,6 +47,3 @@ def write_mat_v73(path: Path, variables: dict[str, np.ndarray]) -> None:
         header = text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
         with open(temporary, "r+b") as raw:
             raw.write(header)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
