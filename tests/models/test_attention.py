@@ -112,7 +112,10 @@ def test_fused_and_explicit_gradients_agree(case):
         attn.hook_pattern.remove_hooks("fwd")
     explicit_grads = [x.grad] + [p.grad for p in attn.parameters()]
     for fused_grad, explicit_grad in zip(fused_grads, explicit_grads):
-        torch.testing.assert_close(explicit_grad, fused_grad, atol=1e-4, rtol=1e-4)
+        # Gradients here reach a few hundred: an absolute tolerance scaled to each tensor, since float32
+        # kernels (SDPA against einsum, varying with the CPU's vector width) differ by ~1e-7 of the scale.
+        scale = float(fused_grad.abs().max())
+        torch.testing.assert_close(explicit_grad, fused_grad, atol=1e-6 * scale, rtol=1e-4)
 
 
 def _naive_attention(x, weights, biases, n_heads, token_groups, mask):
