@@ -1,4 +1,6 @@
-"""Intervention-engine benchmark: a full IsoNet grid by `run_grid` (shared prefix) against a naive loop.
+"""Intervention-engine benchmark, in two parts (`--part grid|stats|all`, default all).
+
+Part 1 (grid): a full IsoNet grid by `run_grid` (shared prefix) against a naive loop.
 
 The grid is the paper's: each of the five shared layers alone and all five together, masking the
 `uni` and the `cross` pathway -> 12 `mask` conditions (`build_conditions("single", range(5),
@@ -33,8 +35,31 @@ prediction is overhead of the engine rather than cost of the model.
 Settings: CPU fp32 (batch 512, torch's default thread count); with CUDA also batch 4096 fp32
 (default matmul precision, TF32 off) and bf16 autocast, synchronised around each timing.
 
-    python benchmarks/bench_engine.py                    # CPU, and CUDA settings when a GPU is there
+Part 2 (stats): the statistics of a grid, `isoprobe.engine.stats.grid_statistics`, against the
+project's target: "the statistics of a grid of 18 conditions over 10,000 windows with 1,000
+bootstrap resamples take at most a second on two cores (vectorised)". Inputs are seeded random
+logits: clean [10000, 17] and 18 rows of [draw, 10000, 17] with 1 draw (mask, mean) or 3 (resample);
+the targets are laid out as a test split is, each of the 17 classes in contiguous segments (its
+repetitions) of unequal length: 2 per class (34 segments, a DB2 test split) or 18 (306 segments).
+Correctness is made to depend on the segment, as it does for overlapping windows. The call is the
+one `run_ablation` makes with its default configuration: 1,000 bootstrap resamples, 9,999
+sign-flip patterns, seed 0.
+
+The reference, in the same run, is the plain way to get the drop CIs: a Python loop over the 1,000
+resamples, each drawing segments with replacement (np.random) and computing each row's drop with
+numpy on the drawn windows. It draws other random numbers, so before timing the two must agree in
+distribution: the same point drops (≤ 1e-12), and each drop-CI endpoint within 0.6 bootstrap SDs of
+the row's drop of the reference's (5 Monte Carlo SDs of the difference of two independent 2.5 %
+quantiles from 1,000 resamples; see STATS_TOLERANCE_MC_SD). As a negative control, a bootstrap of
+windows instead of segments must fall outside that tolerance. Timed interleaved after the check,
+median of the repeats, with the process pinned to two CPUs (torch two threads; numpy's BLAS too
+where threadpoolctl is installed). Reported: vectorised and reference seconds, their ratio (the
+reference computes the drop CIs alone, the vectorised call everything, so the ratio understates the
+speed-up) and pass/fail against the 1-second target.
+
+    python benchmarks/bench_engine.py                    # both parts: CPU, and CUDA settings when a GPU is there
     python benchmarks/bench_engine.py --device cpu --quick
+    python benchmarks/bench_engine.py --part stats
     python benchmarks/bench_engine.py --json engine.json
 """
 
@@ -43,6 +68,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import os
 import platform
 import statistics
 import sys
@@ -50,13 +77,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+
+try:  # optional: limits numpy's BLAS threads for the two-core statistics target
+    from threadpoolctl import threadpool_limits
+except ImportError:
+    threadpool_limits = None
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import assert_no_active_hooks, model_config  # noqa: E402
 
 import isoprobe.models.components.attention as attention_module  # noqa: E402
-from isoprobe.engine.grid import Condition, InterventionEngine, build_conditions  # noqa: E402
+from isoprobe.engine.grid import Condition, GridRun, InterventionEngine, build_conditions  # noqa: E402
+from isoprobe.engine.stats import grid_statistics  # noqa: E402
 from isoprobe.models import MMTConfig, build_model  # noqa: E402
 
 LAYERS = range(5)
@@ -131,7 +165,7 @@ class Runner:
             torch.cuda.synchronize(self.device)
 
     @torch.no_grad()
-    def grid(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def grid(self) -> GridRun:
         with self.autocast():
             return self.engine.run_grid(self.inputs, self.conditions)
 
@@ -156,7 +190,7 @@ class Runner:
                 outputs[method] = getattr(self, method)()
             explicit[method] = calls[0]
             assert_no_active_hooks(self.model)
-        (clean_g, conds_g), (clean_n, conds_n) = outputs["grid"], outputs["naive"]
+        (clean_g, conds_g), (clean_n, conds_n) = (outputs["grid"].clean, outputs["grid"].logits), outputs["naive"]
         difference = max([float((clean_g - clean_n).float().abs().max())]
                          + [float((a - b).float().abs().max()) for a, b in zip(conds_g, conds_n)])
         effect = max(float((a - clean_g).float().abs().max()) for a in conds_g)
@@ -281,24 +315,234 @@ def markdown(results: list[dict]) -> str:
                   "heads once per condition and for the clean pass)."]
     return "\n".join(lines)
 
+# --- part 2: the statistics of a grid ------------------------------------------------------------
+
+STATS_WINDOWS, STATS_CLASSES, STATS_ROWS = 10_000, 17, 18
+STATS_BOOTSTRAP, STATS_PERMUTATIONS, STATS_LEVEL, STATS_SEED = 1000, 9999, 0.95, 0
+STATS_TARGET_S, STATS_CORES = 1.0, 2
+# Two percentile intervals from independent sets of B resamples differ by Monte Carlo error alone. The
+# p-quantile of B draws has an SD of about sqrt(p(1-p)/B)/φ(z_p) bootstrap SDs σ of the statistic
+# (normal approximation; a drop is a mean over ≥ 34 segments): 0.085 σ for p = 0.025, B = 1000, so
+# two estimates differ with an SD of 0.12 σ. Five of those (0.60 σ) fail by chance with probability
+# ~6e-7 per endpoint (< 1e-4 over the 144 endpoints of the four settings), while a bootstrap of
+# windows instead of segments lands 1.3–1.9 σ away on these inputs (the negative control).
+STATS_TOLERANCE_MC_SD = 5.0
+
+
+def stats_tolerance_sd(bootstrap: int = STATS_BOOTSTRAP, level: float = STATS_LEVEL) -> float:
+    """Tolerance on a CI endpoint, in bootstrap SDs of the row's drop (see STATS_TOLERANCE_MC_SD)."""
+    tail = (1 - level) / 2
+    normal = statistics.NormalDist()
+    return STATS_TOLERANCE_MC_SD * math.sqrt(2 * tail * (1 - tail) / bootstrap) / normal.pdf(normal.inv_cdf(tail))
+
+
+@dataclass(frozen=True)
+class StatsSetting:
+    repetitions: int  # segments per class: 2 as in a DB2 test split (repetitions 2 and 5); 18 for ~300 segments
+    draws: int  # logits per row: 1 (mask, mean) or 3 (resample)
+
+    @property
+    def segments(self) -> int:
+        return STATS_CLASSES * self.repetitions
+
+    @property
+    def name(self) -> str:
+        return f"{self.segments} segments × {self.draws} draw{'s' if self.draws > 1 else ''}"
+
+
+STATS_SETTINGS = tuple(StatsSetting(repetitions, draws) for repetitions in (2, 18) for draws in (1, 3))
+
+
+def stats_inputs(setting: StatsSetting, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, np.ndarray]:
+    """Seeded random (base [window, class], intervened per row [draw, window, class], target [window],
+    segments [window]) laid out like a test split: per class, `repetitions` contiguous segments of
+    unequal length (±25 %), numbered (class, repetition) in sorted order as `WindowSet.segment` does.
+
+    Correctness depends on the segment, as it does for the overlapping windows of one repetition: each
+    segment has a difficulty (the true-class logit of the clean model) and each row hits each segment
+    with its own strength. Without that a bootstrap of windows would give the same intervals as the
+    cluster bootstrap, and the check could not tell them apart."""
+    rng = np.random.default_rng(seed)
+    n, n_classes, n_segments = STATS_WINDOWS, STATS_CLASSES, setting.segments
+    lengths = rng.uniform(0.75, 1.25, n_segments)
+    ends = np.round(np.cumsum(lengths) / lengths.sum() * n).astype(int)
+    segments = np.repeat(np.arange(n_segments), np.diff(ends, prepend=0))  # [window], class-major
+    target = segments // setting.repetitions
+    true_class = np.eye(n_classes)[target]  # [window, class]
+    difficulty = rng.normal(size=n_segments)[segments]  # [window]
+    base = rng.normal(size=(n, n_classes)) + true_class * (1.5 + difficulty)[:, None]
+    strength = np.linspace(0.0, 2.0, STATS_ROWS)  # [row]: the first row only adds noise
+    hit = np.exp(0.5 * rng.normal(size=(n_segments, STATS_ROWS)))[segments]  # [window, row]
+    intervened = [base - true_class * (strength[r] * hit[:, r])[:, None]
+                  + 0.5 * rng.normal(size=(setting.draws, n, n_classes)) for r in range(STATS_ROWS)]
+    return (torch.from_numpy(base).float(), [torch.from_numpy(x).float() for x in intervened],
+            torch.from_numpy(target), segments)
+
+
+def vectorised_statistics(base: torch.Tensor, intervened: list[torch.Tensor], target: torch.Tensor,
+                          segments: np.ndarray, permutations: int = STATS_PERMUTATIONS) -> list[dict]:
+    return grid_statistics(base, intervened, target, segments, bootstrap=STATS_BOOTSTRAP, permutations=permutations,
+                           seed=STATS_SEED, level=STATS_LEVEL)
+
+
+def reference_drops(base: torch.Tensor, intervened: list[torch.Tensor], target: torch.Tensor, segments: np.ndarray,
+                    bootstrap: int = STATS_BOOTSTRAP, seed: int = STATS_SEED, level: float = STATS_LEVEL) -> dict:
+    """The drop of each row and its percentile interval, the plain way: a Python loop over the
+    resamples, each drawing as many segments as there are with replacement (np.random, another stream
+    than `grid_statistics`: other draws, the same distribution) and computing each row's drop with
+    numpy on all the windows of the drawn segments. A row's correctness per window is the mean over
+    its draws. Returns drop, low, high [row] and the resampled drops [resample, row]."""
+    rng = np.random.default_rng(seed)
+    target = target.numpy()
+    base_correct = (base.numpy().argmax(axis=1) == target).astype(np.float64)  # [window]
+    correct = np.stack([(x.numpy().argmax(axis=-1) == target).mean(axis=0) for x in intervened], axis=1)  # [window, row]
+    members = [np.flatnonzero(segments == s) for s in np.unique(segments)]  # windows of each segment
+    samples = np.empty((bootstrap, len(intervened)))
+    for b in range(bootstrap):
+        windows = np.concatenate([members[s] for s in rng.integers(len(members), size=len(members))])
+        samples[b] = base_correct[windows].mean() - correct[windows].mean(axis=0)
+    tail = (1 - level) / 2
+    return {"drop": base_correct.mean() - correct.mean(axis=0), "low": np.quantile(samples, tail, axis=0),
+            "high": np.quantile(samples, 1 - tail, axis=0), "samples": samples}
+
+
+def ci_deviation(rows: list[dict], reference: dict) -> float:
+    """Largest |difference| of a drop-CI endpoint from the reference's, in bootstrap SDs of that row's drop."""
+    endpoints = np.array([[r["drop_ci_low"] for r in rows], [r["drop_ci_high"] for r in rows]])  # [2, row]
+    difference = np.abs(endpoints - np.stack([reference["low"], reference["high"]]))
+    sd = reference["samples"].std(axis=0, ddof=1)  # [row]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.where(difference == 0, 0.0, difference / sd).max())
+
+
+def stats_check(setting: StatsSetting, inputs: tuple, rows: list[dict], reference: dict) -> dict:
+    """The same point drops (to rounding), CI endpoints within the tolerance of the reference's, and a
+    negative control: the vectorised statistics with each window its own segment (a bootstrap of
+    windows) must fail that tolerance."""
+    base, intervened, target, segments = inputs
+    name, tolerance = setting.name, stats_tolerance_sd()
+    drop_difference = float(np.abs(np.array([r["drop"] for r in rows]) - reference["drop"]).max())
+    deviation = ci_deviation(rows, reference)
+    windows = vectorised_statistics(base, intervened, target, np.arange(len(target)), permutations=0)
+    control = ci_deviation(windows, reference)
+    assert len(rows) == STATS_ROWS and all(r["segments"] == setting.segments and r["draws"] == setting.draws for r in rows), \
+        f"{name}: wrong rows, segments or draws"
+    assert drop_difference <= 1e-12, f"{name}: drops differ from the reference by {drop_difference:.3g}"
+    assert deviation <= tolerance, f"{name}: a drop-CI endpoint is {deviation:.2f} σ from the reference's (tolerance {tolerance:.2f} σ)"
+    assert control > tolerance, f"{name}: a window bootstrap is only {control:.2f} σ from the reference: the check has no power here"
+    return {"max_drop_difference": drop_difference, "max_ci_deviation_sd": deviation, "tolerance_sd": tolerance,
+            "window_bootstrap_deviation_sd": control, "mean_ci_width": float(np.mean(reference["high"] - reference["low"]))}
+
+
+@contextlib.contextmanager
+def on_cores(n: int):
+    """The target is set on two cores: the process pinned to n of its CPUs (Linux), torch limited to n
+    threads and, where threadpoolctl is installed, numpy's BLAS too; all restored afterwards. Without
+    threadpoolctl a BLAS pool started with more threads shares the n cores. Yields the CPUs in use."""
+    threads = torch.get_num_threads()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with contextlib.ExitStack() as stack:
+        if threadpool_limits is not None:
+            stack.enter_context(threadpool_limits(limits=n))
+        try:
+            if affinity is not None and len(affinity) > n:
+                os.sched_setaffinity(0, sorted(affinity)[:n])
+            torch.set_num_threads(min(n, threads))
+            yield len(os.sched_getaffinity(0)) if affinity is not None else os.cpu_count()
+        finally:
+            torch.set_num_threads(threads)
+            if affinity is not None:
+                os.sched_setaffinity(0, affinity)
+
+
+def bench_stats_setting(setting: StatsSetting, repeats: int) -> dict:
+    inputs = stats_inputs(setting)
+    methods = {"vectorised": lambda: vectorised_statistics(*inputs), "reference": lambda: reference_drops(*inputs)}
+    checks = stats_check(setting, inputs, methods["vectorised"](), methods["reference"]())  # also the warm-up
+    seconds: dict[str, list[float]] = {"vectorised": [], "reference": []}
+    for repeat in range(repeats):
+        for method in (("vectorised", "reference") if repeat % 2 == 0 else ("reference", "vectorised")):
+            start = time.perf_counter()
+            methods[method]()
+            seconds[method].append(time.perf_counter() - start)
+    result = {"setting": setting.name, "windows": STATS_WINDOWS, "classes": STATS_CLASSES, "rows": STATS_ROWS,
+              "draws": setting.draws, "segments": setting.segments, "bootstrap": STATS_BOOTSTRAP,
+              "permutations": STATS_PERMUTATIONS, "repeats": repeats, **checks}
+    for method, times in seconds.items():
+        median = statistics.median(times)
+        result[method] = {"s": median, "best_s": min(times), "spread": (max(times) - min(times)) / median, "seconds": times}
+    result["ratio"] = result["vectorised"]["s"] / result["reference"]["s"]
+    result["paired_ratio"] = statistics.median(v / r for v, r in zip(seconds["vectorised"], seconds["reference"]))
+    result["target_s"] = STATS_TARGET_S
+    result["passed"] = result["vectorised"]["s"] <= STATS_TARGET_S
+    return result
+
+
+def bench_stats(repeats: int) -> dict:
+    with on_cores(STATS_CORES) as cores:
+        threads = torch.get_num_threads()
+        print(f"statistics on {cores} CPU{'s' if cores > 1 else ''}, torch {threads} threads, "
+              f"BLAS threads {'limited' if threadpool_limits is not None else 'not limited (no threadpoolctl)'}", flush=True)
+        results = []
+        for setting in STATS_SETTINGS:
+            result = bench_stats_setting(setting, repeats)
+            results.append(result)
+            print(f"statistics {setting.name}: vectorised {result['vectorised']['s']:.3f} s, reference "
+                  f"{result['reference']['s']:.3f} s, ratio {result['ratio']:.3f} (paired {result['paired_ratio']:.3f}), "
+                  f"{'pass' if result['passed'] else 'FAIL'} (target {STATS_TARGET_S:g} s), CI endpoints within "
+                  f"{result['max_ci_deviation_sd']:.2f} σ (window bootstrap {result['window_bootstrap_deviation_sd']:.2f} σ)",
+                  flush=True)
+    return {"cores": cores, "torch_threads": threads, "blas_threads_limited": threadpool_limits is not None,
+            "target_s": STATS_TARGET_S,
+            "target": "the statistics of a grid of 18 conditions over 10,000 windows with 1,000 bootstrap resamples "
+                      "take at most a second on two cores", "results": results}
+
+
+def stats_markdown(stats: dict) -> str:
+    lines = ["| setting | windows | rows | vectorised s | reference s | vectorised / reference | paired "
+             f"| ≤ {STATS_TARGET_S:g} s | CI deviation | window bootstrap |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for r in stats["results"]:
+        lines.append(f"| {r['setting']} | {r['windows']:,} | {r['rows']} | {r['vectorised']['s']:.3f} | "
+                     f"{r['reference']['s']:.3f} | **{r['ratio']:.2f}** | {r['paired_ratio']:.2f} | "
+                     f"{'pass' if r['passed'] else '**FAIL**'} | {r['max_ci_deviation_sd']:.2f} σ | "
+                     f"{r['window_bootstrap_deviation_sd']:.2f} σ |")
+    first = stats["results"][0]
+    lines += ["", f"`grid_statistics` on {first['classes']} classes, {first['bootstrap']:,} bootstrap resamples of "
+              f"segments and a {first['permutations']:,}-pattern sign-flip test, on {stats['cores']} CPU"
+              f"{'s' if stats['cores'] > 1 else ''} (target: at most {STATS_TARGET_S:g} s on two cores); median of "
+              f"{first['repeats']} repeats interleaved with the reference. reference: a Python loop over the resamples "
+              "computing the drop CIs alone, so the ratio understates the speed-up (the vectorised time also covers "
+              "the chance-corrected and margin CIs, KL and the p-values). CI deviation: largest |difference| of a "
+              "drop-CI endpoint from the reference's, in bootstrap SDs of the row's drop (tolerance "
+              f"{first['tolerance_sd']:.2f} σ: 5 Monte Carlo SDs of the difference of two independent 2.5 % quantiles); "
+              "window bootstrap: the same for a bootstrap of windows instead of segments, which the check must reject."]
+    return "\n".join(lines)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("grid", "stats", "all"), default="all",
+                        help="grid: run_grid against the naive loop; stats: grid_statistics against its loop reference; "
+                             "all: both")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
-                        help="cpu: the CPU settings only; cuda: the CUDA settings only; auto: CPU, and CUDA when available")
+                        help="cpu: the CPU settings only; cuda: the CUDA settings only; auto: CPU, and CUDA when available "
+                             "(grid part; the statistics run on the CPU)")
     parser.add_argument("--batch", type=int, default=None,
                         help="windows per grid (default: 512 on CPU, 256 with --quick; 4096 on CUDA)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed repeats per method, median reported (default: hierarchical 11 and mmt 7 on CPU, "
-                             "15 on CUDA, 3 with --quick)")
+                        help="timed repeats per method, median reported (default: grid hierarchical 11 and mmt 7 on "
+                             "CPU, 15 on CUDA; statistics 7; 3 with --quick)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--quick", action="store_true", help="smaller batch, fewer repeats (a smoke test, < 30 s on CPU)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats, and a smaller grid batch (a smoke test, < 30 s per part on an idle CPU)")
     args = parser.parse_args()
 
-    settings = settings_for(args.device, args.batch, args.quick)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    settings = settings_for(args.device, args.batch, args.quick) if args.part in ("grid", "all") else []
+    print(f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
-    print(f"grid: {', '.join(f'{c.layer_label} {c.pathway}' for c in conditions())}")
+    if settings:
+        print(f"grid: {', '.join(f'{c.layer_label} {c.pathway}' for c in conditions())}")
     results = []
     for setting in settings:
         on_cpu = setting.device == "cpu"
@@ -308,14 +552,20 @@ def main() -> None:
         print(f"{setting.arch} {setting.name}: grid {result['grid']['ms']:,.1f} ms, naive {result['naive']['ms']:,.1f} ms, "
               f"ratio {result['ratio']:.3f} (paired {result['paired_ratio']:.3f}), "
               f"max |logit difference| {result['max_logit_difference']:.1e}", flush=True)
+    stats = bench_stats(args.repeats or (3 if args.quick else 7)) if args.part in ("stats", "all") else None
 
+    tables = ([markdown(results)] if results else []) + ([stats_markdown(stats)] if stats else [])
     print()
-    print(markdown(results))
+    print("\n\n".join(tables))
     if args.json:
         machine = f"{platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}"
-        document = {"machine": machine, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-                    "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                    "grid": [f"{c.layer_label} {c.pathway}" for c in conditions()], "results": results}
+        document = {"machine": machine, "torch": torch.__version__, "numpy": np.__version__,
+                    "cpu_threads": torch.get_num_threads(),
+                    "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+        if results:
+            document |= {"grid": [f"{c.layer_label} {c.pathway}" for c in conditions()], "results": results}
+        if stats:
+            document["stats"] = stats
         args.json.write_text(json.dumps(document, indent=2))
 
 

@@ -23,6 +23,9 @@ class ConfigError(IsoprobeError, ValueError):
     """An option or configuration value is not one of the accepted values."""
 
     def __init__(self, option: str, value: object, allowed: str):
-        self.option = option
-        self.value = value
+        self.option, self.value, self.allowed = option, value, allowed
         super().__init__(f"{option}: got {value!r}; {allowed}")
+
+    def naming(self, option: str) -> "ConfigError":
+        """The same error naming `option` instead (a library field as the command-line flag that sets it)."""
+        return ConfigError(option, self.value, self.allowed)

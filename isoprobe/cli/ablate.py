@@ -9,75 +9,96 @@ import typer
 
 from isoprobe.cli.common import console, user_errors
 
+NULL_MARK = "∅"
+
 
 def ablate(
     checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")],
     layers: Annotated[str, typer.Option(help="Shared layers, 1-based as the paper counts: 1-5, 2,4 or all.")] = "all",
-    pathway: Annotated[str, typer.Option(help="uni, cross, cls, all, a directed pair like emg->acc; comma-separated for several rows.")] = "cross",
+    pathway: Annotated[str, typer.Option(help="uni, cross, relay, readout, cls, all or a directed pair like emg->acc; "
+                                              "+ joins pathways into one condition (cross+relay); a comma makes one row each.")] = "cross",
     heads: Annotated[str, typer.Option(help="all, or head numbers (0-based) like 0,2.")] = "all",
-    intervention: Annotated[str, typer.Option(help="mask (logits to −inf), mean (pathway contribution → its reference mean) or resample (→ another window's).")] = "mask",
+    intervention: Annotated[str, typer.Option(help="mask (logits to −inf), mean (pathway contribution → its training mean) "
+                                                   "or resample (→ a donor window's).")] = "mask",
     mode: Annotated[str, typer.Option(help="single (each layer alone, then all together), cumulative or joint.")] = "single",
     mask_self: Annotated[bool, typer.Option(help="Also mask self edges (a token attending to itself).")] = False,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CI of the accuracy drop.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed for the bootstrap and resampling.")] = 0,
+    donor: Annotated[str, typer.Option(help="resample: any (a random derangement of the windows) or other-class "
+                                            "(the donor always has another label).")] = "any",
+    draws: Annotated[int, typer.Option(help="resample: donor draws; rows report their mean and the spread across draws.")] = 1,
+    bootstrap: Annotated[int, typer.Option(help="Cluster-bootstrap resamples (over segments) for the confidence intervals.")] = 1000,
+    permutations: Annotated[int, typer.Option(help="Random sign patterns of the paired test when there are more than 16 segments.")] = 9999,
+    seed: Annotated[int, typer.Option(help="Seed of the donors, the bootstrap and the paired test.")] = 0,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate (default: the checkpoint's test repetitions).")] = "test",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 512,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch (no number depends on it).")] = 512,
     out: Annotated[Optional[Path], typer.Option(help="Write ablation.csv, ablation.json and ablation.md here.")] = None,
 ) -> None:
-    """IsoNet pathway interventions: one row per condition with accuracy drop, bootstrap CI, paired
-    test, logit margin and KL. Columns are defined in the README."""
+    """IsoNet pathway interventions: one row per condition with accuracy drop, segment-level CI,
+    paired test (Holm-corrected), logit margin and KL. Columns are defined in the README."""
     from rich.markup import escape
     from rich.progress import Progress
-    from rich.table import Table
 
+    from isoprobe.analysis import load_analysis
     from isoprobe.engine.ablate import AblationConfig, conditions_for, run_ablation
     from isoprobe.engine.grid import InterventionEngine
     from isoprobe.engine.interventions import check_intervention
-    from isoprobe.errors import ConfigError
-    from isoprobe.training.checkpoint import load_checkpoint
-    from isoprobe.training.run import check_device, check_split, checkpoint_data
 
-    with user_errors():
+    with user_errors(ablate):
+        config = AblationConfig(layers=layers, pathway=pathway, heads=heads, intervention=intervention, mode=mode,
+                                mask_self=mask_self, donor=donor, draws=draws, bootstrap=bootstrap,
+                                permutations=permutations, seed=seed, batch_size=batch_size)
         check_intervention(intervention)
-        check_split(split)
-        check_device(device)
-        loaded = load_checkpoint(checkpoint)
-        if loaded.model_config.arch == "mlp":
-            raise ConfigError("checkpoint", str(checkpoint), "is a multimodal MLP, which has no attention to intervene on; "
-                              "ablate needs an mmt or hierarchical checkpoint")
-        model = loaded.build_model()
-        config = AblationConfig(layers, pathway, heads, intervention, mode, bootstrap, seed, batch_size, mask_self)
-        conditions_for(InterventionEngine(model, mask_self=mask_self), config)  # fail fast, before the data are read
-        prepared = checkpoint_data(loaded, data)
-        windows = prepared.splits[split]
+        analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
+        conditions_for(InterventionEngine(analysis.model, mask_self=mask_self), config)  # fail before the long part
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("intervening", total=None)
-            table = run_ablation(model, windows.x, windows.y, config, reference=prepared.splits["train"].x, device=device,
-                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
-    # One line per condition at 80 columns: the base accuracy, the same for every row, goes in the
-    # title, and the heads column only appears when heads were chosen.
-    base = table.base_accuracy.iloc[0] if len(table) else float("nan")
-    show_heads = (table.heads != "all").any()
+            result = run_ablation(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+    table = result.table
+    windows = analysis.windows
     # The title on its own line: as the table's title it would wrap at the table's width.
     console.print(f"[bold]{escape(str(checkpoint))}[/] — {intervention} on the {split} split "
-                  f"(n = {len(windows)}, base accuracy {base:.3f})")
-    shown = Table(box=None, pad_edge=False, collapse_padding=True)
-    shown.add_column("layers", no_wrap=True)
-    shown.add_column("pathway")  # the one column that may wrap (long comma-combinations)
-    if show_heads:
-        shown.add_column("heads", no_wrap=True)
-    for column in ("acc.", "drop", "95% CI", "rel.", "p", "Δ margin", "KL"):
-        shown.add_column(column, justify="right", no_wrap=True)
-    for row in table.itertuples():
-        shown.add_row(row.layers, row.pathway, *((row.heads,) if show_heads else ()), f"{row.accuracy:.3f}",
-                      f"{row.drop:+.3f}", f"[{row.drop_ci_low:+.3f}, {row.drop_ci_high:+.3f}]", f"{row.relative_drop:+.1%}",
-                      f"{row.p_value:.2g}", f"{row.logit_margin_change:+.2f}", f"{row.kl:.3f}")
-    console.print(shown)
+                  f"({len(windows)} windows in {table.segments.iloc[0]} segments, base accuracy {result.base_accuracy:.3f})")
+    console.print(terminal_table(table))
+    notes = ["CI: 95% cluster bootstrap over segments; p: paired sign-flip test over segments, Holm-corrected "
+             "across the rows; Δm: change of the mean true-class logit margin; KL(base ‖ intervened) in nats"]
+    if (table.draws > 1).any():
+        notes.append(f"acc. and ±: mean and standard deviation of the accuracy over {table.draws.max()} donor draws")
+    if table.null_by_construction.any():
+        notes.append(f"{NULL_MARK}: null by construction (it touches no edge the prediction can depend on); "
+                     "not a finding, left out of the Holm correction")
+    console.print("\n".join(notes), style="dim")
     if out is not None:
-        with user_errors():
+        with user_errors(ablate):
             from isoprobe.reports.tables import write_table
 
-            write_table(out, "ablation", table, meta={"checkpoint": str(checkpoint), "split": split, **config.__dict__})
+            write_table(out, "ablation", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict()})
         console.print(f"written to {out}/ablation.csv, .json, .md")
+
+
+def terminal_table(table):
+    """One line per condition at 80 columns: heads and the draw spread appear only when they vary;
+    the base accuracy, the same on every row, is in the title."""
+    from rich.table import Table
+
+    show_heads = (table.heads != "all").any()
+    show_spread = (table.draws > 1).any()
+    shown = Table(box=None, pad_edge=False, collapse_padding=True)
+    shown.add_column("layers", no_wrap=True)
+    shown.add_column("pathway")  # the one column that may wrap (long combinations)
+    if show_heads:
+        shown.add_column("heads", no_wrap=True)
+    shown.add_column("acc.", justify="right", no_wrap=True)
+    if show_spread:
+        shown.add_column("±", justify="right", no_wrap=True)
+    for column in ("drop", "95% CI", "rel.", "p", "Δm", "KL"):
+        shown.add_column(column, justify="right", no_wrap=True)
+    for row in table.itertuples():
+        pathway = f"{row.pathway} {NULL_MARK}" if row.null_by_construction else row.pathway
+        p = "—" if row.null_by_construction else f"{row.p_holm:.2g}"
+        shown.add_row(row.layers, pathway, *((row.heads,) if show_heads else ()), f"{row.accuracy:.3f}",
+                      *((f"{row.accuracy_draw_sd:.3f}",) if show_spread else ()), f"{row.drop:+.3f}",
+                      f"[{row.drop_ci_low:+.3f}, {row.drop_ci_high:+.3f}]", f"{row.relative_drop:+.1%}", p,
+                      f"{row.logit_margin_change:+.2f}", f"{row.kl:.3f}")
+    return shown

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.models import OptionInfo
 
-from isoprobe.errors import IsoprobeError
+from isoprobe.errors import ConfigError, IsoprobeError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -19,18 +21,34 @@ EXIT_USER_ERROR = 2
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn an IsoprobeError into one red line on stderr and exit code 2."""
+def user_errors(command: Callable | None = None) -> Iterator[None]:
+    """Turn an IsoprobeError into one red line on stderr and exit code 2. With the running `command`,
+    an error naming a configuration field that one of its options sets names the flag instead."""
     try:
         yield
+    except ConfigError as exc:
+        flag = _option_flags(command).get(str(exc.option)) if command is not None else None
+        _fail(str(exc.naming(flag) if flag else exc))
     except IsoprobeError as exc:
-        # escape: messages quote user input (paths, `emg[0:6]`) that rich would otherwise read as markup
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USER_ERROR) from None
+        _fail(str(exc))
     except OSError as exc:  # disk full, permission denied: say which file, without a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USER_ERROR) from None
+        _fail((f"{exc.filename}: " if exc.filename else "") + (exc.strerror or str(exc)))
+
+
+def _fail(message: str) -> None:
+    # escape: messages quote user input (paths, `emg[0:6]`) that rich would otherwise read as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _option_flags(command: Callable) -> dict[str, str]:
+    """{parameter name: --flag} for the typer options of a command function (typer derives each flag
+    from its parameter's name)."""
+    flags = {}
+    for name, parameter in inspect.signature(command, eval_str=True).parameters.items():
+        if any(isinstance(m, OptionInfo) for m in getattr(parameter.annotation, "__metadata__", ())):
+            flags[name] = "--" + name.replace("_", "-")
+    return flags
 
 
 def configure_logging(verbosity: int) -> None:

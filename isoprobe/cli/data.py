@@ -34,7 +34,7 @@ def synth(
 
     from isoprobe.data.synth import SIDECAR, SynthConfig, generate
 
-    with user_errors():
+    with user_errors(synth):
         config = SynthConfig(layout, preset, synergy_fraction, subjects, gestures, repetitions,
                              seconds_per_repetition, rest_seconds, seed)
         with Progress(console=console, transient=True) as progress:
@@ -60,7 +60,7 @@ def inspect(
     from isoprobe.cli.render import render_summary, render_windows
     from isoprobe.data.summary import summarise
 
-    with user_errors():
+    with user_errors(inspect):
         if windows and modalities:  # fail on a typo before the slow part
             from isoprobe.data.datasets import dataset_spec, detect_dataset
             from isoprobe.data.modalities import check_sources

@@ -45,7 +45,7 @@ def train(
     from isoprobe.training.run import default_modalities, fit, synthetic_root
     from isoprobe.training.trainer import TrainConfig
 
-    with user_errors():
+    with user_errors(train):
         config_class(arch)  # fail fast, before any data are read
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_switch_fraction=head_switch,
                                    seed=seed, device=device, bf16=bf16, gain_jitter=gain_jitter)
@@ -80,9 +80,9 @@ def evaluate(
     """Accuracy, balanced accuracy, per-class accuracy and the confusion matrix of a checkpoint."""
     from rich.table import Table
 
-    from isoprobe.training.run import evaluate_checkpoint
+    from isoprobe.training.metrics import evaluate_checkpoint
 
-    with user_errors():
+    with user_errors(evaluate):
         loaded, result = evaluate_checkpoint(checkpoint, data, split, device, batch_size)
         names = loaded.class_names
         console.print(f"[bold]{checkpoint}[/] ({loaded.model_config.arch}, {', '.join(g.name for g in loaded.model_config.groups)}) "

@@ -84,15 +84,32 @@ class DataConfig:
 @dataclass
 class WindowSet:
     """One split. x: group -> [batch, time, channel] float32 (normalised); y: [batch] class index;
-    label: [batch] original data-set label; repetition: [batch]."""
+    label: [batch] original data-set label; repetition: [batch]; start: [batch] first sample of each
+    window in the subject's recording, which identifies the window whatever the order of the set."""
 
     x: dict[str, np.ndarray]
     y: np.ndarray
     label: np.ndarray
     repetition: np.ndarray
+    start: np.ndarray
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def segment(self) -> np.ndarray:
+        """Segment of each window: [batch] int, numbering the (label, repetition) pairs in sorted order.
+
+        A segment is one repetition of one gesture (DESIGN §4): its overlapping windows share their
+        errors, so it is the unit that uncertainty estimates resample. Rest windows (with keep_rest)
+        form one segment per repetition."""
+        pairs = np.stack([np.asarray(self.label), np.asarray(self.repetition)], axis=1)
+        return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+    def take(self, index: np.ndarray) -> "WindowSet":
+        """The windows at `index` [window], in that order."""
+        return WindowSet({name: np.asarray(x[index]) for name, x in self.x.items()}, self.y[index], self.label[index],
+                         self.repetition[index], self.start[index])
 
 
 @dataclass
@@ -168,6 +185,7 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default", zscore
     grids = {m: tuple(Grid(n, tuple(s), tuple(c)) for n, s, c in gs) for m, gs in meta["grids"].items()}
 
     labels, repetition = np.asarray(cached.arrays["label"]), np.asarray(cached.arrays["repetition"])
+    starts = np.asarray(cached.arrays["start"])
     class_labels = tuple(int(c) for c in np.unique(labels))
     lookup = np.searchsorted(class_labels, labels)
     train, test, validation = config.repetitions()
@@ -195,7 +213,7 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default", zscore
         if missing:
             raise ConfigError("--modalities", config.modalities, f"the normalisation statistics lack group(s) {missing}")
     splits = {
-        split: WindowSet(zscore.apply(raw[split]), lookup[mask].astype(np.int64), labels[mask], repetition[mask])
+        split: WindowSet(zscore.apply(raw[split]), lookup[mask].astype(np.int64), labels[mask], repetition[mask], starts[mask])
         for split, mask in masks.items()
     }
     return PreparedData(

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
-from isoprobe.engine.grid import Condition, InterventionEngine, build_conditions
-from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, split_pathways
-from isoprobe.engine.stats import condition_row
+from isoprobe.data.batches import window_batches
+from isoprobe.data.pipeline import WindowSet
+from isoprobe.engine.donors import DonorRule, donor_indices
+from isoprobe.engine.grid import Condition, InterventionEngine, Mode, build_conditions
+from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, split_rows
+from isoprobe.engine.stats import grid_statistics, holm
 from isoprobe.errors import ConfigError
-from isoprobe.training.metrics import window_batches
+from isoprobe.options import check_choices, check_counts
 
-COLUMNS = ("layers", "pathway", "heads", "intervention", "n", "base_accuracy", "accuracy", "drop", "relative_drop",
-           "drop_ci_low", "drop_ci_high", "p_value", "logit_margin_base", "logit_margin", "logit_margin_change", "kl")
+COLUMNS = ("layers", "pathway", "heads", "intervention", "draws", "windows", "segments", "base_accuracy", "accuracy",
+           "accuracy_draw_sd", "drop", "drop_ci_low", "drop_ci_high", "relative_drop", "chance", "chance_corrected_drop",
+           "chance_corrected_ci_low", "chance_corrected_ci_high", "p_value", "p_holm", "logit_margin_base", "logit_margin",
+           "logit_margin_change", "logit_margin_change_ci_low", "logit_margin_change_ci_high", "kl", "null_by_construction")
 
 
 @dataclass(frozen=True)
@@ -24,55 +30,127 @@ class AblationConfig:
     layers: str = "all"
     pathway: str = "cross"
     heads: str = "all"
-    intervention: str = "mask"
-    mode: str = "single"
+    intervention: Literal["mask", "mean", "resample"] = "mask"
+    mode: Mode = "single"
+    mask_self: bool = False
+    donor: DonorRule = "any"
+    draws: int = 1
     bootstrap: int = 1000
+    permutations: int = 9999
+    level: float = 0.95
     seed: int = 0
     batch_size: int = 512
-    mask_self: bool = False
 
     def __post_init__(self) -> None:
-        # A zero batch size would reach range() as a zero step (a traceback), a negative one would
-        # silently evaluate no window; a negative resample count would silently give a NaN interval.
-        if self.batch_size < 1:
-            raise ConfigError("--batch-size", self.batch_size, "must be a positive number of windows")
-        if self.bootstrap < 0:
-            raise ConfigError("--bootstrap", self.bootstrap, "a number of resamples ≥ 0 (0: no confidence interval)")
+        check_choices(self)
+        # A zero batch size would reach range() as a zero step, a negative one would evaluate nothing.
+        check_counts(self, {"batch_size": 1, "bootstrap": 0, "permutations": 0, "draws": 1})
+        if self.draws > 1 and self.intervention != "resample":
+            raise ConfigError("draws", self.draws, "several donor draws only make sense with the resample intervention")
+        if not 0 < self.level < 1:
+            raise ConfigError("level", self.level, "a confidence level between 0 and 1, e.g. 0.95")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AblationConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError("ablation config", unknown, f"unknown fields; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """One row per condition (COLUMNS) and the configuration that produced them."""
+
+    config: AblationConfig
+    table: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def to_dict(self) -> dict:
+        """Plain values only (JSON-ready): the configuration and the rows."""
+        import json
+
+        rows = json.loads(self.table.to_json(orient="records"))  # NaN -> null
+        return {"config": self.config.to_dict(), "rows": rows}
+
+    @property
+    def base_accuracy(self) -> float:
+        return float(self.table.base_accuracy.iloc[0]) if len(self.table) else float("nan")
 
 
 def conditions_for(engine: InterventionEngine, config: AblationConfig) -> list[Condition]:
+    """The grid a configuration asks for, checked against the model (layers, heads, pathway names)."""
     layers = parse_layers(config.layers, engine.n_layers)
-    pathways = [parse_pathway(p, engine.modality_names).name for p in split_pathways(config.pathway)]
-    return build_conditions(config.mode, layers, pathways, parse_heads(config.heads, engine.n_heads), config.intervention)
+    pathways = [parse_pathway(p, engine.modality_names).name for p in split_rows(config.pathway)]
+    if not pathways:
+        raise ConfigError("pathway", config.pathway, "name at least one pathway, e.g. cross")
+    heads = parse_heads(config.heads, engine.n_heads)
+    return build_conditions(config.mode, layers, pathways, heads, config.intervention, config.draws)
 
 
-def run_ablation(model: torch.nn.Module, windows: dict, labels: np.ndarray, config: AblationConfig,
-                 reference: dict | None = None, device: str = "cpu", progress=None) -> pd.DataFrame:
-    """One row per condition (COLUMNS). windows: group name -> [batch, time, channel]; labels: [batch]
-    class indices; reference: windows for the `mean` intervention (default: `windows`)."""
-    model = model.to(device).eval()
-    engine = InterventionEngine(model, mask_self=config.mask_self, seed=config.seed)
+@dataclass
+class GridLogits:
+    """Logits of a whole evaluated set: clean [window, class] and per condition [window, class]."""
+
+    conditions: list[Condition]
+    clean: torch.Tensor
+    logits: dict[Condition, torch.Tensor]
+    engine: InterventionEngine
+
+
+def ablation_logits(model: torch.nn.Module, windows: WindowSet, config: AblationConfig, reference: WindowSet | None = None,
+                    device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None) -> GridLogits:
+    """Evaluate the configured grid on every window, batch by batch (no result depends on the batch size).
+
+    reference: windows for the `mean` intervention (the training split; default `windows`).
+    Donors for `resample` are drawn over all of `windows`, keyed by `windows.start` (see
+    `isoprobe.engine.donors`), and gathered batch by batch next to the windows they serve."""
+    if not len(windows):
+        raise ConfigError("windows", 0, "no windows to evaluate")
+    model = model.to(device)
+    engine = InterventionEngine(model, mask_self=config.mask_self)
     conditions = conditions_for(engine, config)
     names = tuple(model.modality_names)
     if config.intervention == "mean":
         reference = reference if reference is not None else windows
-        engine.fit_means(window_batches(reference, names, config.batch_size, device), conditions)
-    if not len(labels):
-        raise ConfigError("--data", "", "no windows to evaluate")
-    n_batches = math.ceil(len(labels) / config.batch_size)
-    clean_all, per_condition = [], [[] for _ in conditions]
-    for index, inputs in enumerate(window_batches(windows, names, config.batch_size, device)):
-        clean, outs = engine.run_grid(inputs, conditions, batch_index=index)
-        clean_all.append(clean.float().cpu())
-        for store, logits in zip(per_condition, outs):
+        engine.fit(window_batches(reference.x, names, config.batch_size, device), conditions)
+    donors = [donor_indices(len(windows), config.seed, draw, windows.y, windows.start, config.donor)
+              for draw in range(config.draws)] if config.intervention == "resample" else []
+    n_batches = math.ceil(len(windows) / config.batch_size)
+    batches = zip(window_batches(windows.x, names, config.batch_size, device),
+                  *(window_batches(windows.x, names, config.batch_size, device, index=d) for d in donors))
+    clean, per_condition = [], [[] for _ in conditions]
+    for index, (inputs, *donor_inputs) in enumerate(batches):
+        run = engine.run_grid(inputs, conditions, donors=donor_inputs)
+        clean.append(run.clean.float().cpu())
+        for store, logits in zip(per_condition, run.logits):
             store.append(logits.float().cpu())
         if progress is not None:
             progress(index + 1, n_batches)
-    base, target = torch.cat(clean_all), torch.as_tensor(labels).long()
-    rows = []
-    for condition, logits in zip(conditions, per_condition):
-        row = {"layers": condition.layer_label, "pathway": condition.pathway, "heads": condition.head_label,
-               "intervention": condition.intervention}
-        row.update(condition_row(base, torch.cat(logits), target, config.bootstrap, config.seed))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return GridLogits(conditions, torch.cat(clean), {c: torch.cat(parts) for c, parts in zip(conditions, per_condition)},
+                      engine)
+
+
+def run_ablation(model: torch.nn.Module, windows: WindowSet, config: AblationConfig, reference: WindowSet | None = None,
+                 device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None) -> AblationResult:
+    """One row per condition (COLUMNS) on `windows` (their labels `y`, segments and `start` keys);
+    see `ablation_logits` for the evaluation."""
+    grid = ablation_logits(model, windows, config, reference, device, progress)
+    rows = list(dict.fromkeys(c.row for c in grid.conditions))  # the draws of one condition make one row
+    stacked = [torch.stack([x for c, x in grid.logits.items() if c.row == row]) for row in rows]  # [draw, window, class]
+    stats = grid_statistics(grid.clean, stacked, torch.as_tensor(windows.y).long(), windows.segment,
+                            config.bootstrap, config.permutations, config.seed, config.level)
+    null = np.array([grid.engine.null_by_construction(row) for row in rows])
+    # Rows null by construction are not hypotheses: they stay out of the Holm family.
+    p_holm = holm(np.where(null, np.nan, [s["p_value"] for s in stats]))
+    table = pd.DataFrame(
+        [{"layers": row.layer_label, "pathway": row.pathway, "heads": row.head_label, "intervention": row.intervention,
+          **s, "p_holm": float(p), "null_by_construction": bool(n)} for row, s, p, n in zip(rows, stats, p_holm, null)],
+        columns=list(COLUMNS))
+    return AblationResult(config, table)

@@ -6,35 +6,40 @@ isoprobe's transformers do) get a batched grid: the clean forward is computed on
 each condition restarts from the residual stream at its first intervened layer, so the embedding,
 the modality encoders and the layers below are shared; layers without an intervention stay on the
 fused attention path. The result equals a loop of one `run_with_hooks` per condition.
+
+The engine always evaluates in eval mode (no dropout), restoring the caller's mode afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Literal, Sequence
 
 import torch
 
-from isoprobe.engine.interventions import (
-    Hook, ReplacementHooks, check_intervention, resample_permutation, score_mask_hook,
-)
+from isoprobe.engine.interventions import INTERVENTIONS, BatchState, ContributionKey, Hook, Intervention, ReplacementHooks
+from isoprobe.engine.interventions import check_intervention
 from isoprobe.engine.pathways import Pathway
 from isoprobe.errors import ConfigError
+from isoprobe.models.modes import evaluating
 
-MODES = ("single", "cumulative", "joint")
+Mode = Literal["single", "cumulative", "joint"]
+MODES: tuple[str, ...] = ("single", "cumulative", "joint")
 _SCORES = re.compile(r"^blocks\.(\d+)\.attn\.hook_attn_scores$")
 
 
 @dataclass(frozen=True)
 class Condition:
-    """One intervention: a pathway at some shared layers (0-based) and heads."""
+    """One intervention: a pathway at some shared layers (0-based) and heads; `draw` numbers the
+    donor draw of a `resample` condition (0 for the others)."""
 
     layers: tuple[int, ...]
     pathway: str
     heads: tuple[int, ...] | None = None
     intervention: str = "mask"
+    draw: int = 0
 
     @property
     def layer_label(self) -> str:
@@ -48,12 +53,20 @@ class Condition:
     def head_label(self) -> str:
         return "all" if self.heads is None else ",".join(str(h) for h in self.heads)
 
+    @property
+    def row(self) -> "Condition":
+        """The condition without its draw: what one row of a table reports, over its draws."""
+        return replace(self, draw=0)
+
 
 def build_conditions(mode: str, layers: Sequence[int], pathways: Sequence[str], heads: tuple[int, ...] | None = None,
-                     intervention: str = "mask") -> list[Condition]:
+                     intervention: str = "mask", draws: int = 1) -> list[Condition]:
     """single: each layer alone, then all listed layers together; cumulative: the first 1, 2, … layers;
-    joint: all listed layers together. One condition per pathway for each layer set."""
+    joint: all listed layers together. One condition per pathway for each layer set, and for
+    `resample` one per donor draw (draws > 1 only for resample)."""
     check_intervention(intervention)
+    if draws < 1 or (draws > 1 and intervention != "resample"):
+        raise ConfigError("draws", draws, "a number of donor draws ≥ 1, above 1 only for the resample intervention")
     layers = tuple(sorted(layers))
     if mode == "single":
         sets = [(layer,) for layer in layers] + ([layers] if len(layers) > 1 else [])
@@ -62,8 +75,9 @@ def build_conditions(mode: str, layers: Sequence[int], pathways: Sequence[str], 
     elif mode == "joint":
         sets = [layers]
     else:
-        raise ConfigError("--mode", mode, f"choose one of {', '.join(MODES)}")
-    return [Condition(layer_set, pathway, heads, intervention) for layer_set in sets for pathway in pathways]
+        raise ConfigError("mode", mode, f"choose one of {', '.join(MODES)}")
+    return [Condition(layer_set, pathway, heads, intervention, draw)
+            for layer_set in sets for pathway in pathways for draw in range(draws)]
 
 
 def attention_layers(model: torch.nn.Module) -> int:
@@ -76,6 +90,21 @@ def attention_layers(model: torch.nn.Module) -> int:
     if found != list(range(len(found))):
         raise ConfigError("model", type(model).__name__, f"attention hook layers {found} are not numbered 0…n-1")
     return len(found)
+
+
+def head_count(model: torch.nn.Module) -> int:
+    """Attention heads per shared layer, from the configuration (TransformerLens `cfg.n_heads`,
+    isoprobe `config.n_heads`) or else from the TransformerLens weight layout of the first layer's
+    `W_Q` [head, d_model, d_head]."""
+    for config_name in ("cfg", "config"):
+        n_heads = getattr(getattr(model, config_name, None), "n_heads", None)
+        if isinstance(n_heads, int) and n_heads > 0:
+            return n_heads
+    try:
+        return int(model.get_submodule("blocks.0.attn").W_Q.shape[0])
+    except (AttributeError, IndexError):
+        raise ConfigError("model", type(model).__name__, "the head count is unknown: give the model cfg.n_heads, "
+                          "config.n_heads or blocks.0.attn.W_Q [head, d_model, d_head]") from None
 
 
 @contextlib.contextmanager
@@ -98,19 +127,41 @@ def attached(model: torch.nn.Module, hooks: Sequence[Hook]):
             point.fwd_hooks = [h for h in point.fwd_hooks if not any(h is a for a in handles)]
 
 
+@dataclass
+class GridRun:
+    """What `run_grid` returns for one batch. logits: [batch, class]; activations: hook name ->
+    the activation that hook point saw (a layer below a condition's first intervened layer keeps
+    its clean value: it is the same computation)."""
+
+    clean: torch.Tensor
+    logits: list[torch.Tensor]
+    clean_activations: dict[str, torch.Tensor] = field(default_factory=dict)
+    activations: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+
 class InterventionEngine:
-    def __init__(self, model: torch.nn.Module, token_groups: torch.Tensor | None = None,
-                 modality_names: tuple[str, ...] | None = None, mask_self: bool = False, seed: int = 0):
+    def __init__(self, model: torch.nn.Module, token_groups: torch.Tensor | Sequence[int] | None = None,
+                 modality_names: tuple[str, ...] | None = None, mask_self: bool = False):
         self.model = model
         self.n_layers = attention_layers(model)
         self.token_groups = torch.as_tensor(token_groups if token_groups is not None else model.token_modalities).long()
         self.modality_names = tuple(modality_names if modality_names is not None else model.modality_names)
-        self.mask_self, self.seed = mask_self, seed
+        self.mask_self = mask_self
         self.staged = all(hasattr(model, name) for name in ("embed_stage", "block_stage", "heads_stage"))
-        self.means: dict[tuple[int, str], torch.Tensor] = {}
+        self.strategies: dict[str, Intervention] = {}
         self._edges: dict[str, torch.Tensor] = {}
-        # per (pathway, heads, score mask or replacement): the masks built on each device
-        self._masks: dict[tuple[str, tuple[int, ...] | None, bool], dict] = {}
+        # per (pathway, heads, hook kind): the masks built on each device
+        self._masks: dict[tuple[str, tuple[int, ...] | None, str], dict] = {}
+
+    @property
+    def n_heads(self) -> int:
+        return head_count(self.model)
+
+    def strategy(self, name: str) -> Intervention:
+        """The engine's instance of intervention `name` (it holds what that intervention fitted)."""
+        if name not in self.strategies:
+            self.strategies[name] = INTERVENTIONS[check_intervention(name)]()
+        return self.strategies[name]
 
     def edges(self, pathway: str) -> torch.Tensor:
         """Boolean [query_pos, key_pos] of the pathway's edges."""
@@ -118,87 +169,129 @@ class InterventionEngine:
             self._edges[pathway] = Pathway(pathway).edges(self.token_groups, self.modality_names, self.mask_self)
         return self._edges[pathway]
 
+    def mask_cache(self, pathway: str, heads: tuple[int, ...] | None, kind: str) -> dict:
+        return self._masks.setdefault((pathway, heads, kind), {})
+
     def check(self, conditions: Iterable[Condition]) -> None:
         for condition in conditions:
             bad = [layer + 1 for layer in condition.layers if not 0 <= layer < self.n_layers]
             if bad:
-                raise ConfigError("--layers", bad, f"the model has shared layers 1–{self.n_layers}")
+                raise ConfigError("layers", bad, f"the model has shared layers 1–{self.n_layers}")
             self.edges(condition.pathway)
-            if condition.intervention == "mean" and any((layer, condition.pathway) not in self.means for layer in condition.layers):
-                raise ConfigError("--intervention", "mean", "reference means are missing: call fit_means() first")
+            self.strategy(condition.intervention).check(self, condition)
 
-    @property
-    def n_heads(self) -> int:
-        return self.model.blocks[0].attn.n_heads
-
-    def hooks(self, condition: Condition, batch_index: int = 0) -> list[Hook]:
-        """TransformerLens forward hooks that apply `condition`. `batch_index` seeds `resample`; the
-        permutation is drawn for the batch size the hooks see."""
+    def null_by_construction(self, condition: Condition) -> bool:
+        """True when the condition cannot change the prediction, whatever the weights: at each of its
+        layers it touches no edge the model lets exist (the mmt's block-diagonal attention), or no
+        head, or — at the last layer — only query rows the prediction head never reads (the
+        hierarchical model's CLS head reads the CLS row alone). Models that do not say which edges
+        exist (`attention_edges`) or which positions the head reads (`prediction_positions`) are
+        taken to allow all edges and read all positions."""
+        if condition.heads == ():
+            return True
         edges = self.edges(condition.pathway)
-        hooks: list[Hook] = []
-        cache = self._masks.setdefault((condition.pathway, condition.heads, condition.intervention == "mask"), {})
+        allowed = getattr(self.model, "attention_edges", None)
+        if allowed is not None:
+            edges = edges & allowed.to(edges.device)
+        read = getattr(self.model, "prediction_positions", None)
         for layer in condition.layers:
-            if condition.intervention == "mask":
-                hooks.append((f"blocks.{layer}.attn.hook_attn_scores", score_mask_hook(edges, condition.heads, cache)))
-            elif condition.intervention == "mean":
-                mean = self.means[(layer, condition.pathway)]
-                hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, m=mean: m.to(c.dtype).expand_as(c),
-                                          cache).hooks()
-            elif condition.intervention == "resample":
-                hooks += ReplacementHooks(layer, edges, condition.heads, lambda c, s=self.seed + batch_index:
-                                          c[resample_permutation(len(c), s, c.device)], cache).hooks()
-            else:
-                check_intervention(condition.intervention)
-        return hooks
+            rows = edges.any(dim=1)  # [query_pos]: queries that lose or change a key
+            if layer == self.n_layers - 1 and read is not None:
+                rows = rows & read.to(rows.device)
+            if rows.any():
+                return False
+        return True
 
-    @torch.no_grad()
-    def fit_means(self, batches: Iterable[Sequence[torch.Tensor]], conditions: Iterable[Condition]) -> None:
-        """Mean pathway contribution per (layer, pathway) over clean runs on reference batches:
-        [query_pos, head, d_head] each."""
-        wanted = sorted({(layer, c.pathway) for c in conditions if c.intervention == "mean" for layer in c.layers})
-        if not wanted:
-            return
-        sums: dict[tuple[int, str], torch.Tensor] = {}
-        count = 0
-        for inputs in batches:
-            captured: dict[tuple[int, str], torch.Tensor] = {}
-            hooks: list[Hook] = []
-            for key in wanted:
-                # An identity replacement that keeps each contribution it is shown.
-                keep = lambda contribution, key=key: captured.setdefault(key, contribution)
-                hooks += ReplacementHooks(key[0], self.edges(key[1]), None, keep,
-                                          self._masks.setdefault((key[1], None, False), {})).hooks()
-            self.model.run_with_hooks(*inputs, fwd_hooks=hooks)
-            for key, value in captured.items():
-                sums[key] = sums.get(key, 0) + value.double().sum(dim=0)
-            count += len(inputs[0])
-        self.means = {**self.means, **{key: (total / count).float() for key, total in sums.items()}}
+    def hooks(self, condition: Condition, state: BatchState | None = None) -> list[Hook]:
+        """TransformerLens forward hooks that apply `condition` (state: the batch's donors, for resample)."""
+        strategy = self.strategy(condition.intervention)
+        return [hook for layer in condition.layers for hook in strategy.hooks(self, condition, layer, state)]
 
-    @torch.no_grad()
-    def run_naive(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition], batch_index: int = 0) -> list[torch.Tensor]:
-        """Reference: one full `run_with_hooks` per condition. Logits [batch, class] per condition."""
+    def _prepare(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
+                 donors: Sequence[Sequence[torch.Tensor]]) -> BatchState:
         self.check(conditions)
-        return [self.model.run_with_hooks(*inputs, fwd_hooks=self.hooks(c, batch_index)) for c in conditions]
+        state = BatchState(inputs, donors)
+        for name in dict.fromkeys(c.intervention for c in conditions):
+            self.strategy(name).prepare(self, conditions, state)
+        return state
+
+    @torch.no_grad()
+    def clean_contributions(self, inputs: Sequence[torch.Tensor], keys: Sequence[ContributionKey]) -> dict[ContributionKey, torch.Tensor]:
+        """The clean contribution of each (layer, pathway) on these inputs: [batch, query_pos, head, d_head]."""
+        if not keys:
+            return {}
+        captured: dict[ContributionKey, torch.Tensor] = {}
+        hooks: list[Hook] = []
+        for key in keys:
+            # An identity replacement that keeps each contribution it is shown.
+            keep = lambda contribution, key=key: captured.setdefault(key, contribution)
+            hooks += ReplacementHooks(key[0], self.edges(key[1]), None, keep,
+                                      self.mask_cache(key[1], None, "replacement")).hooks()
+        with evaluating(self.model), attached(self.model, hooks):
+            if self.staged:  # no need to run above the highest layer asked for
+                x = self.model.embed_stage(*inputs)
+                for layer in range(max(layer for layer, _ in keys) + 1):
+                    x = self.model.block_stage(layer, x)
+            else:
+                self.model(*inputs)
+        return captured
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[Sequence[torch.Tensor]], conditions: Sequence[Condition]) -> None:
+        """Fit what the conditions' interventions need from clean runs on reference batches (the
+        `mean` intervention's mean contributions)."""
+        with evaluating(self.model):
+            for name in dict.fromkeys(c.intervention for c in conditions):
+                self.strategy(name).fit(self, batches, conditions)
+
+    def _capture(self, names: Sequence[str], store: dict) -> list[Hook]:
+        unknown = [name for name in names if name not in self.model.hook_dict]
+        if unknown:
+            raise ConfigError("capture", unknown, "not hook points of this model (see model.hook_dict)")
+
+        def keep(value, hook):
+            store[hook.name] = value
+        return [(name, keep) for name in names]
+
+    @torch.no_grad()
+    def run_naive(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
+                  donors: Sequence[Sequence[torch.Tensor]] = ()) -> list[torch.Tensor]:
+        """Reference: one full `run_with_hooks` per condition. Logits [batch, class] per condition."""
+        with evaluating(self.model):
+            state = self._prepare(inputs, conditions, donors)
+            return [self.model.run_with_hooks(*inputs, fwd_hooks=self.hooks(c, state)) for c in conditions]
 
     @torch.no_grad()
     def run_grid(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
-                 batch_index: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(clean logits [batch, class], logits per condition), sharing the computation below each
-        condition's first intervened layer when the model runs in stages."""
-        self.check(conditions)
-        if not self.staged:
-            return self.model(*inputs), self.run_naive(inputs, conditions, batch_index)
+                 donors: Sequence[Sequence[torch.Tensor]] = (), capture: Sequence[str] = ()) -> GridRun:
+        """Clean logits and logits per condition, sharing the computation below each condition's first
+        intervened layer when the model runs in stages.
+
+        inputs: one [batch, time, channel] tensor per modality; donors: for `resample`, the donor
+        windows of each draw, row-aligned with `inputs`; capture: hook names whose activations to
+        return per condition (e.g. `blocks.4.hook_resid_post`, `hook_cls`)."""
         model = self.model
-        residual = [model.embed_stage(*inputs)]
-        for layer in range(self.n_layers):
-            residual.append(model.block_stage(layer, residual[-1]))
-        clean = model.heads_stage(residual[-1])["main"]
-        out = []
-        for condition in conditions:
-            first = min(condition.layers)
-            with attached(model, self.hooks(condition, batch_index)):
-                x = residual[first]
-                for layer in range(first, self.n_layers):
-                    x = model.block_stage(layer, x)
-                out.append(model.heads_stage(x)["main"])
-        return clean, out
+        with evaluating(model):
+            state = self._prepare(inputs, conditions, donors)
+            clean_activations: dict[str, torch.Tensor] = {}
+            with attached(model, self._capture(capture, clean_activations)):
+                if self.staged:
+                    residual = [model.embed_stage(*inputs)]
+                    for layer in range(self.n_layers):
+                        residual.append(model.block_stage(layer, residual[-1]))
+                    clean = model.heads_stage(residual[-1])["main"]
+                else:
+                    clean = model(*inputs)
+            logits, activations = [], []
+            for condition in conditions:
+                seen: dict[str, torch.Tensor] = {}
+                with attached(model, self.hooks(condition, state) + self._capture(capture, seen)):
+                    if self.staged:
+                        x = residual[min(condition.layers)]
+                        for layer in range(min(condition.layers), self.n_layers):
+                            x = model.block_stage(layer, x)
+                        logits.append(model.heads_stage(x)["main"])
+                    else:
+                        logits.append(model(*inputs))
+                activations.append({**clean_activations, **seen} if capture else {})
+        return GridRun(clean, logits, clean_activations, activations)

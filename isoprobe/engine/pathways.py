@@ -1,13 +1,17 @@
 """Which attention edges an intervention touches: pathways, layers and heads (DESIGN §4).
 
 Pathways over tokens grouped by modality (id 0 = CLS):
-  uni     query and key in the same modality, neither CLS
-  cross   query and key in different modalities, neither CLS
-  cls     every edge into or out of CLS
-  all     every edge
-  a->b    queries in modality a reading keys in modality b (directed)
-Comma-separated names combine (union). Self edges (a token attending to itself) stay unless
-`mask_self` is set.
+  uni      query and key in the same modality, neither CLS
+  cross    query and key in different modalities, neither CLS: direct token-to-token edges only
+  relay    every modality token reading CLS (how a modality hears, one layer late, what CLS read
+           from the other modality)
+  readout  CLS reading modality tokens
+  cls      every edge into or out of CLS (relay, readout and CLS's own edge)
+  all      every edge
+  a->b     queries in modality a reading keys in modality b (directed; `cls` names the CLS token)
+`+` joins pathways into one condition (`cross+relay`: with it masked in every layer each modality's
+token states depend on that modality's input alone); on the command line a comma separates rows.
+Self edges (a token attending to itself) stay unless `mask_self` is set.
 """
 
 from __future__ import annotations
@@ -19,28 +23,34 @@ import torch
 
 from isoprobe.errors import ConfigError
 
-NAMED = ("uni", "cross", "cls", "all")
+NAMED = ("uni", "cross", "relay", "readout", "cls", "all")
+JOIN = "+"
 _DIRECTED = re.compile(r"^\s*([^\s>-][^>]*?)\s*->\s*(\S.*?)\s*$")
 
 
 @dataclass(frozen=True)
 class Pathway:
-    """A set of attention edges, as written on the command line."""
+    """A set of attention edges, as written on the command line (`cross`, `cross+relay`, `emg->acc`)."""
 
     name: str
+
+    @property
+    def parts(self) -> list[str]:
+        return [p.strip() for p in self.name.split(JOIN) if p.strip()]
 
     def edges(self, token_groups: torch.Tensor, modality_names: tuple[str, ...], mask_self: bool = False) -> torch.Tensor:
         """Boolean [query_pos, key_pos]: True where the edge belongs to the pathway."""
         q, k = token_groups[:, None], token_groups[None, :]
         selected = torch.zeros(len(token_groups), len(token_groups), dtype=torch.bool, device=token_groups.device)
-        for part in split_pathways(self.name):
+        for part in self.parts:
             selected |= _edges_of(part, q, k, modality_names)
         if not mask_self:
             selected &= ~torch.eye(len(token_groups), dtype=torch.bool, device=token_groups.device)
         return selected
 
 
-def split_pathways(spec: str) -> list[str]:
+def split_rows(spec: str) -> list[str]:
+    """`uni,cross+relay` -> ["uni", "cross+relay"]: one condition per comma-separated entry."""
     return [p.strip() for p in spec.split(",") if p.strip()]
 
 
@@ -48,56 +58,66 @@ def _modality_id(name: str, modality_names: tuple[str, ...]) -> int:
     if name == "cls":
         return 0
     if name not in modality_names:
-        raise ConfigError("--pathway", name, f"unknown modality; this model has {', '.join(modality_names)} (and cls)")
+        raise ConfigError("pathway", name, f"unknown modality; this model has {', '.join(modality_names)} (and cls)")
     return modality_names.index(name) + 1
 
 
 def _edges_of(part: str, q: torch.Tensor, k: torch.Tensor, modality_names: tuple[str, ...]) -> torch.Tensor:
-    not_cls = (q != 0) & (k != 0)
+    tokens_q, tokens_k = q != 0, k != 0
     if part == "uni":
-        return not_cls & (q == k)
+        return tokens_q & tokens_k & (q == k)
     if part == "cross":
-        return not_cls & (q != k)
+        return tokens_q & tokens_k & (q != k)
+    if part == "relay":
+        return tokens_q & ~tokens_k
+    if part == "readout":
+        return ~tokens_q & tokens_k
     if part == "cls":
-        return (q == 0) | (k == 0)
+        return ~tokens_q | ~tokens_k
     if part == "all":
-        return torch.ones_like(not_cls)
+        return torch.ones_like(tokens_q & tokens_k)
     match = _DIRECTED.match(part)
     if match:
         source, target = (_modality_id(m, modality_names) for m in match.groups())
         return (q == source) & (k == target)
     pairs = ", ".join(f"{a}->{b}" for a in modality_names for b in modality_names if a != b)
-    raise ConfigError("--pathway", part, f"choose from {', '.join(NAMED)} or a directed pair such as {pairs or 'a->b'}")
+    raise ConfigError("pathway", part, f"choose from {', '.join(NAMED)} or a directed pair such as {pairs or 'a->b'}, "
+                      f"joined with {JOIN} for one condition (e.g. cross{JOIN}relay)")
 
 
 def parse_pathway(spec: str, modality_names: tuple[str, ...]) -> Pathway:
-    """Validate a pathway specification (e.g. `cross`, `uni,cls`, `emg->acc`)."""
-    parts = split_pathways(spec)
-    if not parts:
-        raise ConfigError("--pathway", spec, f"choose from {', '.join(NAMED)} or a directed pair such as a->b")
+    """Validate one condition's pathway (e.g. `cross`, `cross+relay`, `emg->acc`)."""
+    if "," in spec:
+        raise ConfigError("pathway", spec, f"one condition joins pathways with {JOIN} (cross{JOIN}relay); "
+                          "a comma separates rows")
+    pathway = Pathway(JOIN.join(p.strip() for p in spec.split(JOIN)))
+    if not pathway.parts or len(pathway.parts) != len(spec.split(JOIN)):
+        raise ConfigError("pathway", spec, f"choose from {', '.join(NAMED)} or a directed pair such as a->b, "
+                          f"joined with {JOIN}")
     dummy = torch.arange(len(modality_names) + 1)
-    for part in parts:
+    for part in pathway.parts:
         _edges_of(part, dummy[:, None], dummy[None, :], modality_names)
-    return Pathway(",".join(parts))
+    return pathway
 
 
 def parse_layers(spec: str, n_layers: int) -> tuple[int, ...]:
     """`1-5`, `2,4`, `1-2,5` or `all` (1-based, as the paper counts) -> 0-based layer indices."""
     if spec.strip() == "all":
         return tuple(range(n_layers))
-    layers: list[int] = []
+    ranges: list[tuple[int, int]] = []
     try:
         for part in spec.split(","):
-            if "-" in part:
-                first, last = (int(x) for x in part.split("-"))
-                layers.extend(range(first, last + 1))
-            else:
-                layers.append(int(part))
+            first, last = (int(x) for x in part.split("-")) if "-" in part else (int(part),) * 2
+            ranges.append((first, last))
     except ValueError:
-        raise ConfigError("--layers", spec, f"write layers as 1-{n_layers}, 2,4 or all") from None
+        raise ConfigError("layers", spec, f"write layers as 1-{n_layers}, 2,4 or all") from None
+    for first, last in ranges:
+        if last < first:  # never silently an empty range
+            raise ConfigError("layers", spec, f"the range {first}-{last} runs backwards; write {last}-{first}")
+    layers = [layer for first, last in ranges for layer in range(first, last + 1)]
     bad = [layer for layer in layers if not 1 <= layer <= n_layers]
     if bad or not layers:
-        raise ConfigError("--layers", spec, f"layers count from 1 to {n_layers} (the model's shared stage has {n_layers})")
+        raise ConfigError("layers", spec, f"layers count from 1 to {n_layers} (the model's shared stage has {n_layers})")
     return tuple(sorted(set(layer - 1 for layer in layers)))
 
 
@@ -108,7 +128,7 @@ def parse_heads(spec: str, n_heads: int) -> tuple[int, ...] | None:
     try:
         heads = tuple(sorted({int(h) for h in spec.split(",")}))
     except ValueError:
-        raise ConfigError("--heads", spec, f"write all or head numbers 0–{n_heads - 1}, e.g. 0,2") from None
+        raise ConfigError("heads", spec, f"write all or head numbers 0–{n_heads - 1}, e.g. 0,2") from None
     if any(not 0 <= h < n_heads for h in heads):
-        raise ConfigError("--heads", spec, f"heads are numbered 0–{n_heads - 1}")
+        raise ConfigError("heads", spec, f"heads are numbered 0–{n_heads - 1}")
     return heads

@@ -45,6 +45,11 @@ class HierarchicalTransformer(StagedTransformer):
         self.head_avg = nn.Linear(config.d_model, config.n_classes)
         self.setup()
 
+    @property
+    def prediction_positions(self) -> torch.Tensor:
+        """Boolean [pos]: the positions of the last residual stream the prediction reads (CLS alone)."""
+        return self.token_modalities == 0
+
     # The forward pass in three stages, so the intervention engine can share the work below a layer
     # across conditions (DESIGN §4): embed_stage -> block_stage(0 … n_layers-1) -> heads_stage.
     def embed_stage(self, *windows: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,16 @@ class MultimodalTransformer(StagedTransformer):
             self.head = nn.Linear(fused, config.n_classes)
         self.setup()
 
+    @property
+    def attention_edges(self) -> torch.Tensor:
+        """Boolean [query_pos, key_pos]: the edges attention can use (within a modality only)."""
+        return self.within_modality == 0
+
+    @property
+    def prediction_positions(self) -> torch.Tensor:
+        """Boolean [pos]: every token is pooled into the prediction."""
+        return torch.ones_like(self.token_groups, dtype=torch.bool)
+
     # Forward in stages for the intervention engine: embed_stage -> block_stage(l) -> heads_stage.
     def embed_stage(self, *windows: torch.Tensor) -> torch.Tensor:
         """[batch, pos, d_model]: the input of blocks.0."""

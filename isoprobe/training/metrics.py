@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from isoprobe.analysis import load_analysis
+from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
+from isoprobe.models.modes import evaluating
+from isoprobe.training.checkpoint import Checkpoint
 
 
 @dataclass
@@ -46,21 +50,18 @@ def evaluate(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> Evalu
     )
 
 
-def window_batches(windows: dict, names: tuple[str, ...], batch_size: int,
-                   device: torch.device | str = "cpu") -> Iterator[list[torch.Tensor]]:
-    """Consecutive batches of model inputs: one [batch, time, channel] tensor per group in `names`, on `device`."""
-    n = len(next(iter(windows.values())))
-    for start in range(0, n, batch_size):
-        yield [torch.as_tensor(np.asarray(windows[name][start : start + batch_size]), device=device) for name in names]
-
-
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, windows: WindowSet | dict, names: tuple[str, ...], batch_size: int = 1024,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """Logits [batch, class] for every window, in batches, in eval mode, on CPU at the end."""
     x = windows.x if isinstance(windows, WindowSet) else windows
-    was_training = model.training
-    model.eval()
-    out = [model(*batch).float().cpu() for batch in window_batches(x, names, batch_size, device)]
-    model.train(was_training)
-    return torch.cat(out)
+    with evaluating(model):
+        return torch.cat([model(*batch).float().cpu() for batch in window_batches(x, names, batch_size, device)])
+
+
+def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
+                        batch_size: int = 1024) -> tuple[Checkpoint, Evaluation]:
+    """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split."""
+    analysis = load_analysis(path, data_root, split, device)
+    logits = predict_logits(analysis.model, analysis.windows, analysis.model.modality_names, batch_size, device)
+    return analysis.checkpoint, evaluate(logits.argmax(-1).numpy(), analysis.windows.y, len(analysis.class_names))

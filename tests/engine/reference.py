@@ -28,12 +28,16 @@ def naive_edges(groups: Sequence[int], pathway: str, names: Sequence[str], mask_
             return a != 0 and b != 0 and a != b
         if part == "cls":
             return a == 0 or b == 0
+        if part == "relay":
+            return a != 0 and b == 0
+        if part == "readout":
+            return a == 0 and b != 0
         if part == "all":
             return True
         source, target = (s.strip() for s in part.split("->"))
         return a == modality(source) and b == modality(target)
 
-    parts = [p.strip() for p in pathway.split(",") if p.strip()]
+    parts = [p.strip() for p in pathway.split("+") if p.strip()]
     n = len(groups)
     return [[(i != j or mask_self) and any(member(p, int(groups[i]), int(groups[j])) for p in parts) for j in range(n)]
             for i in range(n)]

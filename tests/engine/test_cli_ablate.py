@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from isoprobe.analysis import load_analysis
 from isoprobe.engine.ablate import COLUMNS, AblationConfig, run_ablation
-from isoprobe.training.checkpoint import load_checkpoint
-from isoprobe.training.run import checkpoint_data
 from tests.cli_helpers import invoke, assert_user_error
 
 
@@ -25,15 +24,18 @@ def ablated(trained, tmp_path_factory):
 def test_ablate_prints_and_writes_the_table(ablated, trained):
     result, out = ablated
     assert result.exit_code == 0, (result.output, result.exception)
-    for fragment in ("L1", "L2", "L1-L2", "cross", "95% CI", "test split", "base accuracy", "ablation.csv"):
+    for fragment in ("L1", "L2", "L1-L2", "cross", "95% CI", "test split", "base accuracy", "ablation.csv", "segments",
+                     "Holm", "∅: null by construction"):
         assert fragment in result.stdout, fragment
     assert {p.name for p in out.iterdir()} == {"ablation.csv", "ablation.json", "ablation.md"}
     table = pd.read_csv(out / "ablation.csv")
     assert tuple(table.columns) == COLUMNS
     assert list(table.layers) == ["L1", "L2", "L1-L2"]
     assert (table.pathway == "cross").all() and (table.intervention == "mask").all()
+    assert list(table.null_by_construction) == [False, True, False]  # cross in the last layer cannot reach CLS
     document = json.loads((out / "ablation.json").read_text())
     assert len(document["rows"]) == 3 and document["rows"][2]["layers"] == "L1-L2"
+    assert document["rows"][1]["p_holm"] is None  # JSON null, not NaN
     assert document["meta"]["pathway"] == "cross" and document["meta"]["bootstrap"] == 50
     assert document["meta"]["checkpoint"] == str(trained)
     markdown = (out / "ablation.md").read_text()
@@ -57,13 +59,27 @@ def test_ablate_terminal_table_has_one_line_per_condition(ablated):
 def test_ablate_numbers_equal_the_library(ablated, trained):
     _, out = ablated
     table = pd.read_csv(out / "ablation.csv")
-    loaded = load_checkpoint(trained)
-    data = checkpoint_data(loaded)
-    expected = run_ablation(loaded.build_model(), data.splits["test"].x, data.splits["test"].y,
-                            AblationConfig(layers="1-2", pathway="cross", bootstrap=50))
-    assert table.n.iloc[0] == len(data.splits["test"])
-    for column in ("base_accuracy", "accuracy", "drop", "drop_ci_low", "drop_ci_high", "p_value", "kl", "logit_margin"):
+    analysis = load_analysis(trained)
+    expected = run_ablation(analysis.model, analysis.windows, AblationConfig(layers="1-2", pathway="cross", bootstrap=50),
+                            reference=analysis.reference).table
+    assert table.windows.iloc[0] == len(analysis.windows) and table.segments.iloc[0] == 12
+    for column in ("base_accuracy", "accuracy", "drop", "drop_ci_low", "drop_ci_high", "p_value", "p_holm", "kl",
+                   "logit_margin", "chance_corrected_drop"):
         np.testing.assert_allclose(table[column], expected[column], atol=1e-9, err_msg=column)
+
+
+def test_resample_with_draws_and_other_class_donors(trained, tmp_path):
+    result = invoke("ablate", trained, "--layers", "1", "--pathway", "cls,cross+relay", "--intervention", "resample",
+                    "--donor", "other-class", "--draws", 3, "--bootstrap", 20, "--out", tmp_path)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "donor draws" in result.stdout and "cross+relay" in result.stdout
+    table = pd.read_csv(tmp_path / "ablation.csv")
+    assert list(table.pathway) == ["cls", "cross+relay"] and (table.draws == 3).all()
+    assert table.accuracy_draw_sd.notna().all()
+    meta = json.loads((tmp_path / "ablation.json").read_text())["meta"]
+    assert meta["donor"] == "other-class" and meta["draws"] == 3
+    rows = [line for line in result.stdout.splitlines() if line.startswith("L1 ")]
+    assert len(rows) == 2 and all(len(line) <= 80 for line in rows), rows
 
 
 def test_ablate_without_out_only_prints(trained):
@@ -86,7 +102,14 @@ def test_mlp_checkpoint_is_refused(trained_mlp):
     (["--layers", "1-9"], ["--layers", "1-9", "1 to 2"]),
     (["--layers", "0"], ["--layers"]),
     (["--layers", "two"], ["--layers", "two"]),
-    (["--pathway", "diagonal"], ["--pathway", "diagonal", "uni", "cross", "cls", "all", "emg->acc"]),
+    (["--layers", "2-1"], ["--layers", "'2-1'", "runs backwards", "write 1-2"]),
+    (["--pathway", "cross+emg->foo"], ["--pathway", "foo", "emg, acc"]),
+    (["--pathway", "cross+foo"], ["--pathway", "foo", "joined with +"]),
+    (["--donor", "same"], ["--donor", "same", "any", "other-class"]),
+    (["--draws", "0"], ["--draws", "0"]),
+    (["--draws", "2"], ["--draws", "2", "resample"]),
+    (["--permutations", "-1"], ["--permutations", "-1"]),
+    (["--pathway", "diagonal"], ["--pathway", "diagonal", "uni", "cross", "relay", "readout", "cls", "all", "emg->acc"]),
     (["--pathway", "emg->foo"], ["--pathway", "foo", "emg, acc"]),
     (["--pathway", "cross,emg->foo"], ["--pathway", "foo"]),
     (["--heads", "5"], ["--heads", "5", "0–1"]),
@@ -95,7 +118,7 @@ def test_mlp_checkpoint_is_refused(trained_mlp):
     (["--mode", "sequential"], ["--mode", "sequential", "single", "cumulative", "joint"]),
     (["--split", "dev"], ["--split", "dev"]),
     (["--device", "tpu"], ["--device", "tpu"]),
-    (["--batch-size", "0"], ["--batch-size", "0", "positive"]),
+    (["--batch-size", "0"], ["--batch-size", "0", "≥ 1"]),
     (["--batch-size", "-4"], ["--batch-size", "-4"]),
 ])
 def test_bad_options_exit_2_with_one_message(trained, options, fragments):

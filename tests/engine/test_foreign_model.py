@@ -14,8 +14,8 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from isoprobe.engine.grid import Condition, InterventionEngine, attention_layers
-from isoprobe.engine.interventions import resample_permutation
+from isoprobe.engine.ablate import AblationConfig, conditions_for
+from isoprobe.engine.grid import Condition, InterventionEngine, attention_layers, head_count
 from isoprobe.errors import ConfigError
 
 from tests.engine.reference import as_tensor, naive_edges
@@ -121,7 +121,7 @@ def test_engine_finds_the_layers_and_runs_without_stages(model):
     Condition((0,), "cross"),
     Condition((1,), "uni", (1,)),
     Condition((0, 1), "cls"),
-    Condition((0, 1), "left->right,force->left", (0,)),
+    Condition((0, 1), "left->right+force->left", (0,)),
     Condition((1,), "all"),
 ])
 def test_masking_equals_a_direct_masked_computation(model, tokens, condition):
@@ -130,7 +130,8 @@ def test_masking_equals_a_direct_masked_computation(model, tokens, condition):
     heads[list(condition.heads) if condition.heads is not None else slice(None)] = True
     mask = edges_of(condition.pathway)[None] & heads[:, None, None]
     expected = direct(model, tokens, {layer: mask for layer in condition.layers})
-    clean, (out,) = engine.run_grid([tokens], [condition])
+    run = engine.run_grid([tokens], [condition])
+    clean, (out,) = run.clean, run.logits
     (naive,) = engine.run_naive([tokens], [condition])
     torch.testing.assert_close(clean, direct(model, tokens), atol=1e-12, rtol=0)
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
@@ -139,32 +140,35 @@ def test_masking_equals_a_direct_masked_computation(model, tokens, condition):
 
 
 def test_resample_equals_a_direct_replacement(model, tokens):
-    engine = InterventionEngine(model, GROUPS, NAMES, seed=4)
-    order = resample_permutation(len(tokens), 4 + 1, "cpu")
-    resample = (edges_of("cross"), lambda part: part[order])
-    expected = direct(model, tokens, replace={0: resample, 1: resample})
-    clean, (out,) = engine.run_grid([tokens], [Condition((0, 1), "cross", None, "resample")], batch_index=1)
-    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
-    assert (out - clean).abs().max() > 1e-3
+    """Every intervened layer takes the donor's clean contribution, computed here without hooks."""
+    donors = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    donor_parts = {}
+    direct(model, donors, replace={layer: (edges_of("cross"), lambda part: part) for layer in (0, 1)}, parts=donor_parts)
+    expected = direct(model, tokens, replace={layer: (edges_of("cross"), lambda part, d=donor_parts[layer]: d) for layer in (0, 1)})
+    engine = InterventionEngine(model, GROUPS, NAMES)
+    run = engine.run_grid([tokens], [Condition((0, 1), "cross", None, "resample")], donors=[[donors]])
+    torch.testing.assert_close(run.logits[0], expected, atol=1e-12, rtol=0)
+    assert (run.logits[0] - run.clean).abs().max() > 1e-3
 
 
 def test_mean_equals_a_direct_replacement(model, tokens):
     reference = torch.randn(9, len(GROUPS), D_MODEL, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    condition = Condition((0,), "uni,cls", (1,), "mean")
+    condition = Condition((0,), "uni+cls", (1,), "mean")
     engine = InterventionEngine(model, GROUPS, NAMES)
-    engine.fit_means([[reference[:4]], [reference[4:]]], [condition])
+    engine.fit([[reference[:4]], [reference[4:]]], [condition])
     parts = {}
-    direct(model, reference, replace={0: (edges_of("uni,cls"), lambda part: part)}, parts=parts)
+    direct(model, reference, replace={0: (edges_of("uni+cls"), lambda part: part)}, parts=parts)
     mean = parts[0].mean(dim=0)  # [q, head, d_head]
-    torch.testing.assert_close(engine.means[(0, "uni,cls")].double(), mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(engine.strategy("mean").means[(0, "uni+cls")].double(), mean, atol=1e-6, rtol=0)
 
     def head_1_only(part):
         new = part.clone()
-        new[:, :, 1] = engine.means[(0, "uni,cls")].double()[:, 1]  # the engine stores means in float32
+        new[:, :, 1] = engine.strategy("mean").means[(0, "uni+cls")].double()[:, 1]  # the engine stores means in float32
         return new
 
-    expected = direct(model, tokens, replace={0: (edges_of("uni,cls"), head_1_only)})
-    clean, (out,) = engine.run_grid([tokens], [condition])
+    expected = direct(model, tokens, replace={0: (edges_of("uni+cls"), head_1_only)})
+    run = engine.run_grid([tokens], [condition])
+    clean, (out,) = run.clean, run.logits
     torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
     assert (out - clean).abs().max() > 1e-3
 
@@ -181,3 +185,51 @@ def test_a_model_without_attention_hooks_is_refused():
 
     with pytest.raises(ConfigError, match="hook_attn_scores"):
         InterventionEngine(NoAttention(), GROUPS, NAMES)
+
+
+def test_the_head_count_and_a_whole_ablation_grid_work_on_a_foreign_model(model):
+    """The head count comes from one place (configuration, or the W_Q layout) that also serves a
+    HookedRootModule written here, which has neither isoprobe's config nor its attention class."""
+    engine = InterventionEngine(model, GROUPS, NAMES)
+    assert head_count(model) == engine.n_heads == N_HEADS
+    conditions = conditions_for(engine, AblationConfig(layers="1-2", pathway="cross,left->right", heads="1"))
+    assert [(c.layers, c.pathway, c.heads) for c in conditions] == [
+        ((0,), "cross", (1,)), ((0,), "left->right", (1,)), ((1,), "cross", (1,)), ((1,), "left->right", (1,)),
+        ((0, 1), "cross", (1,)), ((0, 1), "left->right", (1,))]
+    with pytest.raises(ConfigError, match="heads are numbered 0–1"):
+        conditions_for(engine, AblationConfig(heads="2"))
+
+
+def test_head_count_prefers_the_configuration():
+    class Configured(TinyModel):
+        def __init__(self):
+            super().__init__()
+            self.cfg = type("Cfg", (), {"n_heads": 5})()  # a TransformerLens HookedTransformerConfig has n_heads
+
+    assert head_count(Configured()) == 5
+
+
+def test_cross_and_relay_masked_everywhere_isolate_each_modality(model, tokens):
+    """With cross+relay masked in every layer a modality's token states depend on its own input
+    alone: changing the `right` tokens leaves every `left` and `force` token's final state exactly
+    as it was. With cross alone, `left` still hears `right` through CLS from the second layer on."""
+    engine = InterventionEngine(model, GROUPS, NAMES)
+    changed = tokens.clone()
+    right = GROUPS == 2
+    changed[:, right] = torch.randn(changed[:, right].shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    final = "blocks.1.hook_resid_post"
+    conditions = [Condition((0, 1), "cross+relay"), Condition((0, 1), "cross")]
+    before = engine.run_grid([tokens], conditions, capture=[final]).activations
+    after = engine.run_grid([changed], conditions, capture=[final]).activations
+    others = (GROUPS != 2) & (GROUPS != 0)
+    assert torch.equal(before[0][final][:, others], after[0][final][:, others])
+    assert (before[1][final][:, GROUPS == 1] - after[1][final][:, GROUPS == 1]).abs().max() > 1e-3
+
+
+def test_nothing_is_null_by_construction_on_a_model_that_does_not_say_what_it_reads(model):
+    """The model reads position 0 and the mean of all positions, and declares neither: only an empty
+    edge set or head set is null by construction."""
+    engine = InterventionEngine(model, GROUPS, NAMES)
+    assert not engine.null_by_construction(Condition((1,), "uni"))
+    assert engine.null_by_construction(Condition((1,), "uni", ()))
+    assert engine.null_by_construction(Condition((0, 1), "force->force"))  # one force token: only a self edge

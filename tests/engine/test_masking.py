@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from isoprobe.engine.grid import Condition, InterventionEngine
-from isoprobe.engine.interventions import resample_permutation
 from isoprobe.errors import ConfigError
 
 from tests.engine import reference as ref
@@ -44,8 +43,8 @@ MASKS = [
     ((0, 1, 2), "cls", None, False),
     ((2,), "all", None, True),
     ((0, 2), "emg->acc", (0,), False),
-    ((1,), "uni,cls", None, True),
-    ((0, 1, 2), "acc->emg,cls->emg", (1,), False),
+    ((1,), "uni+cls", None, True),
+    ((0, 1, 2), "acc->emg+cls->emg", (1,), False),
     ((1, 2), "cross", (0, 1), True),
 ]
 
@@ -55,7 +54,8 @@ def test_mask_matches_loop_reference(hier, inputs, clean, layers, pathway, heads
     condition = Condition(layers, pathway, heads)
     engine = InterventionEngine(hier, mask_self=mask_self)
     expected, _ = ref.hierarchical_forward(hier, inputs, reference_edits(hier, condition, mask_self))
-    grid_clean, (grid,) = engine.run_grid(inputs, [condition])
+    run = engine.run_grid(inputs, [condition])
+    grid_clean, (grid,) = run.clean, run.logits
     (naive,) = engine.run_naive(inputs, [condition])
     torch.testing.assert_close(grid.double(), expected, **TOL)
     torch.testing.assert_close(naive.double(), expected, **TOL)
@@ -86,9 +86,9 @@ def test_clean_reference_matches_the_model(hier, inputs, clean):
 def test_in_float64_the_engine_matches_the_reference_to_rounding(hier, inputs):
     model = copy.deepcopy(hier).double()
     double = [x.double() for x in inputs]
-    conditions = [Condition((0, 2), "cross", (1,)), Condition((1,), "cls"), Condition((0, 1, 2), "uni,emg->acc")]
+    conditions = [Condition((0, 2), "cross", (1,)), Condition((1,), "cls"), Condition((0, 1, 2), "uni+emg->acc")]
     engine = InterventionEngine(model, mask_self=True)
-    _, outs = engine.run_grid(double, conditions)
+    outs = engine.run_grid(double, conditions).logits
     for condition, out in zip(conditions, outs):
         expected, _ = ref.hierarchical_forward(hier, inputs, reference_edits(hier, condition, True))
         torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
@@ -97,7 +97,7 @@ def test_in_float64_the_engine_matches_the_reference_to_rounding(hier, inputs):
 def test_masking_uni_or_cross_in_the_last_layer_leaves_the_cls_head_unchanged(hier, inputs, clean):
     """Only non-CLS queries lose keys, and the CLS head reads the CLS token alone."""
     engine = InterventionEngine(hier)
-    _, outs = engine.run_grid(inputs, [Condition((2,), "uni"), Condition((2,), "cross"), Condition((2,), "cls")])
+    outs = engine.run_grid(inputs, [Condition((2,), "uni"), Condition((2,), "cross"), Condition((2,), "cls")]).logits
     torch.testing.assert_close(outs[0], clean, atol=1e-6, rtol=0)
     torch.testing.assert_close(outs[1], clean, atol=1e-6, rtol=0)
     assert (outs[2] - clean).abs().max() > 1e-2
@@ -132,7 +132,7 @@ def test_masking_every_edge_of_a_layer_equals_zeroing_its_z(hier, inputs, clean,
     bias = hier.blocks[layer].attn.out.bias[0]
     assert torch.equal(seen["attn_out"], bias.expand_as(seen["attn_out"]))
     torch.testing.assert_close(masked, zero_z, atol=1e-6, rtol=0)
-    (grid,) = engine.run_grid(inputs, [condition])[1]
+    (grid,) = engine.run_grid(inputs, [condition]).logits
     torch.testing.assert_close(grid, zero_z, atol=1e-6, rtol=0)
     assert (masked - clean).abs().max() > 1e-2
     assert (masked - zero_out).abs().max() > 1e-3
@@ -148,7 +148,8 @@ def test_an_empty_edge_set_changes_nothing(db2_emg):
     assert not engine.edges("cross").any()
     assert torch.equal(engine.edges("emg->emg"), engine.edges("uni"))  # every non-CLS edge is unimodal
     conditions = [Condition((0, 1), "cross"), Condition((0,), "cross", (1,)), Condition((0, 1), "uni")]
-    clean, outs = engine.run_grid(inputs, conditions)
+    run = engine.run_grid(inputs, conditions)
+    clean, outs = run.clean, run.logits
     naive = engine.run_naive(inputs, conditions)
     for out in (outs[0], outs[1], naive[0], naive[1]):
         torch.testing.assert_close(out, clean, atol=1e-6, rtol=0)
@@ -157,7 +158,7 @@ def test_an_empty_edge_set_changes_nothing(db2_emg):
 
 def test_no_heads_selected_changes_nothing(hier, inputs, clean):
     engine = InterventionEngine(hier, mask_self=True)
-    _, outs = engine.run_grid(inputs, [Condition((0, 1, 2), "all", heads=()), Condition((0, 1, 2), "all", heads=(0,))])
+    outs = engine.run_grid(inputs, [Condition((0, 1, 2), "all", heads=()), Condition((0, 1, 2), "all", heads=(0,))]).logits
     torch.testing.assert_close(outs[0], clean, atol=1e-6, rtol=0)
     assert (outs[1] - clean).abs().max() > 1e-2
 
@@ -168,11 +169,12 @@ def test_masking_cross_on_the_multimodal_transformer_is_a_no_op(mmt, db2):
     engine = InterventionEngine(mmt)
     assert engine.edges("cross").sum() > 0  # the edges exist; the model already ignores them
     assert not engine.edges("cls").any()  # and it has no CLS token
-    conditions = [Condition((0,), "cross"), Condition((0, 1), "cross"), Condition((0, 1), "emg->acc,acc->emg"),
+    conditions = [Condition((0,), "cross"), Condition((0, 1), "cross"), Condition((0, 1), "emg->acc+acc->emg"),
                   Condition((0, 1), "cls"), Condition((0, 1), "uni")]
     with torch.no_grad():
         reference = mmt(*inputs)
-    clean, outs = engine.run_grid(inputs, conditions)
+    run = engine.run_grid(inputs, conditions)
+    clean, outs = run.clean, run.logits
     naive = engine.run_naive(inputs, conditions)
     torch.testing.assert_close(clean, reference, atol=1e-6, rtol=0)
     for out in outs[:4] + naive[:4]:  # explicit-scores path against the fused one: float rounding only
@@ -226,51 +228,97 @@ def test_fully_masked_mmt_rows_are_finite_too(mmt, db2):
 
 # --- replacement interventions -------------------------------------------------------------------
 
-def test_resample_matches_loop_reference(hier, inputs):
-    condition = Condition((1,), "cross", (1,), "resample")
-    engine = InterventionEngine(hier, seed=5)
-    batch_index = 3
-    order = resample_permutation(len(inputs[0]), 5 + batch_index, "cpu")
-    expected, _ = ref.hierarchical_forward(hier, inputs, reference_edits(hier, condition, False, kind="replace",
-                                                                          replace=lambda c: c[order]))
-    clean, (grid,) = engine.run_grid(inputs, [condition], batch_index=batch_index)
-    torch.testing.assert_close(grid.double(), expected, **TOL)
-    assert (grid - clean).abs().max() > 1e-3
+@pytest.fixture(scope="module")
+def donor_inputs(db2, inputs):
+    """Six other windows, row-aligned with `inputs`: the donors of one resample draw."""
+    return windows(db2, 6, offset=5)[0]
 
 
-def test_resample_permutation_is_a_seeded_derangement():
-    for batch in (2, 3, 7, 64):
-        order = resample_permutation(batch, 11, "cpu")
-        assert sorted(order.tolist()) == list(range(batch))
-        assert (order != torch.arange(batch)).all()
-        assert torch.equal(order, resample_permutation(batch, 11, "cpu"))
-    assert resample_permutation(1, 0, "cpu").tolist() == [0]
+@pytest.mark.parametrize("layers, pathway, heads", [((1,), "cross", (1,)), ((0, 1, 2), "uni+relay", None),
+                                                    ((0, 2), "cls", (0,))])
+def test_resample_takes_each_donors_clean_contribution_at_every_layer(hier, inputs, donor_inputs, layers, pathway, heads):
+    """At every intervened layer the window takes its donor's contribution from the donor's clean
+    run, not one already changed by the intervention at a lower layer (DESIGN §4). The reference
+    records the donors' clean contributions with its own loops, then replaces layer by layer."""
+    condition = Condition(layers, pathway, heads, "resample")
+    edits = reference_edits(hier, condition, False)
+    _, donor_parts = ref.hierarchical_forward(hier, donor_inputs, record=edits[layers[0]].edges)
+    for layer in layers:
+        edits[layer] = ref.Edit(edits[layer].edges, edits[layer].heads, "replace", replace=lambda c, d=donor_parts[layer]: d)
+    expected, _ = ref.hierarchical_forward(hier, inputs, edits)
+    engine = InterventionEngine(hier)
+    run = engine.run_grid(inputs, [condition], donors=[donor_inputs])
+    (naive,) = engine.run_naive(inputs, [condition], donors=[donor_inputs])
+    torch.testing.assert_close(run.logits[0].double(), expected, **TOL)
+    torch.testing.assert_close(naive.double(), expected, **TOL)
+    assert (run.logits[0] - run.clean).abs().max() > 1e-3
+    if len(layers) > 1:
+        # The negative control: had the donors' contributions above the first layer been taken from
+        # donors that were themselves intervened on there (the old behaviour; here each donor's donor
+        # is the window it gives to), the logits would differ, so the test tells the two apart.
+        _, input_parts = ref.hierarchical_forward(hier, inputs, record=edits[layers[0]].edges)
+        swapped = ref.Edit(edits[layers[0]].edges, edits[layers[0]].heads, "replace", replace=lambda c: input_parts[layers[0]])
+        _, chained_parts = ref.hierarchical_forward(hier, donor_inputs, {layers[0]: swapped}, record=edits[layers[0]].edges)
+        chained = dict(edits)
+        for layer in layers[1:]:
+            chained[layer] = ref.Edit(edits[layer].edges, edits[layer].heads, "replace", replace=lambda c, d=chained_parts[layer]: d)
+        old, _ = ref.hierarchical_forward(hier, inputs, chained)
+        assert (run.logits[0].double() - old).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("layers, pathway, heads", [((0,), "cross", None), ((1, 2), "uni,cls", (0,))])
+def test_a_window_that_is_its_own_donor_is_unchanged(hier, inputs):
+    engine = InterventionEngine(hier)
+    run = engine.run_grid(inputs, [Condition((0, 1, 2), "all", None, "resample")], donors=[inputs])
+    torch.testing.assert_close(run.logits[0], run.clean, atol=1e-5, rtol=0)
+
+
+def test_each_draw_takes_its_own_donors(hier, inputs, donor_inputs, db2):
+    other = windows(db2, 6, offset=9)[0]
+    conditions = [Condition((1,), "cross", None, "resample", draw) for draw in (0, 1)]
+    engine = InterventionEngine(hier)
+    both = engine.run_grid(inputs, conditions, donors=[donor_inputs, other]).logits
+    alone = [engine.run_grid(inputs, [Condition((1,), "cross", None, "resample")], donors=[d]).logits[0]
+             for d in (donor_inputs, other)]
+    torch.testing.assert_close(both[0], alone[0], atol=0, rtol=0)
+    torch.testing.assert_close(both[1], alone[1], atol=0, rtol=0)
+    assert (both[0] - both[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("donors, fragment", [((), "pass donors="), ("short", "one donor per window")])
+def test_resample_without_fitting_donors_is_refused(hier, inputs, donors, fragment):
+    engine = InterventionEngine(hier)
+    donors = [[x[:3] for x in inputs]] if donors == "short" else donors
+    with pytest.raises(ConfigError, match=fragment):
+        engine.run_grid(inputs, [Condition((0,), "cross", None, "resample")], donors=donors)
+    with pytest.raises(ConfigError, match="pass donors="):
+        engine.hooks(Condition((0,), "cross", None, "resample"))
+
+
+@pytest.mark.parametrize("layers, pathway, heads", [((0,), "cross", None), ((1, 2), "uni+cls", (0,))])
 def test_mean_matches_loop_reference(hier, db2, inputs, layers, pathway, heads):
     condition = Condition(layers, pathway, heads, "mean")
     reference_inputs = windows(db2, 10, split="validation")[0]
     engine = InterventionEngine(hier)
     # fit in two batches: the mean is over windows, not over batch means of unequal batches
-    engine.fit_means([[x[:7] for x in reference_inputs], [x[7:] for x in reference_inputs]], [condition])
+    engine.fit([[x[:7] for x in reference_inputs], [x[7:] for x in reference_inputs]], [condition])
     edges = ref.naive_edges(hier.token_modalities.tolist(), pathway, hier.modality_names)
     # The mean contribution of the pathway in a clean run over the reference windows, per layer.
     _, recorded = ref.hierarchical_forward(hier, reference_inputs, record=edges)
     for layer in layers:
-        torch.testing.assert_close(engine.means[(layer, pathway)].double(), recorded[layer].mean(0), atol=1e-6, rtol=0)
+        torch.testing.assert_close(engine.strategy("mean").means[(layer, pathway)].double(), recorded[layer].mean(0), atol=1e-6, rtol=0)
     # Replacing layer by layer: the reference forward applies each layer's own mean.
     heads_list = [0, 1] if heads is None else list(heads)
     edits = {layer: ref.Edit(edges, heads_list, "replace", replace=lambda c, m=recorded[layer].mean(0): m.expand_as(c))
              for layer in layers}
     expected, _ = ref.hierarchical_forward(hier, inputs, edits)
-    clean, (grid,) = engine.run_grid(inputs, [condition])
+    run = engine.run_grid(inputs, [condition])
+    clean, (grid,) = run.clean, run.logits
     torch.testing.assert_close(grid.double(), expected, **TOL)
     assert (grid - clean).abs().max() > 1e-3
 
 
 def test_mean_without_fit_is_refused(hier, inputs):
-    with pytest.raises(ConfigError, match="fit_means"):
+    with pytest.raises(ConfigError, match=r"fit\(\)"):
         InterventionEngine(hier).run_grid(inputs, [Condition((0,), "cross", None, "mean")])
 
 
@@ -285,12 +333,14 @@ def test_grid_equals_one_run_per_condition(hier, db2, inputs, clean):
     conditions += [Condition((0, 1, 2), "cross", None, "mean")]
     conditions += [Condition((l,), p, h, "resample") for l in (1, 2) for p, h in (("cross", None), ("cls", (0,)))]
     conditions += [Condition((0, 1, 2), "uni", None, "resample")]
+    donors = windows(db2, len(inputs[0]), offset=5)[0]
     for mask_self in (False, True):
-        engine = InterventionEngine(hier, mask_self=mask_self, seed=7)
+        engine = InterventionEngine(hier, mask_self=mask_self)
         assert engine.staged
-        engine.fit_means([windows(db2, 8, split="validation")[0]], conditions)
-        grid_clean, grid = engine.run_grid(inputs, conditions, batch_index=2)
-        naive = engine.run_naive(inputs, conditions, batch_index=2)
+        engine.fit([windows(db2, 8, split="validation")[0]], conditions)
+        run = engine.run_grid(inputs, conditions, donors=[donors])
+        grid_clean, grid = run.clean, run.logits
+        naive = engine.run_naive(inputs, conditions, donors=[donors])
         torch.testing.assert_close(grid_clean, clean, **TOL)
         assert len(grid) == len(naive) == len(conditions)
         for condition, a, b in zip(conditions, grid, naive):
@@ -306,9 +356,10 @@ def test_grid_on_the_multimodal_transformer_equals_the_loop(mmt, db2):
     conditions = [Condition((0,), "uni"), Condition((1,), "uni", (1,)), Condition((0, 1), "all"),
                   Condition((0,), "uni", None, "resample"), Condition((1,), "emg->emg", None, "mean")]
     engine = InterventionEngine(mmt, mask_self=True)
-    engine.fit_means([windows(db2, 6, split="validation")[0]], conditions)
-    _, grid = engine.run_grid(inputs, conditions)
-    for a, b in zip(grid, engine.run_naive(inputs, conditions)):
+    engine.fit([windows(db2, 6, split="validation")[0]], conditions)
+    donors = [windows(db2, 5, offset=3)[0]]
+    grid = engine.run_grid(inputs, conditions, donors=donors).logits
+    for a, b in zip(grid, engine.run_naive(inputs, conditions, donors=donors)):
         torch.testing.assert_close(a, b, **TOL)
 
 
@@ -318,27 +369,72 @@ def test_masks_are_built_once_per_pathway_heads_and_device(hier, db2, inputs, mo
     import isoprobe.engine.interventions as interventions
 
     built = []
-    original = interventions._head_mask
-    monkeypatch.setattr(interventions, "_head_mask", lambda *args: built.append(args[0]) or original(*args))
+    original = interventions.head_mask
+    monkeypatch.setattr(interventions, "head_mask", lambda *args: built.append(args[0]) or original(*args))
     conditions = [Condition((0,), "cross", None, "mean"), Condition((0, 1, 2), "cross", None, "mean"),
                   Condition((1,), "uni", (1,), "resample"), Condition((1, 2), "uni", (1,), "resample"),
                   Condition((0,), "cls"), Condition((0, 1, 2), "cls")]
-    engine = InterventionEngine(hier, seed=3)
-    engine.fit_means([windows(db2, 8, split="validation")[0]], conditions)
-    first = engine.run_grid(inputs, conditions)[1]
-    second = engine.run_grid(inputs, conditions, batch_index=1)[1]
-    engine.run_naive(inputs, conditions)
-    assert sorted(built, key=str) == [(1,), None, None]  # (uni, head 1, replacement), (cross, replacement), (cls, mask)
-    for condition, a, b in zip(conditions, first, second):  # resample draws per batch; the others repeat exactly
-        assert torch.equal(a, b) != (condition.intervention == "resample"), condition
+    engine = InterventionEngine(hier)
+    engine.fit([windows(db2, 8, split="validation")[0]], conditions)
+    donors = [windows(db2, len(inputs[0]), offset=4)[0]]
+    first = engine.run_grid(inputs, conditions, donors=donors).logits
+    second = engine.run_grid(inputs, conditions, donors=donors).logits
+    engine.run_naive(inputs, conditions, donors=donors)
+    # replacement masks: (cross, all heads) for the means and the donors' contributions, (uni, all
+    # heads) for the donors' contributions, (uni, head 1) for the resample; the score mask: (cls, all)
+    assert sorted(built, key=str) == [(1,), None, None, None]
+    for a, b in zip(first, second):  # the same donors give the same logits, resample included
+        assert torch.equal(a, b)
 
 
-def test_resample_hooks_built_without_a_batch_size_work(hier, inputs):
-    """`engine.hooks(condition)` with its defaults is a public way to apply a condition."""
-    engine = InterventionEngine(hier, seed=2)
-    condition = Condition((0, 1), "cross", None, "resample")
+def test_the_engine_evaluates_in_eval_mode_and_restores_the_callers_mode(db2, inputs):
+    """A model left in train mode with dropout gives the eval-mode result, and gets its mode back."""
+    model = randomise(small(db2, "hierarchical", n_layers=2, n_encoder_layers=1, dropout=0.5), seed=4)
+    conditions = [Condition((0,), "cross"), Condition((0, 1), "cls", None, "mean"), Condition((1,), "uni", None, "resample")]
+    donors = [windows(db2, len(inputs[0]), offset=2)[0]]
+    reference = [windows(db2, 8, split="validation")[0]]
+    expected_engine = InterventionEngine(model.eval())
+    expected_engine.fit(reference, conditions)
+    expected = expected_engine.run_grid(inputs, conditions, donors=donors)
+    model.train()
+    model.encoders.eval()  # a mixed mode, to check each submodule gets its own mode back
+    engine = InterventionEngine(model)
+    engine.fit(reference, conditions)
+    torch.testing.assert_close(engine.strategy("mean").means[(0, "cls")], expected_engine.strategy("mean").means[(0, "cls")],
+                               atol=0, rtol=0)
+    run = engine.run_grid(inputs, conditions, donors=donors)
+    naive = engine.run_naive(inputs, conditions, donors=donors)
+    torch.testing.assert_close(run.clean, expected.clean, atol=0, rtol=0)
+    for a, b, c in zip(run.logits, naive, expected.logits):
+        torch.testing.assert_close(a, c, atol=0, rtol=0)
+        torch.testing.assert_close(b, c, **TOL)
+    assert model.training and model.blocks[0].training and not model.encoders.training
+    # the negative control: in train mode the same model's dropout does change its output
     with torch.no_grad():
-        direct = hier.run_with_hooks(*inputs, fwd_hooks=engine.hooks(condition))
-        half = hier.run_with_hooks(*[x[:3] for x in inputs], fwd_hooks=engine.hooks(condition))
-    torch.testing.assert_close(direct, engine.run_naive(inputs, [condition])[0], atol=0, rtol=0)
-    torch.testing.assert_close(half, engine.run_naive([x[:3] for x in inputs], [condition])[0], atol=0, rtol=0)
+        assert (model(*inputs) - expected.clean).abs().max() > 1e-3
+
+
+def test_activations_come_from_the_same_forward_pass(hier, inputs, donor_inputs):
+    """run_grid hands back chosen activations per condition: the residual stream after each layer
+    and the CLS representation, equal to run_with_cache with the condition's hooks; layers below a
+    condition's first intervened layer keep their clean values."""
+    names = [f"blocks.{l}.hook_resid_post" for l in range(3)] + ["hook_cls"]
+    engine = InterventionEngine(hier)
+    conditions = [Condition((1,), "cross"), Condition((2,), "cls", None, "resample")]
+    run = engine.run_grid(inputs, conditions, donors=[donor_inputs], capture=names)
+    _, clean_cache = hier.run_with_cache(*inputs, names_filter=lambda n: n in names)
+    for name in names:
+        torch.testing.assert_close(run.clean_activations[name], clean_cache[name], **TOL)
+    state = engine._prepare(inputs, conditions, [donor_inputs])
+    for condition, activations in zip(conditions, run.activations):
+        assert set(activations) == set(names)
+        with hier.hooks(fwd_hooks=engine.hooks(condition, state)):
+            _, cache = hier.run_with_cache(*inputs, names_filter=lambda n: n in names)
+        for name in names:
+            torch.testing.assert_close(activations[name], cache[name], **TOL)
+        first = min(condition.layers)
+        assert torch.equal(activations[f"blocks.{first - 1}.hook_resid_post"], run.clean_activations[f"blocks.{first - 1}.hook_resid_post"]) \
+            if first > 0 else True
+        assert (activations["hook_cls"] - run.clean_activations["hook_cls"]).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="hook points"):
+        engine.run_grid(inputs, conditions[:1], capture=["blocks.9.hook_resid_post"])

@@ -1,126 +1,432 @@
-"""Per-condition statistics against independent references: the exact McNemar test against
-scipy's binomial test on discordant counts counted by a loop, the paired bootstrap CI, and the logit
-margin and KL divergence against float64 numpy."""
+"""Statistics of an ablation grid (`isoprobe.engine.stats`) against independent references written
+here: the cluster-bootstrap intervals against an explicit loop over segments fed the same resample
+counts (and against a window-level bootstrap, which must come out narrower on clustered errors),
+the sign-flip test against brute-force enumeration of sign patterns with itertools and against
+binomial tails from math.comb, Holm's correction against the textbook step-down procedure, the
+chance-corrected drop and the draw statistics against hand numbers and naive loops, the invariance
+of a row to the order of windows and to order-preserving renaming of segments, and the logit margin
+and KL divergence against float64 numpy."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-from scipy.stats import binomtest
 
-from isoprobe.engine.stats import bootstrap_drop, condition_row, kl_divergence, logit_margin, mcnemar_p
+from isoprobe.engine.stats import (bootstrap_counts, grid_statistics, holm, kl_divergence, logit_margin,
+                                   sign_flip_p)
+
+KEYS = {"draws", "windows", "segments", "base_accuracy", "accuracy", "accuracy_draw_sd", "drop", "drop_ci_low",
+        "drop_ci_high", "relative_drop", "chance", "chance_corrected_drop", "chance_corrected_ci_low",
+        "chance_corrected_ci_high", "p_value", "logit_margin_base", "logit_margin", "logit_margin_change",
+        "logit_margin_change_ci_low", "logit_margin_change_ci_high", "kl"}
 
 
-def paired(n: int, seed: int, p_base: float = 0.9, p_int: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+def logits_for(predicted: np.ndarray, n_classes: int, rng: np.random.Generator) -> torch.Tensor:
+    """Float32 logits [window, class] whose argmax is `predicted`, with random (non-tied) runners-up so
+    that margins and KL are generic numbers."""
+    x = rng.normal(size=(len(predicted), n_classes))
+    rows = np.arange(len(predicted))
+    x[rows, predicted] = x.max(axis=1) + 0.5 + rng.random(len(predicted))
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def margin(logits: np.ndarray, target: int) -> float:
+    """True-class logit minus the largest other one, for one window, by a loop over classes."""
+    return logits[target] - max(v for j, v in enumerate(logits) if j != target)
+
+
+def same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+# ---------------------------------------------------------------------------------------------------
+# cluster bootstrap
+
+
+SIZES = np.array([1, 2, 3, 5, 8, 13, 2, 4, 6, 9, 3, 7])  # 12 segments of unequal sizes
+BASE_RIGHT = np.array([0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])  # wrong only on the one-window segment, so that
+# no resample has base accuracy at chance (where the chance-corrected drop is undefined); per segment,
+# listed in sorted order of ids
+INT_RIGHT = np.array([1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 0])
+
+
+def clustered(seed: int, n_classes: int = 4):
+    """Windows whose correctness (clean and intervened) is constant within each segment; segment ids
+    are scattered integers and the windows are shuffled, so segments interleave in window order."""
     rng = np.random.default_rng(seed)
-    return rng.random(n) < p_base, rng.random(n) < p_int
+    ids = np.sort(rng.choice(np.arange(100, 1000), size=len(SIZES), replace=False))
+    shuffle = rng.permutation(SIZES.sum())
+    segment_of = np.repeat(np.arange(len(SIZES)), SIZES)[shuffle]  # rank of each window's segment
+    target = rng.integers(0, n_classes, size=len(segment_of))
+    wrong = (target + 1 + rng.integers(0, n_classes - 1, size=len(target))) % n_classes
+    base = logits_for(np.where(BASE_RIGHT[segment_of] == 1, target, wrong), n_classes, rng)
+    wrong = (target + 1 + rng.integers(0, n_classes - 1, size=len(target))) % n_classes
+    intervened = logits_for(np.where(INT_RIGHT[segment_of] == 1, target, wrong), n_classes, rng)
+    return base, intervened, torch.tensor(target), ids[segment_of], segment_of
 
 
-@pytest.mark.parametrize("n, seed", [(20, 0), (57, 1), (200, 2), (9, 3)])
-def test_mcnemar_equals_binomial_test_on_discordant_pairs(n, seed):
-    base, intervened = paired(n, seed)
-    lost = gained = 0
-    for b, i in zip(base.tolist(), intervened.tolist()):
-        lost += b and not i
-        gained += i and not b
-    expected = binomtest(lost, lost + gained, 0.5, alternative="two-sided").pvalue
-    assert mcnemar_p(base, intervened) == pytest.approx(expected, rel=1e-12)
+@pytest.mark.parametrize("level", [0.95, 0.8])
+def test_cluster_bootstrap_equals_a_segment_level_loop(level):
+    """DESIGN §4 acceptance point: the drop's interval is a percentile interval over resamples of whole
+    segments. The reference takes the same resample counts and recomputes each resample's drop (and
+    chance-corrected drop and margin change) one segment at a time."""
+    base, intervened, target, segments, rank = clustered(seed=3)
+    B, seed, n_classes = 2000, 11, base.shape[1]
+    (row,) = grid_statistics(base, [intervened[None]], target, segments, B, permutations=0, seed=seed, level=level)
+    assert row["segments"] == len(SIZES) and row["windows"] == SIZES.sum()
+
+    # per-segment sums, gathered by a loop over windows
+    S = len(SIZES)
+    windows, base_right, int_right = np.zeros(S), np.zeros(S), np.zeros(S)
+    classes, margin_change = np.zeros((S, n_classes)), np.zeros(S)
+    base64, int64, t = base.double().numpy(), intervened.double().numpy(), target.numpy()
+    for w in range(len(t)):
+        s = rank[w]
+        windows[s] += 1
+        base_right[s] += base64[w].argmax() == t[w]
+        int_right[s] += int64[w].argmax() == t[w]
+        classes[s, t[w]] += 1
+        margin_change[s] += margin(int64[w], t[w]) - margin(base64[w], t[w])
+    np.testing.assert_array_equal(base_right, BASE_RIGHT * SIZES)  # the fixture is what it claims
+    np.testing.assert_array_equal(int_right, INT_RIGHT * SIZES)
+
+    drops, corrected, margins = [], [], []
+    for counts in bootstrap_counts(S, B, seed):
+        drawn, right_base, right_int, change = 0.0, 0.0, 0.0, 0.0
+        drawn_classes = np.zeros(n_classes)
+        for s in range(S):
+            drawn += counts[s] * windows[s]
+            right_base += counts[s] * base_right[s]
+            right_int += counts[s] * int_right[s]
+            change += counts[s] * margin_change[s]
+            drawn_classes += counts[s] * classes[s]
+        chance = drawn_classes.max() / drawn
+        assert right_base / drawn > chance  # no resample where the corrected drop is undefined
+        drops.append((right_base - right_int) / drawn)
+        corrected.append(drops[-1] / (right_base / drawn - chance))
+        margins.append(change / drawn)
+    tail = (1 - level) / 2
+    for name, samples, tolerance in [("drop", drops, 1e-12), ("chance_corrected", corrected, 1e-12),
+                                     ("logit_margin_change", margins, 1e-10)]:
+        low, high = np.quantile(samples, [tail, 1 - tail])
+        assert row[f"{name}_ci_low"] == pytest.approx(low, abs=tolerance)
+        assert row[f"{name}_ci_high"] == pytest.approx(high, abs=tolerance)
+
+    # a window-level (paired) bootstrap treats the correlated windows as independent: too narrow
+    rng = np.random.default_rng(0)
+    difference = (base.argmax(1) == target).double().numpy() - (intervened.argmax(1) == target).double().numpy()
+    resampled = difference[rng.integers(0, len(difference), size=(B, len(difference)))].mean(axis=1)
+    window_low, window_high = np.quantile(resampled, [tail, 1 - tail])
+    assert window_high - window_low < row["drop_ci_high"] - row["drop_ci_low"]
 
 
-def test_mcnemar_known_values():
-    # 6 lost, 0 gained: two-sided p = 2 · 0.5**6
-    base = np.array([True] * 6 + [True, False])
-    intervened = np.array([False] * 6 + [True, False])
-    assert mcnemar_p(base, intervened) == pytest.approx(2 * 0.5**6)
-    # no discordant pair: nothing to test
-    assert mcnemar_p(base, base.copy()) == 1.0
-    # symmetric discordance: p = 1
-    assert mcnemar_p(np.array([True, False]), np.array([False, True])) == pytest.approx(1.0)
+def test_bootstrap_counts():
+    S, B = 10, 4000
+    counts = bootstrap_counts(S, B, seed=5)
+    assert counts.shape == (B, S)
+    np.testing.assert_array_equal(counts.sum(axis=1), np.full(B, S))  # each resample draws S segments
+    np.testing.assert_array_equal(counts, np.round(counts))
+    assert (counts >= 0).all()
+    np.testing.assert_array_equal(counts, bootstrap_counts(S, B, seed=5))
+    assert not np.array_equal(counts, bootstrap_counts(S, B, seed=6))
+    # each count is Binomial(S, 1/S): mean 1, variance 1 − 1/S; column means within 5 standard errors
+    standard_error = math.sqrt((1 - 1 / S) / B)
+    assert np.abs(counts.mean(axis=0) - 1).max() < 5 * standard_error
+    np.testing.assert_allclose(counts.var(axis=0), 1 - 1 / S, atol=0.1)
+    assert bootstrap_counts(S, 0, seed=5).shape == (0, S)
 
 
-def test_bootstrap_ci_contains_the_drop_and_is_deterministic():
-    base, intervened = paired(150, 4)
-    drop = base.mean() - intervened.mean()
-    low, high = bootstrap_drop(base, intervened, 500, seed=3)
-    assert low <= drop <= high and low < high
-    assert (low, high) == bootstrap_drop(base, intervened, 500, seed=3)
-    assert (low, high) != bootstrap_drop(base, intervened, 500, seed=4)
-    # a wider level gives a wider interval
-    wide = bootstrap_drop(base, intervened, 500, seed=3, level=0.99)
-    assert wide[0] <= low and wide[1] >= high
+# ---------------------------------------------------------------------------------------------------
+# sign-flip test
 
 
-def test_bootstrap_agrees_with_the_normal_approximation():
-    """With many windows and resamples the percentile interval approaches drop ± 1.96·sd/√n of the
-    paired differences (the sampling distribution of a mean)."""
-    base, intervened = paired(600, 5)
-    difference = base.astype(float) - intervened.astype(float)
-    half = 1.959964 * difference.std() / math.sqrt(len(difference))
-    low, high = bootstrap_drop(base, intervened, 4000, seed=2)
-    assert low == pytest.approx(difference.mean() - half, abs=0.01)
-    assert high == pytest.approx(difference.mean() + half, abs=0.01)
+def enumerated_p(totals: np.ndarray) -> float:
+    """Share of all sign patterns (itertools) whose |Σ ±t| reaches |Σ t|; integer totals, so exact."""
+    totals = np.asarray(totals, dtype=np.int64)
+    patterns = np.array(list(itertools.product([-1, 1], repeat=len(totals))), dtype=np.int64)
+    return float(np.mean(np.abs(patterns @ totals) >= abs(int(totals.sum()))))
 
 
-def test_bootstrap_of_identical_predictions_is_zero_and_empty_is_nan():
-    base, _ = paired(40, 6)
-    assert bootstrap_drop(base, base.copy(), 100, 0) == (0.0, 0.0)
-    assert all(math.isnan(x) for x in bootstrap_drop(base[:0], base[:0], 100, 0))
-    assert all(math.isnan(x) for x in bootstrap_drop(base, base, 0, 0))
+@pytest.mark.parametrize("n_segments, seed", [(1, 0), (2, 1), (5, 2), (11, 3), (16, 4)])
+def test_sign_flip_is_exact_up_to_16_segments(n_segments, seed):
+    rng = np.random.default_rng(seed)
+    integers = rng.integers(-3, 4, size=(n_segments, 4))
+    integers[:, 1] = 0  # a row the intervention leaves unchanged
+    integers[:, 2] = np.abs(integers[:, 2]) + 1  # every segment loses: the smallest p there is
+    # totals averaged over three draws are thirds; p is scale-free, so the integers give the exact answer
+    p = sign_flip_p(integers / 3, permutations=0, seed=0)  # no random patterns needed when exact
+    expected = [enumerated_p(integers[:, r]) for r in range(integers.shape[1])]
+    np.testing.assert_allclose(p, expected, rtol=0, atol=1e-15)
+    assert p[1] == 1.0
+    assert p[2] == pytest.approx(2 / 2**n_segments)  # only the observed pattern and its negation
+
+
+def binomial_p(positive: int, nonzero: int) -> float:
+    """Exact two-sided sign-flip p when `nonzero` totals are ±1 (`positive` of them +1): Σ ±t is then
+    2K − nonzero with K ~ Binomial(nonzero, 1/2), whatever the signs of the observed totals."""
+    observed = abs(2 * positive - nonzero)
+    return sum(math.comb(nonzero, k) for k in range(nonzero + 1) if abs(2 * k - nonzero) >= observed) / 2**nonzero
+
+
+def test_sign_flip_monte_carlo_against_binomial_tails():
+    B = 20000  # not a multiple of the 4096-pattern chunks
+    nonzero, zeros = 30, 10  # zero totals carry no information but still count as segments (S = 40)
+    rows = [20, 15, 30, 22]  # positives among the ±1 totals; 15 of 30 means Σ = 0; 30 means all lost
+    rng = np.random.default_rng(9)
+    totals = np.zeros((nonzero + zeros, len(rows)))
+    for r, positive in enumerate(rows):
+        signs = np.array([1.0] * positive + [-1.0] * (nonzero - positive))
+        totals[rng.permutation(nonzero + zeros)[:nonzero], r] = rng.permutation(signs)
+    p = sign_flip_p(totals, permutations=B, seed=4)
+    for r, positive in enumerate(rows):
+        exact = binomial_p(positive, nonzero)
+        # (hits + 1)/(B + 1) with hits ~ Binomial(B, exact): within 4 binomial standard errors (plus the +1)
+        assert abs(p[r] - exact) < 4 * math.sqrt(exact * (1 - exact) / B) + 2 / B, (positive, p[r], exact)
+    assert p[1] == 1.0  # Σ = 0: every pattern reaches it, so hits = B
+    assert p[2] == 1 / (B + 1)  # exact p is 2/2^30: no random pattern reaches it, and p never goes below 1/(B+1)
+    assert (p >= 1 / (B + 1)).all()
+    np.testing.assert_array_equal(p, sign_flip_p(totals, permutations=B, seed=4))
+    assert not np.array_equal(p, sign_flip_p(totals, permutations=B, seed=5))
+
+
+def test_sign_flip_monte_carlo_against_enumeration_at_17_segments():
+    rng = np.random.default_rng(12)
+    integers = rng.integers(-2, 3, size=(17, 2))
+    B = 20000
+    p = sign_flip_p(integers / 2, permutations=B, seed=1)
+    for r in range(2):
+        exact = enumerated_p(integers[:, r])
+        assert abs(p[r] - exact) < 4 * math.sqrt(exact * (1 - exact) / B) + 2 / B
+
+
+def test_sign_flip_edges():
+    rng = np.random.default_rng(2)
+    assert not np.isnan(sign_flip_p(rng.normal(size=(16, 2)), permutations=0, seed=0)).any()  # exact: no draws
+    assert np.isnan(sign_flip_p(rng.normal(size=(17, 2)), permutations=0, seed=0)).all()  # needs draws
+    np.testing.assert_array_equal(sign_flip_p(np.zeros((5, 3)), 0, 0), np.ones(3))
+    np.testing.assert_array_equal(sign_flip_p(np.zeros((40, 3)), 100, 0), np.ones(3))
+    assert np.isnan(sign_flip_p(np.zeros((0, 2)), 100, 0)).all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Holm
+
+
+def textbook_holm(p: list[float]) -> list[float]:
+    """Holm (1979) step-down: sort the m valid p-values, multiply the i-th smallest by m − i + 1, take the
+    running maximum, cap at 1, and put them back in place."""
+    valid = [i for i, x in enumerate(p) if not math.isnan(x)]
+    m = len(valid)
+    out = [math.nan] * len(p)
+    running = 0.0
+    for rank, i in enumerate(sorted(valid, key=lambda i: p[i]), start=1):
+        running = max(running, (m - rank + 1) * p[i])
+        out[i] = min(1.0, running)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_holm_against_the_textbook_procedure(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 25))
+    p = np.round(rng.random(n) ** 3, 2)  # rounding makes ties; the cube makes small p-values common
+    p[rng.random(n) < 0.2] = np.nan
+    got = holm(p)
+    np.testing.assert_allclose(got, textbook_holm(p.tolist()), rtol=0, atol=1e-15, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(p))
+    valid = ~np.isnan(p)
+    assert (got[valid] >= p[valid]).all() and (got[valid] <= 1).all()
+
+
+def test_holm_known_values():
+    # m = 4: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, max(0.06, 0.04·1) = 0.06
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03, 0.005])), [0.03, 0.06, 0.06, 0.02])
+    # a NaN does not count in m: the same numbers with the NaN kept in place
+    np.testing.assert_allclose(holm(np.array([0.01, np.nan, 0.04, 0.03, 0.005])),
+                               [0.03, np.nan, 0.06, 0.06, 0.02], equal_nan=True)
+    np.testing.assert_allclose(holm(np.array([0.4, 0.5])), [0.8, 0.8])
+    np.testing.assert_allclose(holm(np.array([0.6, 0.9])), [1.0, 1.0])  # capped
+    assert np.isnan(holm(np.array([np.nan, np.nan]))).all()
+    assert holm(np.array([])).shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------------------
+# rows of a grid
+
+
+def test_chance_corrected_drop_against_hand_numbers():
+    target = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])  # majority class 0 holds 6 of 10: chance 0.6
+    rng = np.random.default_rng(1)
+    base_pred = target.copy()
+    base_pred[9] = 0  # 9 of 10 right
+    majority = np.zeros(10, dtype=int)  # 6 of 10 right, the chance rate
+    seven = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 0])  # right on windows 0-3 and 6-8: 7 of 10
+    wrong = (target + 1) % 3
+    rows = grid_statistics(logits_for(base_pred, 3, rng), [logits_for(x, 3, rng)[None] for x in (majority, seven, wrong)],
+                           torch.tensor(target), np.repeat(np.arange(5), 2), bootstrap=50, permutations=0, seed=0)
+    expected = [  # (accuracy, drop, chance-corrected drop = (0.9 − acc)/(0.9 − 0.6))
+        (0.6, 0.3, 1.0),
+        (0.7, 0.2, 2 / 3),
+        (0.0, 0.9, 3.0),
+    ]
+    for row, (accuracy, drop, corrected) in zip(rows, expected):
+        assert row["chance"] == pytest.approx(0.6, abs=1e-15)
+        assert row["base_accuracy"] == pytest.approx(0.9, abs=1e-15)
+        assert row["accuracy"] == pytest.approx(accuracy, abs=1e-15)
+        assert row["drop"] == pytest.approx(drop, abs=1e-15)
+        assert row["relative_drop"] == pytest.approx(drop / 0.9, abs=1e-15)
+        assert row["chance_corrected_drop"] == pytest.approx(corrected, abs=1e-12)
+    assert rows[0]["accuracy"] == rows[0]["chance"]  # predicting the majority class is chance, exactly
+
+
+
+def test_chance_corrected_drop_is_nan_when_the_base_is_not_above_chance():
+    """(base − acc)/(base − chance) has nothing to lose when base ≤ chance: NaN, never ±inf (which
+    would also be invalid JSON), and resamples where base = chance drop out of the interval."""
+    target = np.array([0, 0, 0, 1, 1, 2])  # chance 0.5
+    rng = np.random.default_rng(2)
+    base = logits_for(np.array([0, 0, 1, 2, 2, 2]), 3, rng)  # 3 of 6 right: base = chance
+    rows = grid_statistics(base, [logits_for(np.array([1, 1, 1, 1, 2, 2]), 3, rng)[None]], torch.tensor(target),
+                           np.arange(6), bootstrap=200, permutations=0, seed=0)
+    row = rows[0]
+    assert row["drop"] == pytest.approx(0.5 - 2 / 6)
+    assert math.isnan(row["chance_corrected_drop"])
+    assert all(math.isfinite(row[k]) or math.isnan(row[k]) for k in ("chance_corrected_ci_low", "chance_corrected_ci_high"))
+
+
+def test_draws_give_mean_accuracy_and_sample_spread():
+    rng = np.random.default_rng(4)
+    n, n_classes, K = 30, 3, 4
+    target = rng.integers(0, n_classes, size=n)
+    base = logits_for(target, n_classes, rng)  # all right
+    draws = torch.stack([logits_for(np.where(rng.random(n) < 0.3 + 0.15 * k, target, (target + 1) % 3), 3, rng)
+                         for k in range(K)])
+    single = logits_for(np.where(rng.random(n) < 0.5, target, (target + 2) % 3), 3, rng)[None]
+    many, one = grid_statistics(base, [draws, single], torch.tensor(target), np.repeat(np.arange(10), 3),
+                                bootstrap=20, permutations=0, seed=0)
+    per_draw = []
+    for k in range(K):
+        per_draw.append(sum(int(np.argmax(draws[k, w].numpy()) == target[w]) for w in range(n)) / n)
+    mean = sum(per_draw) / K
+    sd = math.sqrt(sum((a - mean) ** 2 for a in per_draw) / (K - 1))
+    assert len(set(per_draw)) > 1  # the draws differ, so the spread is not trivially zero
+    assert many["draws"] == K and one["draws"] == 1
+    assert many["accuracy"] == pytest.approx(mean, abs=1e-15)
+    assert many["accuracy_draw_sd"] == pytest.approx(sd, abs=1e-15)
+    assert many["drop"] == pytest.approx(1 - mean, abs=1e-15)
+    assert math.isnan(one["accuracy_draw_sd"])
+    assert one["accuracy"] == pytest.approx((single[0].argmax(1).numpy() == target).mean(), abs=1e-15)
+
+
+def random_grid(seed: int, n: int = 45, n_classes: int = 4, n_segments: int = 9, draws=(1, 3, 2)):
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, n_classes, size=n)
+    base = torch.tensor(rng.normal(size=(n, n_classes)) + 2.5 * np.eye(n_classes)[target], dtype=torch.float32)
+    intervened = [base[None] + torch.tensor(rng.normal(size=(k, n, n_classes)) * 1.5, dtype=torch.float32)
+                  for k in draws]
+    segments = rng.choice(np.arange(50, 80), size=n_segments, replace=False)[rng.integers(0, n_segments, size=n)]
+    return base, intervened, torch.tensor(target), segments
+
+
+def test_rows_against_numpy():
+    """Point estimates of every row against float64 numpy, and the p-value against enumeration over the
+    segment totals of the paired differences (summed by a loop)."""
+    base, intervened, target, segments = random_grid(seed=5)
+    rows = grid_statistics(base, intervened, target, segments, bootstrap=200, permutations=0, seed=2)
+    b, t = base.double().numpy(), target.numpy()
+    n = len(t)
+    base_correct = b.argmax(1) == t
+
+    def margin_of(x: np.ndarray) -> np.ndarray:  # [window, class] -> [window]
+        return np.array([margin(x[w], t[w]) for w in range(n)])
+
+    ids = sorted(set(segments.tolist()))
+    for row, x in zip(rows, intervened):
+        x = x.double().numpy()
+        assert set(row) == KEYS
+        assert (row["draws"], row["windows"], row["segments"]) == (len(x), n, len(ids))
+        correct = (x.argmax(-1) == t).mean(axis=0)  # [window], averaged over draws
+        assert row["base_accuracy"] == pytest.approx(base_correct.mean(), abs=1e-15)
+        assert row["accuracy"] == pytest.approx(correct.mean(), abs=1e-15)
+        assert row["drop"] == pytest.approx(base_correct.mean() - correct.mean(), abs=1e-15)
+        assert row["relative_drop"] == pytest.approx(row["drop"] / base_correct.mean(), abs=1e-15)
+        assert row["chance"] == pytest.approx(np.bincount(t).max() / n, abs=1e-15)
+        assert row["logit_margin_base"] == pytest.approx(margin_of(b).mean(), abs=1e-12)
+        assert row["logit_margin"] == pytest.approx(np.mean([margin_of(d).mean() for d in x]), abs=1e-12)
+        assert row["logit_margin_change"] == pytest.approx(row["logit_margin"] - row["logit_margin_base"], abs=1e-12)
+        p, q = softmax(b), softmax(x)
+        assert row["kl"] == pytest.approx((p * np.log(p / q)).sum(axis=-1).mean(), rel=1e-10)
+        # totals are multiples of 1/draws; times 6 they are integers and p is scale-free
+        totals = [0.0] * len(ids)
+        for w in range(n):
+            totals[ids.index(segments[w])] += base_correct[w] - correct[w]
+        assert row["p_value"] == pytest.approx(enumerated_p(np.round(np.array(totals) * 6)), abs=1e-15)
+        for name in ("drop", "chance_corrected", "logit_margin_change"):
+            assert row[f"{name}_ci_low"] <= row[f"{name}_ci_high"]
+
+
+def test_rows_do_not_depend_on_window_order_or_segment_names():
+    base, intervened, target, segments = random_grid(seed=6)
+    args = dict(bootstrap=300, permutations=50, seed=4)
+    rows = grid_statistics(base, intervened, target, segments, **args)
+    perm = np.random.default_rng(0).permutation(len(target))
+    shuffled = grid_statistics(base[perm], [x[:, perm] for x in intervened], target[perm], segments[perm], **args)
+    for row, other in zip(rows, shuffled):
+        for key in KEYS:
+            # sums of float margins and of fractional (multi-draw) correctness are re-associated by a
+            # shuffle, so agreement is to rounding; the single-draw row's counts are integers and exact
+            assert other[key] == pytest.approx(row[key], rel=1e-12, abs=1e-12, nan_ok=True), key
+    exact = ("accuracy", "drop", "drop_ci_low", "drop_ci_high", "chance_corrected_drop", "chance_corrected_ci_low",
+             "chance_corrected_ci_high", "p_value", "chance", "base_accuracy")
+    assert all(same(rows[0][key], shuffled[0][key]) for key in exact)
+
+    # renaming segments by an order-preserving map numbers them the same: identical rows
+    for renamed in (segments * 3 + 1000, np.array([f"seg-{s:04d}" for s in segments])):
+        again = grid_statistics(base, intervened, target, renamed, **args)
+        assert all(same(row[key], other[key]) for row, other in zip(rows, again) for key in KEYS)
+    # negative control: reversing the order renumbers the segments, so the resamples (not the point
+    # estimates, nor the exact p-value, which is symmetric in the segments) change
+    reversed_rows = grid_statistics(base, intervened, target, -segments, **args)
+    for row, other in zip(rows, reversed_rows):
+        assert (row["drop"], row["p_value"]) == (other["drop"], other["p_value"])
+    assert any((row["drop_ci_low"], row["drop_ci_high"]) != (other["drop_ci_low"], other["drop_ci_high"])
+               for row, other in zip(rows, reversed_rows))
+
+
+# ---------------------------------------------------------------------------------------------------
+# logit margin and KL
 
 
 def test_logit_margin_against_numpy():
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(30, 5)) * 3
     target = rng.integers(0, 5, size=30)
-    expected = np.array([row[t] - max(v for j, v in enumerate(row) if j != t) for row, t in zip(logits, target)])
+    expected = np.array([margin(row, t) for row, t in zip(logits, target)])
     got = logit_margin(torch.tensor(logits, dtype=torch.float64), torch.tensor(target))
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
     # float32 logits: within float32 rounding of the float64 answer
     got32 = logit_margin(torch.tensor(logits, dtype=torch.float32), torch.tensor(target))
     np.testing.assert_allclose(got32.numpy(), expected, rtol=0, atol=1e-5)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    assert ((got > 0).numpy() == (logits.argmax(1) == target)).all()  # positive exactly when right
 
 
 def test_kl_against_numpy():
     rng = np.random.default_rng(8)
     base = rng.normal(size=(25, 4)) * 2
     intervened = base + rng.normal(size=(25, 4))
-    p, q = _softmax(base), _softmax(intervened)
+    p, q = softmax(base), softmax(intervened)
     expected = (p * np.log(p / q)).sum(axis=1)
     got = kl_divergence(torch.tensor(base, dtype=torch.float32), torch.tensor(intervened, dtype=torch.float32))
     assert got.dtype == torch.float64
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert (got >= 0).all()
     assert kl_divergence(torch.tensor(base), torch.tensor(base + 5.0)).abs().max() < 1e-12  # shift-invariant
-
-
-def test_condition_row_combines_the_statistics():
-    rng = np.random.default_rng(10)
-    target = torch.tensor(rng.integers(0, 3, size=60))
-    base = torch.tensor(rng.normal(size=(60, 3)), dtype=torch.float32)
-    base[torch.arange(60), target] += 2.0  # mostly right
-    intervened = base + torch.tensor(rng.normal(size=(60, 3)) * 2, dtype=torch.float32)
-    row = condition_row(base, intervened, target, bootstrap=200, seed=1)
-    base_correct = (base.argmax(1) == target).numpy()
-    int_correct = (intervened.argmax(1) == target).numpy()
-    assert row["n"] == 60
-    assert row["base_accuracy"] == pytest.approx(base_correct.mean())
-    assert row["accuracy"] == pytest.approx(int_correct.mean())
-    assert row["drop"] == pytest.approx(base_correct.mean() - int_correct.mean())
-    assert row["relative_drop"] == pytest.approx(row["drop"] / row["base_accuracy"])
-    assert row["drop_ci_low"] <= row["drop"] <= row["drop_ci_high"]
-    assert row["p_value"] == pytest.approx(mcnemar_p(base_correct, int_correct))
-    margin_base = logit_margin(base.double(), target).mean().item()
-    margin = logit_margin(intervened.double(), target).mean().item()
-    assert row["logit_margin_base"] == pytest.approx(margin_base, abs=1e-5)
-    assert row["logit_margin"] == pytest.approx(margin, abs=1e-5)
-    assert row["logit_margin_change"] == pytest.approx(margin - margin_base, abs=1e-5)
-    assert row["kl"] == pytest.approx(kl_divergence(base, intervened).mean().item())
-    assert row["kl"] > 0.1

@@ -1,0 +1,92 @@
+"""One loader for every analysis command: a checkpoint's model, ready to evaluate, with its data.
+
+`eval`, `ablate` and every later analysis start here, so they all read the same split the same way:
+the model in eval mode on the device, the split's windows (with labels, segments and window keys),
+and the training split as the reference set for statistics fitted on training data."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from isoprobe.data.cache import default_cache_dir
+from isoprobe.data.pipeline import SPLITS, PreparedData, WindowSet, prepare
+from isoprobe.data.synth.generate import SynthConfig, ensure_synthetic
+from isoprobe.errors import ConfigError
+from isoprobe.training.checkpoint import Checkpoint, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Analysis:
+    path: Path
+    checkpoint: Checkpoint
+    model: torch.nn.Module  # in eval mode, on `device`
+    data: PreparedData
+    split: str
+    device: torch.device
+
+    @property
+    def windows(self) -> WindowSet:
+        """The evaluated split: windows x, class indices y, segment ids, window keys (start)."""
+        return self.data.splits[self.split]
+
+    @property
+    def reference(self) -> WindowSet:
+        """The training split (for the `mean` intervention and other fitted baselines)."""
+        return self.data.splits["train"]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.checkpoint.class_names
+
+
+def load_analysis(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
+                  needs_attention: bool = False) -> Analysis:
+    """Read a checkpoint and its data for analysis. needs_attention: refuse a multimodal MLP (no
+    attention to intervene on) before any data are read."""
+    check_split(split)
+    check_device(device)
+    checkpoint = load_checkpoint(path)
+    if needs_attention and checkpoint.model_config.arch == "mlp":
+        raise ConfigError("checkpoint", str(path), "is a multimodal MLP, which has no attention to intervene on; "
+                          "this needs an mmt or hierarchical checkpoint")
+    model = checkpoint.build_model().to(device).eval()
+    data = checkpoint_data(checkpoint, data_root)
+    if data.class_labels != checkpoint.class_labels:
+        log.warning("classes in the data %s differ from the checkpoint's %s", data.class_labels, checkpoint.class_labels)
+    return Analysis(Path(path), checkpoint, model, data, split, torch.device(device))
+
+
+def checkpoint_data(checkpoint: Checkpoint, data_root: Path | None = None) -> PreparedData:
+    """The checkpoint's data pipeline, normalised with its training statistics. Without `data_root`
+    the recorded folder is used; if it is gone and the data were synthetic, they are regenerated."""
+    config = checkpoint.data_config
+    if data_root is not None:
+        config = replace(config, root=str(data_root))
+    elif not Path(config.root).exists() and checkpoint.synth:
+        regenerated = ensure_synthetic(SynthConfig(**checkpoint.synth), default_cache_dir())
+        log.info("data folder %s is gone; regenerated the synthetic data in %s", config.root, regenerated)
+        config = replace(config, root=str(regenerated))
+    return prepare(config, zscore=checkpoint.zscore)
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError("split", split, f"choose one of {', '.join(SPLITS)}")
+
+
+def check_device(device: str) -> None:
+    """Refuse a device torch cannot use here before any work, with a message instead of torch's traceback."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError("device", device, "choose cpu or cuda (or cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", device, "no CUDA device is available here; use --device cpu")
