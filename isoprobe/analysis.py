@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -23,12 +24,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Analysis:
+    """A checkpoint's model and, read on first use, its data (so that options can be checked against
+    the model before the data are prepared)."""
+
     path: Path
     checkpoint: Checkpoint
     model: torch.nn.Module  # in eval mode, on `device`
-    data: PreparedData
     split: str
     device: torch.device
+    data_root: Path | None = None
+
+    @cached_property
+    def data(self) -> PreparedData:
+        data = checkpoint_data(self.checkpoint, self.data_root)
+        if data.class_labels != self.checkpoint.class_labels:
+            log.warning("classes in the data %s differ from the checkpoint's %s", data.class_labels, self.checkpoint.class_labels)
+        return data
 
     @property
     def windows(self) -> WindowSet:
@@ -47,8 +58,8 @@ class Analysis:
 
 def load_analysis(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
                   needs_attention: bool = False) -> Analysis:
-    """Read a checkpoint and its data for analysis. needs_attention: refuse a multimodal MLP (no
-    attention to intervene on) before any data are read."""
+    """Read a checkpoint for analysis; its data are prepared when first used. needs_attention: refuse
+    a multimodal MLP (no attention to intervene on)."""
     check_split(split)
     check_device(device)
     checkpoint = load_checkpoint(path)
@@ -56,10 +67,7 @@ def load_analysis(path: Path, data_root: Path | None = None, split: str = "test"
         raise ConfigError("checkpoint", str(path), "is a multimodal MLP, which has no attention to intervene on; "
                           "this needs an mmt or hierarchical checkpoint")
     model = checkpoint.build_model().to(device).eval()
-    data = checkpoint_data(checkpoint, data_root)
-    if data.class_labels != checkpoint.class_labels:
-        log.warning("classes in the data %s differ from the checkpoint's %s", data.class_labels, checkpoint.class_labels)
-    return Analysis(Path(path), checkpoint, model, data, split, torch.device(device))
+    return Analysis(Path(path), checkpoint, model, split, torch.device(device), data_root)
 
 
 def checkpoint_data(checkpoint: Checkpoint, data_root: Path | None = None) -> PreparedData:

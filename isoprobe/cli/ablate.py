@@ -42,15 +42,13 @@ def ablate(
     from isoprobe.analysis import load_analysis
     from isoprobe.engine.ablate import AblationConfig, conditions_for, run_ablation
     from isoprobe.engine.grid import InterventionEngine
-    from isoprobe.engine.interventions import check_intervention
 
     with user_errors(ablate):
         config = AblationConfig(layers=layers, pathway=pathway, heads=heads, intervention=intervention, mode=mode,
                                 mask_self=mask_self, donor=donor, draws=draws, bootstrap=bootstrap,
                                 permutations=permutations, seed=seed, batch_size=batch_size)
-        check_intervention(intervention)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
-        conditions_for(InterventionEngine(analysis.model, mask_self=mask_self), config)  # fail before the long part
+        conditions_for(InterventionEngine(analysis.model, mask_self=mask_self), config)  # before the data are read
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("intervening", total=None)
             result = run_ablation(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,

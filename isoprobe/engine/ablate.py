@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Callable, Literal
@@ -74,8 +75,6 @@ class AblationResult:
 
     def to_dict(self) -> dict:
         """Plain values only (JSON-ready): the configuration and the rows."""
-        import json
-
         rows = json.loads(self.table.to_json(orient="records"))  # NaN -> null
         return {"config": self.config.to_dict(), "rows": rows}
 

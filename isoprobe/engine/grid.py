@@ -207,8 +207,10 @@ class InterventionEngine:
         strategy = self.strategy(condition.intervention)
         return [hook for layer in condition.layers for hook in strategy.hooks(self, condition, layer, state)]
 
-    def _prepare(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
-                 donors: Sequence[Sequence[torch.Tensor]]) -> BatchState:
+    def prepare_batch(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
+                      donors: Sequence[Sequence[torch.Tensor]] = ()) -> BatchState:
+        """Check the conditions and do their interventions' per-batch work (the donors' clean
+        contributions for resample): the state `hooks` needs to apply them to these inputs."""
         self.check(conditions)
         state = BatchState(inputs, donors)
         for name in dict.fromkeys(c.intervention for c in conditions):
@@ -258,7 +260,7 @@ class InterventionEngine:
                   donors: Sequence[Sequence[torch.Tensor]] = ()) -> list[torch.Tensor]:
         """Reference: one full `run_with_hooks` per condition. Logits [batch, class] per condition."""
         with evaluating(self.model):
-            state = self._prepare(inputs, conditions, donors)
+            state = self.prepare_batch(inputs, conditions, donors)
             return [self.model.run_with_hooks(*inputs, fwd_hooks=self.hooks(c, state)) for c in conditions]
 
     @torch.no_grad()
@@ -272,7 +274,7 @@ class InterventionEngine:
         return per condition (e.g. `blocks.4.hook_resid_post`, `hook_cls`)."""
         model = self.model
         with evaluating(model):
-            state = self._prepare(inputs, conditions, donors)
+            state = self.prepare_batch(inputs, conditions, donors)
             clean_activations: dict[str, torch.Tensor] = {}
             with attached(model, self._capture(capture, clean_activations)):
                 if self.staged:

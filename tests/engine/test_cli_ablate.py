@@ -103,6 +103,7 @@ def test_mlp_checkpoint_is_refused(trained_mlp):
     (["--layers", "0"], ["--layers"]),
     (["--layers", "two"], ["--layers", "two"]),
     (["--layers", "2-1"], ["--layers", "'2-1'", "runs backwards", "write 1-2"]),
+    (["--layers", "5-1"], ["--layers", "'5-1'", "runs backwards", "write 1-5"]),
     (["--pathway", "cross+emg->foo"], ["--pathway", "foo", "emg, acc"]),
     (["--pathway", "cross+foo"], ["--pathway", "foo", "joined with +"]),
     (["--donor", "same"], ["--donor", "same", "any", "other-class"]),
@@ -123,6 +124,12 @@ def test_mlp_checkpoint_is_refused(trained_mlp):
 ])
 def test_bad_options_exit_2_with_one_message(trained, options, fragments):
     assert_user_error(invoke("ablate", trained, *options, "--bootstrap", 10), *fragments)
+
+
+def test_options_are_checked_against_the_model_before_the_data_are_read(trained, tmp_path):
+    """A bad grid fails at once, before a missing (or slow to read) data folder is touched."""
+    assert_user_error(invoke("ablate", trained, "--layers", "5-1", "--data", tmp_path / "missing"), "--layers", "backwards")
+    assert_user_error(invoke("ablate", trained, "--layers", "1", "--data", tmp_path / "missing"), "missing")
 
 
 def test_negative_bootstrap_is_refused(trained):

@@ -425,7 +425,7 @@ def test_activations_come_from_the_same_forward_pass(hier, inputs, donor_inputs)
     _, clean_cache = hier.run_with_cache(*inputs, names_filter=lambda n: n in names)
     for name in names:
         torch.testing.assert_close(run.clean_activations[name], clean_cache[name], **TOL)
-    state = engine._prepare(inputs, conditions, [donor_inputs])
+    state = engine.prepare_batch(inputs, conditions, [donor_inputs])
     for condition, activations in zip(conditions, run.activations):
         assert set(activations) == set(names)
         with hier.hooks(fwd_hooks=engine.hooks(condition, state)):
