@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.donors import DonorRule, donor_indices
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode, build_conditions
+from isoprobe.engine.interventions import check_intervention
 from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, split_rows
 from isoprobe.engine.stats import grid_statistics, holm
 from isoprobe.errors import ConfigError
@@ -31,7 +32,7 @@ class AblationConfig:
     layers: str = "all"
     pathway: str = "cross"
     heads: str = "all"
-    intervention: Literal["mask", "mean", "resample"] = "mask"
+    intervention: str = "mask"  # a registered intervention (isoprobe.engine.interventions)
     mode: Mode = "single"
     mask_self: bool = False
     donor: DonorRule = "any"
@@ -44,6 +45,7 @@ class AblationConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        check_intervention(self.intervention)
         # A zero batch size would reach range() as a zero step, a negative one would evaluate nothing.
         check_counts(self, {"batch_size": 1, "bootstrap": 0, "permutations": 0, "draws": 1})
         if self.draws > 1 and self.intervention != "resample":

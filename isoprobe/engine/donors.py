@@ -10,14 +10,14 @@ window's donor shares its label.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from isoprobe.errors import ConfigError
 
 DonorRule = Literal["any", "other-class"]
-DONOR_RULES: tuple[str, ...] = ("any", "other-class")
+DONOR_RULES: tuple[str, ...] = get_args(DonorRule)
 _STREAM = 0x0D0  # keeps donor draws apart from the bootstrap's and the permutation test's streams
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal, Sequence, get_args
 
 import torch
 
@@ -26,7 +26,7 @@ from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
 
 Mode = Literal["single", "cumulative", "joint"]
-MODES: tuple[str, ...] = ("single", "cumulative", "joint")
+MODES: tuple[str, ...] = get_args(Mode)
 _SCORES = re.compile(r"^blocks\.(\d+)\.attn\.hook_attn_scores$")
 
 
@@ -193,14 +193,10 @@ class InterventionEngine:
         allowed = getattr(self.model, "attention_edges", None)
         if allowed is not None:
             edges = edges & allowed.to(edges.device)
+        rows = edges.any(dim=1)  # [query_pos]: queries that lose or change a key
         read = getattr(self.model, "prediction_positions", None)
-        for layer in condition.layers:
-            rows = edges.any(dim=1)  # [query_pos]: queries that lose or change a key
-            if layer == self.n_layers - 1 and read is not None:
-                rows = rows & read.to(rows.device)
-            if rows.any():
-                return False
-        return True
+        last = rows if read is None else rows & read.to(rows.device)
+        return not any((last if layer == self.n_layers - 1 else rows).any() for layer in condition.layers)
 
     def hooks(self, condition: Condition, state: BatchState | None = None) -> list[Hook]:
         """TransformerLens forward hooks that apply `condition` (state: the batch's donors, for resample)."""
