@@ -20,8 +20,6 @@ from isoprobe.engine.grid import Condition, InterventionEngine, build_conditions
 from isoprobe.engine.stats import grid_statistics
 from isoprobe.errors import ConfigError
 
-from tests.engine.conftest import randomise, small
-
 
 @pytest.fixture(scope="module")
 def split(db2):
@@ -155,7 +153,7 @@ def test_draws_make_one_row_with_their_mean_and_spread(hier, split):
     config = dict(layers="1", pathway="cross,cls", intervention="resample", seed=4)
     table = run(hier, split, draws=3, **config)
     assert list(table.pathway) == ["cross", "cls"] and (table.draws == 3).all()
-    singles = [run(hier, split, **(config | {"seed": 4})).accuracy]  # draw 0 of seed 4
+    single = run(hier, split, **config).accuracy  # one draw: draw 0 of seed 4
     grid = ablation_logits(hier, split, AblationConfig(draws=3, **config))
     target = torch.as_tensor(split.y)
     per_draw = [[float((grid.logits[c].argmax(1) == target).double().mean()) for c in grid.conditions if c.row.pathway == p]
@@ -163,7 +161,7 @@ def test_draws_make_one_row_with_their_mean_and_spread(hier, split):
     for row, accuracies in zip(table.itertuples(), per_draw):
         assert row.accuracy == pytest.approx(np.mean(accuracies))
         assert row.accuracy_draw_sd == pytest.approx(np.std(accuracies, ddof=1), nan_ok=True)
-    np.testing.assert_allclose(singles[0].to_numpy(), [a[0] for a in per_draw])  # draw 0 is the single draw
+    np.testing.assert_allclose(single.to_numpy(), [a[0] for a in per_draw])  # draw 0 is the single draw
     assert table.accuracy_draw_sd.notna().all()
 
 
