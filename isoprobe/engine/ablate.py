@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, s
 from isoprobe.engine.stats import grid_statistics, holm
 from isoprobe.errors import ConfigError
 from isoprobe.options import check_choices, check_counts
+from isoprobe.results import TableResult
 
 COLUMNS = ("layers", "pathway", "heads", "intervention", "draws", "windows", "segments", "base_accuracy", "accuracy",
            "accuracy_draw_sd", "drop", "drop_ci_low", "drop_ci_high", "relative_drop", "chance", "chance_corrected_drop",
@@ -66,19 +66,10 @@ class AblationConfig:
 
 
 @dataclass(frozen=True)
-class AblationResult:
+class AblationResult(TableResult):
     """One row per condition (COLUMNS) and the configuration that produced them."""
 
-    config: AblationConfig
-    table: pd.DataFrame
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
-    def to_dict(self) -> dict:
-        """Plain values only (JSON-ready): the configuration and the rows."""
-        rows = json.loads(self.table.to_json(orient="records"))  # NaN -> null
-        return {"config": self.config.to_dict(), "rows": rows}
+    kind: ClassVar[str] = "ablation"
 
     @property
     def base_accuracy(self) -> float:

@@ -113,6 +113,37 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return out
 
 
+def cluster_means(values: np.ndarray, segments: np.ndarray, bootstrap: int, seed: int,
+                  level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means over windows of per-window values with cluster-bootstrap CIs over segments.
+
+    values: [window, ...]; segments: [window] ids -> (mean [...], ci_low [...], ci_high [...])."""
+    values = np.asarray(values, dtype=np.float64)
+    codes, n_segments = segment_codes(segments)
+    weights = bootstrap_counts(n_segments, bootstrap, seed)  # [resample, segment]
+    size = weights @ np.bincount(codes, minlength=n_segments)
+    sums = segment_sums(codes, n_segments, values).reshape(n_segments, -1)
+    resampled = (weights @ sums / size[:, None]).reshape(len(weights), *values.shape[1:])
+    low, high = percentile_interval(resampled, level)
+    return values.mean(axis=0), low, high
+
+
+def cluster_ratio(numerator: np.ndarray, denominator: np.ndarray, segments: np.ndarray, bootstrap: int, seed: int,
+                  level: float = 0.95) -> tuple[float, float, float]:
+    """Ratio of means Σ numerator / Σ denominator over windows, with a cluster-bootstrap CI over
+    segments (both sums from the same resamples); NaN where a resampled denominator is 0.
+    numerator, denominator: [window] -> (ratio, ci_low, ci_high)."""
+    codes, n_segments = segment_codes(segments)
+    weights = bootstrap_counts(n_segments, bootstrap, seed)
+    top = weights @ segment_sums(codes, n_segments, numerator)
+    bottom = weights @ segment_sums(codes, n_segments, denominator)
+    resampled = np.full(len(weights), np.nan)
+    np.divide(top, bottom, out=resampled, where=bottom != 0)
+    total = float(np.sum(denominator))
+    low, high = percentile_interval(resampled, level)
+    return (float(np.sum(numerator)) / total if total != 0 else float("nan")), float(low), float(high)
+
+
 def chance_corrected(drop: np.ndarray, above_chance: np.ndarray) -> np.ndarray:
     """drop / (base − chance); NaN where the base accuracy is not above chance (nothing to lose)."""
     above_chance = np.broadcast_to(above_chance, np.shape(drop))
@@ -161,8 +192,8 @@ def grid_statistics(base: torch.Tensor, intervened: list[torch.Tensor], target: 
     drop_b = base_b[:, None] - weights @ segment_sums(codes, n_segments, correct) / size[:, None]
     chance_b = (weights @ segment_sums(codes, n_segments, np.eye(n_classes)[labels])).max(axis=1) / size
     corrected_b = chance_corrected(drop_b, (base_b - chance_b)[:, None])
-    margin_b = weights @ segment_sums(codes, n_segments, margin_change) / size[:, None]
-    drop_ci, corrected_ci, margin_ci = (percentile_interval(x, level) for x in (drop_b, corrected_b, margin_b))
+    drop_ci, corrected_ci = (percentile_interval(x, level) for x in (drop_b, corrected_b))
+    margin_ci = cluster_means(margin_change, segments, bootstrap, seed, level)[1:]
 
     p = sign_flip_p(segment_sums(codes, n_segments, base_correct[:, None] - correct), permutations, seed)
     rows = []
