@@ -126,6 +126,24 @@ def test_bad_options_exit_2_with_one_message(trained, options, fragments):
     assert_user_error(invoke("ablate", trained, *options, "--bootstrap", 10), *fragments)
 
 
+def test_approx_prints_estimates_agreement_and_writes_files(trained, tmp_path):
+    result = invoke("ablate", trained, "--layers", "all", "--pathway", "cross,cls", "--approx", "--check", "2",
+                    "--bootstrap", 20, "--out", tmp_path)
+    assert result.exit_code == 0, (result.output, result.exception)
+    for fragment in ("attribution patching", "agreement with the exact grid on 2 conditions", "Spearman", "saturating"):
+        assert fragment in result.stdout, fragment
+    table = pd.read_csv(tmp_path / "ablation-approx.csv")
+    assert list(table.pathway) == ["cross", "cls"] * 3 and table.exact.notna().sum() == 2
+    meta = json.loads((tmp_path / "ablation-approx.json").read_text())["meta"]
+    assert meta["agreement"]["checked"] == 2 and meta["check"] == 2
+
+
+def test_approx_of_another_intervention_is_refused(trained, tmp_path):
+    assert_user_error(invoke("ablate", trained, "--approx", "--intervention", "mean", "--out", tmp_path / "x"),
+                      "--intervention", "mask")
+    assert not (tmp_path / "x").exists()
+
+
 def test_options_are_checked_against_the_model_before_the_data_are_read(trained, tmp_path):
     """A bad grid fails at once, before a missing (or slow to read) data folder is touched."""
     assert_user_error(invoke("ablate", trained, "--layers", "5-1", "--data", tmp_path / "missing"), "--layers", "backwards")
