@@ -8,9 +8,10 @@ ACC 36 ch, 400-sample windows -> 10 + 10 tokens plus CLS, d_model 64, 4 heads, o
 modality, five shared layers), seeded random weights, eval mode. Windows: seeded standard-normal
 inputs (z-scored data), random labels among the 49 classes, 20 windows per segment. `attribute`
 runs with method ig, 50 steps (captum Gauss-Legendre), the zero baseline, the true class, 1,000
-bootstrap resamples, over 500, 1,000 and 2,000 windows. --quick (a smoke test: IG costs steps ×
-windows forward and backward evaluations, 100,000 for the target, long on a CPU) takes 16, 32 and 64 windows in outer
-batches of 16, so the sizes still span 1, 2 and 4 outer batches under the same internal batch.
+bootstrap resamples, over 500, 1,000 and 2,000 windows. --quick is a smoke test (IG costs steps ×
+windows forward and backward evaluations, 100,000 for the target, long on a CPU): 16, 32 and 64
+windows in outer batches of 16, so the sizes still span 1, 2 and 4 outer batches under the same
+internal batch.
 
 Each size runs in a fresh subprocess, so one size's allocations cannot hide another's peak:
 

@@ -44,7 +44,7 @@ from isoprobe.attribution.common import COLUMNS as COMMON_COLUMNS
 from isoprobe.attribution.common import Target, summarise
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
-from isoprobe.engine.grid import attached, attention_layers
+from isoprobe.engine.grid import attached, attention_layers, is_staged
 from isoprobe.engine.pathways import Pathway, parse_layers
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
@@ -61,7 +61,6 @@ COLUMNS = (*COMMON_COLUMNS, "edges")  # edges: query-key pairs in the part, per 
 # captum's `riemann_trapezoid` is left out: its step sizes sum to 1 − 1/n, not 1, so its
 # attributions are shrunk by that factor and completeness fails by construction.
 Rule = Literal["gausslegendre", "riemann_right", "riemann_middle", "riemann_left"]
-_STAGES = ("embed_stage", "block_stage", "heads_stage")
 
 
 @dataclass(frozen=True)
@@ -144,10 +143,6 @@ def edge_parts(token_groups: torch.Tensor, modality_names: Sequence[str]) -> dic
     return {name: edges for name, edges in parts.items() if edges.any()}
 
 
-def _staged(model: torch.nn.Module) -> bool:
-    return all(hasattr(model, name) for name in _STAGES)
-
-
 def _pattern_hook(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 
@@ -183,7 +178,7 @@ def _clean_run(model: torch.nn.Module, inputs: Sequence[torch.Tensor], layers: S
         return hook
 
     with attached(model, [(_pattern_hook(layer), keep(layer)) for layer in layers]):
-        if not _staged(model):
+        if not is_staged(model):
             return _CleanRun(model(*inputs), patterns, None)
         residuals = [model.embed_stage(*inputs)]
         for layer in range(n_layers):
@@ -261,6 +256,23 @@ def _grouping(model: torch.nn.Module, token_groups, modality_names) -> tuple[tor
     return groups, names
 
 
+def _part_sums(model: torch.nn.Module, clean: _CleanRun, inputs: Sequence[torch.Tensor], target: torch.Tensor,
+               layers: Sequence[int], membership: torch.Tensor, config: AttentionConfig,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch, every layer: Σ Attr and Σ |Attr| over heads and each part's edges ([batch, layer,
+    part], float64) and δ [batch, layer]. membership: boolean [part, q, k]."""
+    edges = membership.to(clean.logits.device, torch.float64)
+    signed, absolute, delta = [], [], []
+    for layer in layers:
+        attr, error = _integrate(model, clean, inputs, target, layer, config.steps, config.method,
+                                 config.internal_batch_size)
+        attr = attr.double()
+        signed.append(einsum(attr, edges, "batch head q k, part q k -> batch part"))
+        absolute.append(einsum(attr.abs(), edges, "batch head q k, part q k -> batch part"))
+        delta.append(error.double())
+    return torch.stack(signed, dim=1), torch.stack(absolute, dim=1), torch.stack(delta, dim=1)
+
+
 def attention_attributions(model: torch.nn.Module, windows: WindowSet, config: AttentionConfig,
                            device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
                            token_groups: torch.Tensor | Sequence[int] | None = None,
@@ -296,18 +308,9 @@ def attention_attributions(model: torch.nn.Module, windows: WindowSet, config: A
             if clean.patterns[layers[0]].shape[-1] != len(groups):
                 raise ConfigError("token_groups", len(groups), f"one id per position: the model's attention has "
                                   f"{clean.patterns[layers[0]].shape[-1]} positions")
-            edges = membership.to(clean.logits.device, torch.float64)
-            batch_signed, batch_absolute, batch_delta = [], [], []
-            for layer in layers:
-                attr, error = _integrate(model, clean, inputs, target, layer, config.steps, config.method,
-                                         config.internal_batch_size)
-                attr = attr.double()
-                batch_signed.append(einsum(attr, edges, "batch head q k, part q k -> batch part"))
-                batch_absolute.append(einsum(attr.abs(), edges, "batch head q k, part q k -> batch part"))
-                batch_delta.append(error.double())
-            signed.append(torch.stack(batch_signed, dim=1).cpu())  # [batch, layer, part]
-            absolute.append(torch.stack(batch_absolute, dim=1).cpu())
-            delta.append(torch.stack(batch_delta, dim=1).cpu())  # [batch, layer]
+            sums = _part_sums(model, clean, inputs, target, layers, membership, config)
+            for store, value in zip((signed, absolute, delta), sums):
+                store.append(value.cpu())
             targets.append(target.cpu())
             if progress is not None:
                 progress(index + 1, n_batches)

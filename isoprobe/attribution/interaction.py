@@ -68,7 +68,7 @@ PAIR = " × "  # joins the two players of a pair in the `part` column
 class InteractConfig:
     baseline: Baseline = "zero"  # what replaces an absent modality in the modality game
     target: Target = "true"  # whose class the metrics score: the true or the clean model's predicted class
-    games: tuple[Game, ...] = GAMES
+    games: tuple[Game, ...] = GAMES  # also "modality,pathway" or a list: normalised to a tuple
     batch_size: int = 256
     bootstrap: int = 1000
     seed: int = 0  # donors (baseline donor) and bootstrap resamples
@@ -177,7 +177,8 @@ def pathway_coalition_logits(engine: InterventionEngine, inputs: Sequence[torch.
     """Logits of every coalition, [coalition, batch, class], from one grid run (inputs: one
     [batch, time, channel] tensor per modality)."""
     run = engine.run_grid(inputs, game.conditions)
-    return torch.stack([*run.logits, run.clean])[torch.as_tensor(game.source)]
+    stacked = torch.stack([*run.logits, run.clean])  # [condition + clean, batch, class]
+    return stacked[torch.as_tensor(game.source, device=stacked.device)]
 
 
 @torch.no_grad()
@@ -212,19 +213,19 @@ def _donors(windows: WindowSet, seed: int) -> np.ndarray:
         raise ConfigError("baseline", "donor", error.allowed) from None
 
 
-def _baseline_batches(config: InteractConfig, windows: WindowSet, reference: WindowSet | None, names: tuple[str, ...],
-                      device: str | torch.device) -> Iterator[Callable[[Sequence[torch.Tensor]], tuple[torch.Tensor, ...]]]:
-    """Per batch, a function from that batch's inputs to the baseline inputs of the modality game."""
+def _modality_baselines(config: InteractConfig, windows: WindowSet, reference: WindowSet | None, names: tuple[str, ...],
+                        device: str | torch.device) -> tuple[list[torch.Tensor] | None, Iterator]:
+    """What the modality game's baseline needs: the reference mean windows (baseline mean) and, per
+    batch, the donor inputs (baseline donor: donors drawn over the whole set, gathered batch by
+    batch beside the windows they serve; None per batch otherwise)."""
     if config.baseline == "zero":
-        return itertools.repeat(lambda inputs: baseline_inputs("zero", inputs))
+        return None, itertools.repeat(None)
     if config.baseline == "mean":
         if reference is None:
             raise ConfigError("reference", None, "the mean baseline needs reference (training) windows")
-        means = mean_windows(reference, names)
-        return itertools.repeat(lambda inputs: baseline_inputs("mean", inputs, means))
-    if config.baseline == "donor":  # donors over the whole set, gathered batch by batch beside their windows
-        donors = window_batches(windows.x, names, config.batch_size, device, index=_donors(windows, config.seed))
-        return (lambda inputs, d=tuple(d): d for d in donors)
+        return mean_windows(reference, names), itertools.repeat(None)
+    if config.baseline == "donor":
+        return None, window_batches(windows.x, names, config.batch_size, device, index=_donors(windows, config.seed))
     raise ConfigError("baseline", config.baseline, "choose zero, mean or donor")
 
 
@@ -238,26 +239,29 @@ def game_values(model: torch.nn.Module, windows: WindowSet, config: InteractConf
     names = tuple(model.modality_names)
     players: dict[str, tuple[str, ...]] = {}
     null: dict[str, tuple[bool, ...]] = {}
+    means, donors = None, itertools.repeat(None)
     if "modality" in config.games:
         if len(names) > MAX_PLAYERS:
             raise ConfigError("games", "modality", f"{len(names)} modalities: an exact game allows at most {MAX_PLAYERS}")
         players["modality"] = names
-        baselines = _baseline_batches(config, windows, reference, names, device)
+        means, donors = _modality_baselines(config, windows, reference, names, device)
     if "pathway" in config.games:
         engine = InterventionEngine(model)  # the model's token groups and modality names
         pathways = pathway_game(engine)
         players["pathway"] = tuple(p.name for p in pathways.players)
-        null = {"pathway": pathways.null}
+        null["pathway"] = pathways.null
     target = torch.as_tensor(target_classes(model, windows, config.target, config.batch_size, device))
 
     parts: dict[str, list[dict[str, np.ndarray]]] = {game: [] for game in config.games}
     n_batches = math.ceil(len(windows) / config.batch_size)
-    for index, inputs in enumerate(window_batches(windows.x, names, config.batch_size, device)):
+    batches = zip(window_batches(windows.x, names, config.batch_size, device), donors)
+    for index, (inputs, donor_inputs) in enumerate(batches):
         first = index * config.batch_size
         batch_target = target[first : first + len(inputs[0])]
         for game in config.games:
             if game == "modality":
-                logits = modality_coalition_logits(model, inputs, next(baselines)(inputs))
+                baselines = donor_inputs if config.baseline == "donor" else baseline_inputs(config.baseline, inputs, means)
+                logits = modality_coalition_logits(model, inputs, baselines)
             elif game == "pathway":
                 logits = pathway_coalition_logits(engine, inputs, pathways)
             else:

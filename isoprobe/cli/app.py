@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from isoprobe import __version__
-from isoprobe.cli import ablate, data, train
+from isoprobe.cli import ablate, attribute, data, train
 from isoprobe.cli.common import configure_logging
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(data.app, name="data")
 app.command(name="train")(train.train)
 app.command(name="eval")(train.evaluate)
 app.command(name="ablate")(ablate.ablate)
+app.command(name="attribute")(attribute.attribute)
 
 
 def _version(value: bool) -> None:

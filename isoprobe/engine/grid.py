@@ -107,6 +107,12 @@ def head_count(model: torch.nn.Module) -> int:
                           "config.n_heads or blocks.0.attn.W_Q [head, d_model, d_head]") from None
 
 
+def is_staged(model: torch.nn.Module) -> bool:
+    """Whether the model runs in stages (`embed_stage`, `block_stage`, `heads_stage`), so work below
+    a layer can be computed once and shared."""
+    return all(hasattr(model, name) for name in ("embed_stage", "block_stage", "heads_stage"))
+
+
 @contextlib.contextmanager
 def attached(model: torch.nn.Module, hooks: Sequence[Hook]):
     """Forward hooks on their hook points for the duration, and only those removed afterwards.
@@ -147,7 +153,7 @@ class InterventionEngine:
         self.token_groups = torch.as_tensor(token_groups if token_groups is not None else model.token_modalities).long()
         self.modality_names = tuple(modality_names if modality_names is not None else model.modality_names)
         self.mask_self = mask_self
-        self.staged = all(hasattr(model, name) for name in ("embed_stage", "block_stage", "heads_stage"))
+        self.staged = is_staged(model)
         self.strategies: dict[str, Intervention] = {}
         self._edges: dict[str, torch.Tensor] = {}
         # per (pathway, heads, hook kind): the masks built on each device

@@ -175,7 +175,8 @@ def test_the_partition_covers_every_edge_once_and_matches_the_pathways(hier):
 
 
 def test_the_partition_leaves_out_parts_without_edges_and_keeps_several_cls_tokens_apart():
-    assert list(edge_parts(GROUPS, NAMES)) == ["uni:left", "uni:right", "cross", "relay", "readout", "self"]  # one force token
+    # a single force token: no uni:force
+    assert list(edge_parts(GROUPS, NAMES)) == ["uni:left", "uni:right", "cross", "relay", "readout", "self"]
     parts = edge_parts(torch.tensor([0, 0, 1, 1]), ("emg",))
     assert list(parts) == ["uni:emg", "uni:cls", "relay", "readout", "self"]
     assert (sum(edges.long() for edges in parts.values()) == 1).all()
@@ -223,8 +224,8 @@ def test_a_foreign_hooked_root_module_with_explicit_token_groups(tiny, tiny_spli
     tokens = torch.from_numpy(tiny_split.x["tokens"])
     predicted = tiny(tokens).argmax(dim=1)
     assert np.array_equal(data.target, predicted.numpy())
-    effect = np.stack([(clean_logit(tiny, [tokens], predicted) - zero_pattern_logit(tiny, [tokens], predicted, layer)).numpy()
-                       for layer in range(2)], 1)
+    effect = np.stack([(clean_logit(tiny, [tokens], predicted)
+                        - zero_pattern_logit(tiny, [tokens], predicted, layer)).numpy() for layer in range(2)], 1)
     np.testing.assert_allclose(data.signed.sum(axis=2) + data.delta, effect, atol=1e-9, rtol=1e-9)
     table = attention_table_of(tiny, tiny_split, config, token_groups=GROUPS, modality_names=NAMES)
     assert list(dict.fromkeys(table.part)) == ["uni:left", "uni:right", "cross", "relay", "readout", "self", ALL_EDGES]
