@@ -22,5 +22,5 @@ class TableResult:
         return self.table.copy()
 
     def to_dict(self) -> dict:
-        rows = json.loads(self.table.to_json(orient="records"))  # NaN -> null
+        rows = json.loads(self.table.to_json(orient="records", double_precision=15))  # NaN -> null
         return {"kind": self.kind, "config": self.config.to_dict(), "rows": rows}

@@ -25,7 +25,7 @@ from math import factorial
 
 import numpy as np
 
-MAX_PLAYERS = 16  # 2^16 coalitions, [120 pair, 65536 coalition] weights: beyond that no game here is "a handful of players"
+MAX_PLAYERS = 16  # 2^16 coalitions per window: beyond that no game here is "a handful of players"
 
 
 def _check_players(n_players: int) -> None:

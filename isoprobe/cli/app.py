@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from isoprobe import __version__
-from isoprobe.cli import ablate, attribute, data, train
+from isoprobe.cli import ablate, attribute, compare, data, interact, train
 from isoprobe.cli.common import configure_logging
 
 app = typer.Typer(
@@ -23,6 +23,8 @@ app.command(name="train")(train.train)
 app.command(name="eval")(train.evaluate)
 app.command(name="ablate")(ablate.ablate)
 app.command(name="attribute")(attribute.attribute)
+app.command(name="interact")(interact.interact)
+app.command(name="compare")(compare.compare)
 
 
 def _version(value: bool) -> None:

@@ -164,6 +164,8 @@ class ApproxResult(TableResult):
     linear regime}."""
 
     agreement: dict = field(default_factory=dict)
+    per_window: np.ndarray | None = None  # [window, condition] estimated change of the margin
+    clean_margin: np.ndarray | None = None  # [window] the clean true-class logit margin
     kind: ClassVar[str] = "ablation-approx"
 
     def to_dict(self) -> dict:
@@ -213,12 +215,13 @@ def run_approx(model: torch.nn.Module, windows: WindowSet, config: AblationConfi
     checked = checked_subset(len(conditions), check)
     names = tuple(model.modality_names)
     targets = torch.as_tensor(windows.y).long()
-    estimates, exact, held = [], [], {}
+    estimates, exact, held, margins = [], [], {}, []
     n_batches = math.ceil(len(windows) / config.batch_size)
     for index, inputs in enumerate(window_batches(windows.x, names, config.batch_size, device)):
         target = targets[index * config.batch_size : index * config.batch_size + len(inputs[0])].to(device)
         batch = estimate_masking(engine, inputs, conditions, target)
         estimates.append(batch.estimates.cpu())
+        margins.append(logit_margin(batch.clean.double(), target).cpu())
         for layer, value in batch.held.items():
             held[layer] = held.get(layer, 0) + value.cpu()
         if checked:
@@ -248,4 +251,4 @@ def run_approx(model: torch.nn.Module, windows: WindowSet, config: AblationConfi
     summary = {**agreement(mean[checked], exact_means[checked]),
                "linear": agreement(mean[linear], exact_means[linear]),
                "metric": "true-class logit margin"}
-    return ApproxResult(config, table, summary)
+    return ApproxResult(config, table, summary, estimate, torch.cat(margins).numpy())

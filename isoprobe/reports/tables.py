@@ -28,6 +28,6 @@ def write_table(out: Path, stem: str, table: pd.DataFrame, meta: dict | None = N
     """`stem`.csv, `stem`.json (rows plus `meta`) and `stem`.md in `out`."""
     out = Path(out)
     write_text_atomic(out / f"{stem}.csv", table.to_csv(index=False))
-    records = json.loads(table.to_json(orient="records"))
+    records = json.loads(table.to_json(orient="records", double_precision=15))
     write_text_atomic(out / f"{stem}.json", json.dumps({"meta": meta or {}, "rows": records}, indent=2, default=str))
     write_text_atomic(out / f"{stem}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
