@@ -26,3 +26,25 @@ def check_counts(config: object, minimum: dict[str, int]) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or value < smallest:
             raise ConfigError(name, value, f"must be an integer ≥ {smallest}")
+
+
+def check_level(config: object) -> None:
+    """A confidence level strictly between 0 and 1 in the field `level`."""
+    if not 0 < config.level < 1:
+        raise ConfigError("level", config.level, "a confidence level between 0 and 1, e.g. 0.95")
+
+
+class Options:
+    """A configuration dataclass as plain values and back: `to_dict`, and `from_dict` refusing fields
+    it does not know (a newer or another tool's file) with their names."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(cls.__name__, unknown, f"unknown fields; known: {', '.join(sorted(known))}")
+        return cls(**values)

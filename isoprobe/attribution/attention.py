@@ -32,7 +32,7 @@ the shares: share(part) = Σ_part |Attr| / Σ_all |Attr|.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
@@ -48,7 +48,7 @@ from isoprobe.engine.grid import attached, attention_layers, is_staged
 from isoprobe.engine.pathways import Pathway, parse_layers
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
-from isoprobe.options import check_choices, check_counts
+from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
 METHOD = "attention"
@@ -64,7 +64,7 @@ Rule = Literal["gausslegendre", "riemann_right", "riemann_middle", "riemann_left
 
 
 @dataclass(frozen=True)
-class AttentionConfig:
+class AttentionConfig(Options):
     target: Target = "true"
     steps: int = 20
     method: Rule = "gausslegendre"
@@ -86,19 +86,7 @@ class AttentionConfig:
                               f"an integer ≥ batch_size ({self.batch_size}), or None for all steps at once")
         if not isinstance(self.layers, str) or not self.layers.strip():
             raise ConfigError("layers", self.layers, "write layers as all, 2-4 or 1,3 (counted from 1)")
-        if not 0 < self.level < 1:
-            raise ConfigError("level", self.level, "a confidence level between 0 and 1, e.g. 0.95")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "AttentionConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError("attention config", unknown, f"unknown fields; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        check_level(self)
 
 
 @dataclass(frozen=True)

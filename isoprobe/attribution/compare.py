@@ -20,7 +20,7 @@ layers (Spearman ρ for every pair). How to read disagreements is in the README.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Literal
 
 import numpy as np
@@ -36,8 +36,7 @@ from isoprobe.engine.approx import run_approx
 from isoprobe.engine.grid import InterventionEngine
 from isoprobe.engine.pathways import parse_layers
 from isoprobe.engine.stats import cluster_ratio, logit_margin
-from isoprobe.errors import ConfigError
-from isoprobe.options import check_choices, check_counts
+from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
 DEFINITIONS = {  # one line each (they are printed after the method's name at 80 columns)
@@ -57,7 +56,7 @@ LAYER_COLUMNS = ("layer", "method", "estimate", "ci_low", "ci_high")
 
 
 @dataclass(frozen=True)
-class CompareConfig:
+class CompareConfig(Options):
     layers: str = "all"
     baseline: Literal["zero", "mean", "donor"] = "zero"  # the interaction index's absent modality
     steps: int = 20  # attention attribution
@@ -70,19 +69,7 @@ class CompareConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         check_counts(self, {"steps": 2, "draws": 1, "batch_size": 1, "bootstrap": 0, "seed": 0})
-        if not 0 < self.level < 1:
-            raise ConfigError("level", self.level, "a confidence level between 0 and 1, e.g. 0.95")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "CompareConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError("compare config", unknown, f"unknown fields; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        check_level(self)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
@@ -58,7 +58,7 @@ from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.stats import cluster_ratio
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
-from isoprobe.options import check_choices, check_counts
+from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
 Method = Literal["ig", "layer-ig"]
@@ -66,7 +66,7 @@ CLS = "cls"
 
 
 @dataclass(frozen=True)
-class IGConfig:
+class IGConfig(Options):
     method: Method = "ig"
     target: Target = "true"  # explain the true class's logit, or the predicted (argmax) class's
     baseline: Baseline = "zero"  # zero: the z-scored data's training mean per channel; mean: the training split's mean window
@@ -86,19 +86,7 @@ class IGConfig:
             raise ConfigError("internal_batch_size", self.internal_batch_size,
                               f"must be at least batch_size ({self.batch_size}): captum splits the integration steps "
                               "of an outer batch, never its windows")
-        if not 0 < self.level < 1:
-            raise ConfigError("level", self.level, "a confidence level between 0 and 1, e.g. 0.95")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "IGConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError("ig config", unknown, f"unknown fields; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        check_level(self)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator, Literal, Sequence, get_args
 
 import numpy as np
@@ -51,7 +51,7 @@ from isoprobe.engine.pathways import JOIN
 from isoprobe.engine.stats import cluster_ratio, segment_codes
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
-from isoprobe.options import check_choices, check_counts
+from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
 Baseline = Literal["zero", "mean", "donor"]
@@ -65,7 +65,7 @@ PAIR = " × "  # joins the two players of a pair in the `part` column
 
 
 @dataclass(frozen=True)
-class InteractConfig:
+class InteractConfig(Options):
     baseline: Baseline = "zero"  # what replaces an absent modality in the modality game
     target: Target = "true"  # whose class the metrics score: the true or the clean model's predicted class
     games: tuple[Game, ...] = GAMES  # also "modality,pathway" or a list: normalised to a tuple
@@ -83,19 +83,10 @@ class InteractConfig:
             raise ConfigError("games", self.games, f"one or more of {', '.join(GAMES)}, each once")
         object.__setattr__(self, "games", tuple(games))
         check_counts(self, {"batch_size": 1, "bootstrap": 0, "seed": 0})
-        if not 0 < self.level < 1:
-            raise ConfigError("level", self.level, "a confidence level between 0 and 1, e.g. 0.95")
+        check_level(self)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"games": list(self.games)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "InteractConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError("interact config", unknown, f"unknown fields; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return super().to_dict() | {"games": list(self.games)}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -18,7 +18,7 @@ from isoprobe.engine.interventions import check_intervention
 from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, split_rows
 from isoprobe.engine.stats import grid_statistics, holm
 from isoprobe.errors import ConfigError
-from isoprobe.options import check_choices, check_counts
+from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
 COLUMNS = ("layers", "pathway", "heads", "intervention", "draws", "windows", "segments", "base_accuracy", "accuracy",
@@ -28,7 +28,7 @@ COLUMNS = ("layers", "pathway", "heads", "intervention", "draws", "windows", "se
 
 
 @dataclass(frozen=True)
-class AblationConfig:
+class AblationConfig(Options):
     layers: str = "all"
     pathway: str = "cross"
     heads: str = "all"
@@ -50,19 +50,7 @@ class AblationConfig:
         check_counts(self, {"batch_size": 1, "bootstrap": 0, "permutations": 0, "draws": 1})
         if self.draws > 1 and self.intervention != "resample":
             raise ConfigError("draws", self.draws, "several donor draws only make sense with the resample intervention")
-        if not 0 < self.level < 1:
-            raise ConfigError("level", self.level, "a confidence level between 0 and 1, e.g. 0.95")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "AblationConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError("ablation config", unknown, f"unknown fields; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        check_level(self)
 
 
 @dataclass(frozen=True)
