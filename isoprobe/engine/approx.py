@@ -75,16 +75,15 @@ def pattern_change_effect(pattern: torch.Tensor, gradient: torch.Tensor, masks: 
     pattern, gradient: [batch, head, q, k]; masks: [condition, head, q, k] -> [batch, condition]."""
     weighted = gradient * pattern
     masks, kept_edges = masks.to(pattern.dtype), (1 - masks).to(pattern.dtype)
-    row_weighted = weighted.sum(dim=-1)  # [batch, head, q]
-    row_mass = pattern.sum(dim=-1)
-    # the kept parts summed directly, not as row − masked part: a row keeping 1e-6 of its attention
-    # would otherwise lose every digit to cancellation
-    weighted_kept = einsum(weighted, kept_edges, "batch head q k, condition head q k -> batch condition head q")
-    kept = einsum(pattern, kept_edges, "batch head q k, condition head q k -> batch condition head q")
-    # Σ_k ∂M/∂A·A′ for each row: the kept part renormalised (0 for an emptied row), minus the clean Σ_k ∂M/∂A·A
-    renormalised = torch.where(kept > 0, weighted_kept / kept.clamp_min(torch.finfo(kept.dtype).tiny) * row_mass[:, None], 0.0)
-    touched = einsum(masks, "condition head q k -> condition head q") > 0
-    return ((renormalised - row_weighted[:, None]) * touched).sum(dim=(2, 3))
+    per_row = "batch head q k, condition head q k -> batch condition head q"
+    held, kept = einsum(pattern, masks, per_row), einsum(pattern, kept_edges, per_row)
+    weighted_masked, weighted_kept = einsum(weighted, masks, per_row), einsum(weighted, kept_edges, per_row)
+    # A′ − A is −A on the masked edges and A·held/kept on the kept ones (the row renormalised), each
+    # part summed directly: differences of whole-row sums would lose every digit in a row keeping
+    # 1e-6 of its attention, and would not be exactly 0 where the masked edges hold nothing. An
+    # emptied row (kept = 0) loses all its attention.
+    scale = torch.where(kept > 0, held / kept.clamp_min(torch.finfo(kept.dtype).tiny), -1.0)
+    return (scale * weighted_kept - weighted_masked).sum(dim=(2, 3))
 
 
 def masked_mass(engine: InterventionEngine, conditions: Sequence[Condition], held: dict[int, torch.Tensor],
