@@ -69,10 +69,11 @@ def compare(
         matrix = Table("ρ", *[_short(m) for m in methods[1:]], box=None, pad_edge=False, collapse_padding=True,
                        title="rank agreement across layers (Spearman ρ)", title_justify="left")
         for i, first in enumerate(methods[:-1]):
-            cells = [("" if j <= i else f"{rho.get((first, second), float('nan')):+.2f}").replace("nan", "—")
+            cells = ["" if j <= i else _rho(rho.get((first, second), float("nan")))
                      for j, second in enumerate(methods[1:], start=1)]
             matrix.add_row(_short(first), *cells)
         console.print(matrix)
+        console.print("—: a method constant across these layers (no ranking)", style="dim")
     if out is not None:
         with user_errors(compare):
             from isoprobe.reports.tables import write_table
@@ -86,6 +87,10 @@ def compare(
 
 SHORT = {"mask (IsoNet)": "mask", "mean ablation": "mean", "resample ablation": "resample", "mask, logit margin": "margin",
          "attribution patching": "patching", "attention attribution": "attention"}
+
+
+def _rho(value: float) -> str:
+    return "—" if value != value else f"{value:+.2f}"  # NaN: a method constant across the layers
 
 
 def _short(method: str) -> str:
