@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import console, user_errors
+from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
 
 NULL_MARK = "∅"
 
@@ -25,13 +25,13 @@ def ablate(
     donor: Annotated[str, typer.Option(help="resample: any (a random derangement of the windows) or other-class "
                                             "(the donor always has another label).")] = "any",
     draws: Annotated[int, typer.Option(help="resample: donor draws; rows report their mean and the spread across draws.")] = 1,
-    bootstrap: Annotated[int, typer.Option(help="Cluster-bootstrap resamples (over segments) for the confidence intervals.")] = 1000,
+    bootstrap: BootstrapOption = 1000,
     permutations: Annotated[int, typer.Option(help="Random sign patterns of the paired test when there are more than 16 segments.")] = 9999,
     seed: Annotated[int, typer.Option(help="Seed of the donors, the bootstrap and the paired test.")] = 0,
-    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")] = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate (default: the checkpoint's test repetitions).")] = "test",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    batch_size: Annotated[int, typer.Option(help="Windows per batch (no number depends on it).")] = 512,
+    data: DataOption = None,
+    split: SplitOption = "test",
+    device: DeviceOption = "cpu",
+    batch_size: BatchOption = 512,
     approx: Annotated[bool, typer.Option(help="Attribution patching: estimate every mask condition's logit-margin change "
                                               "from one forward and one backward pass.")] = False,
     check: Annotated[int, typer.Option(help="--approx: conditions also run exactly to measure the agreement "

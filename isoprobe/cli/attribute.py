@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import console, user_errors
+from isoprobe.cli.common import BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
 
 METHODS = ("ig", "layer-ig", "attention")
 
@@ -20,11 +20,11 @@ def attribute(
     baseline: Annotated[Optional[str], typer.Option(help="ig, layer-ig: zero or mean (the training split's mean window).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Points of the path integral (default: 50 for ig/layer-ig, 20 for attention).")] = None,
     layers: Annotated[Optional[str], typer.Option(help="attention: shared layers, 1-based: 1-5, 2,4 or all.")] = None,
-    bootstrap: Annotated[int, typer.Option(help="Cluster-bootstrap resamples (over segments) for the confidence intervals.")] = 1000,
+    bootstrap: BootstrapOption = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")] = None,
-    split: Annotated[str, typer.Option(help="Split to attribute (default: the checkpoint's test repetitions).")] = "test",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    data: DataOption = None,
+    split: SplitOption = "test",
+    device: DeviceOption = "cpu",
     batch_size: Annotated[Optional[int], typer.Option(help="Windows per batch (default: the method's).")] = None,
     internal_batch_size: Annotated[Optional[int], typer.Option(help="Model evaluations per pass (bounds memory; default: the method's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write attribution.csv, .json and .md here.")] = None,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -13,6 +14,13 @@ from rich.markup import escape
 from typer.models import OptionInfo
 
 from isoprobe.errors import ConfigError, IsoprobeError
+
+# Options every analysis command shares (typer derives each flag from the parameter's name).
+DataOption = Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")]
+SplitOption = Annotated[str, typer.Option(help="Split to evaluate: train, validation or test (default: the checkpoint's test repetitions).")]
+DeviceOption = Annotated[str, typer.Option(help="cpu or cuda.")]
+BootstrapOption = Annotated[int, typer.Option(help="Cluster-bootstrap resamples (over segments) for the confidence intervals.")]
+BatchOption = Annotated[int, typer.Option(help="Windows per batch (no number depends on it).")]
 
 console = Console()
 err_console = Console(stderr=True)

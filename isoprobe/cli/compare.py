@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import console, user_errors
+from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
 
 
 def compare(
@@ -16,12 +16,12 @@ def compare(
     baseline: Annotated[str, typer.Option(help="Interaction index: what replaces an absent modality (zero, mean or donor).")] = "zero",
     steps: Annotated[int, typer.Option(help="Attention attribution: points of the path integral.")] = 20,
     draws: Annotated[int, typer.Option(help="Resample ablation: donor draws.")] = 1,
-    bootstrap: Annotated[int, typer.Option(help="Cluster-bootstrap resamples (over segments) for the confidence intervals.")] = 1000,
+    bootstrap: BootstrapOption = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the donors and the bootstrap.")] = 0,
-    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")] = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate (default: the checkpoint's test repetitions).")] = "test",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    batch_size: Annotated[int, typer.Option(help="Windows per batch (no number depends on it).")] = 256,
+    data: DataOption = None,
+    split: SplitOption = "test",
+    device: DeviceOption = "cpu",
+    batch_size: BatchOption = 256,
     out: Annotated[Optional[Path], typer.Option(help="Write compare.csv, compare-layers.csv, compare-agreement.csv (and .json, .md) here.")] = None,
 ) -> None:
     """How much of the decision runs through direct cross-modal attention, by IsoNet masking, mean and

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import console, user_errors
+from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
 
 
 def interact(
@@ -18,12 +18,12 @@ def interact(
     baseline: Annotated[str, typer.Option(help="What replaces an absent modality: zero, mean (the training split's mean "
                                                "window) or donor (the same modality of a window of another class).")] = "zero",
     target: Annotated[str, typer.Option(help="Score the true class or the predicted one: true or predicted.")] = "true",
-    bootstrap: Annotated[int, typer.Option(help="Cluster-bootstrap resamples (over segments) for the confidence intervals.")] = 1000,
+    bootstrap: BootstrapOption = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the donors and the bootstrap.")] = 0,
-    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")] = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate (default: the checkpoint's test repetitions).")] = "test",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    batch_size: Annotated[int, typer.Option(help="Windows per batch (no number depends on it).")] = 256,
+    data: DataOption = None,
+    split: SplitOption = "test",
+    device: DeviceOption = "cpu",
+    batch_size: BatchOption = 256,
     out: Annotated[Optional[Path], typer.Option(help="Write interaction.csv, .json and .md here.")] = None,
 ) -> None:
     """Exact cooperative games over all coalitions: v(all), v(none), each player's Shapley value and
