@@ -35,6 +35,9 @@ def train(
     d_model: Annotated[int, typer.Option(help="Model width.")] = 64,
     n_layers: Annotated[Optional[int], typer.Option(help="Layers (hierarchical: shared stage, default 5; mmt: default 3).")] = None,
     features: Annotated[str, typer.Option(help="mlp only: patches or classic (RMS, MAV, WL, ZC, SSC).")] = "patches",
+    pathway_dropout: Annotated[Optional[str], typer.Option(help="Attention dropout on pathways of the shared layers, e.g. "
+                                                                "cross:0.3 or cross:0.3,cls->acc:1 (rate 1: the pathway is removed "
+                                                                "from the model).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train one architecture on one subject; the best validation epoch is saved as OUT/checkpoint.pt."""
@@ -42,11 +45,16 @@ def train(
     from isoprobe.data.tokens import TokenConfig
     from isoprobe.data.windows import WindowConfig
     from isoprobe.models.config import config_class
+    from isoprobe.errors import ConfigError
+    from isoprobe.training.dropout import parse_pathway_dropout
     from isoprobe.training.run import default_modalities, fit, synthetic_root
     from isoprobe.training.trainer import TrainConfig
 
     with user_errors(train):
         config_class(arch)  # fail fast, before any data are read
+        dropout = parse_pathway_dropout(pathway_dropout)
+        if dropout and arch == "mlp":
+            raise ConfigError("pathway_dropout", pathway_dropout, "the multimodal MLP has no attention; use mmt or hierarchical")
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_switch_fraction=head_switch,
                                    seed=seed, device=device, bf16=bf16, gain_jitter=gain_jitter)
         token = TokenConfig(patch=patch, patch_ms=patch_ms)
@@ -62,7 +70,8 @@ def train(
         data_config = DataConfig(root=str(root), dataset=dataset, subject=subject,
                                  modalities=modalities or default_modalities(dataset),
                                  window=WindowConfig(window_ms, stride_ms))
-        result = fit(data_config, arch, train_config, out, token, options, resume=resume, progress=progress)
+        result = fit(data_config, arch, train_config, out, token, options, resume=resume, progress=progress,
+                     pathway_dropout=dropout)
     test = result.test
     console.print(f"best validation accuracy {result.checkpoint.metrics['validation_accuracy']:.4f} at epoch {result.best_epoch}; "
                   f"test accuracy [bold]{test['accuracy']:.4f}[/], balanced {test['balanced_accuracy']:.4f} (n = {test['n']})")

@@ -91,21 +91,37 @@ class ModelConfig:
         if "tile" in token:
             token["tile"] = tuple(token["tile"])
         values["token"] = TokenConfig(**token)
-        if "hidden" in values:
-            values["hidden"] = tuple(values["hidden"])
+        for key in ("hidden", "removed_pathways"):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
+
+
+def check_removed_pathways(config: ModelConfig) -> None:
+    """Pathways removed from the shared layers must be ones the engine names for these modalities."""
+    from isoprobe.engine.pathways import parse_pathway  # the engine's pathway names; no import cycle at load time
+
+    names = tuple(g.name for g in config.groups)
+    for pathway in config.removed_pathways:
+        try:
+            parse_pathway(pathway, names)
+        except ConfigError as error:
+            raise ConfigError("removed_pathways", pathway, error.allowed) from None
 
 
 @dataclass(frozen=True)
 class HierarchicalConfig(ModelConfig):
-    """Modality-specific encoders, then a shared stage over all tokens plus CLS (L1–L5) with dual heads."""
+    """Modality-specific encoders, then a shared stage over all tokens plus CLS (L1–L5) with dual heads.
+    removed_pathways: attention edges that never exist in the shared layers (pathway dropout p = 1)."""
 
     n_encoder_layers: int = 1
     n_layers: int = 5
+    removed_pathways: tuple[str, ...] = ()
     arch = "hierarchical"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_removed_pathways(self)
         if self.n_layers < 1:
             raise ConfigError("--n-layers", self.n_layers, "the shared stage needs at least one layer")
         if self.n_encoder_layers < 0:
@@ -118,11 +134,13 @@ class MMTConfig(ModelConfig):
 
     n_layers: int = 3
     fusion_hidden: int = 128  # hidden width of the head on the concatenated modality vectors; 0: a linear head
+    removed_pathways: tuple[str, ...] = ()  # attention edges that never exist (pathway dropout p = 1)
     arch = "mmt"
     legacy_defaults: ClassVar[dict] = {**ModelConfig.legacy_defaults, "fusion_hidden": 0}  # earlier: a linear head
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_removed_pathways(self)
         if self.n_layers < 1:
             raise ConfigError("--n-layers", self.n_layers, "needs at least one layer")
         if self.fusion_hidden < 0:

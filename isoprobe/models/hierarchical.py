@@ -43,7 +43,18 @@ class HierarchicalTransformer(StagedTransformer):
         self.hook_cls, self.hook_avg = HookPoint(), HookPoint()  # [batch, d_model] pooled inputs of the heads
         self.head_cls = nn.Linear(config.d_model, config.n_classes)
         self.head_avg = nn.Linear(config.d_model, config.n_classes)
+        # Pathways removed from the shared stage (trained with pathway dropout p = 1): an additive −inf
+        # mask, or None so that an ordinary model keeps the unmasked fused attention.
+        removed = self.removed_edges()
+        self.register_buffer("shared_mask", torch.zeros(removed.shape).masked_fill(removed, float("-inf"))
+                             if removed.any() else None, persistent=False)
         self.setup()
+
+    @property
+    def attention_edges(self) -> torch.Tensor:
+        """Boolean [query_pos, key_pos]: the edges the shared layers can use (all but removed pathways)."""
+        n = len(self.token_modalities)
+        return torch.ones(n, n, dtype=torch.bool) if self.shared_mask is None else self.shared_mask == 0
 
     @property
     def prediction_positions(self) -> torch.Tensor:
@@ -65,7 +76,7 @@ class HierarchicalTransformer(StagedTransformer):
 
     def block_stage(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Shared layer `layer` (0-based): [batch, pos, d_model] -> same."""
-        return self.blocks[layer](x)
+        return self.blocks[layer](x, None, self.shared_mask)
 
     def heads_stage(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits of both heads from the last residual stream, [batch, class] each: "main" from CLS

@@ -35,7 +35,8 @@ class MultimodalTransformer(StagedTransformer):
         ids = self.embed.token_modalities
         self.register_buffer("token_groups", ids - 1, persistent=False)  # weight group per token
         same = ids[:, None] == ids[None, :]
-        self.register_buffer("within_modality", torch.zeros(same.shape).masked_fill(~same, float("-inf")), persistent=False)
+        allowed = same & ~self.removed_edges()  # removed pathways (pathway dropout p = 1) never exist either
+        self.register_buffer("within_modality", torch.zeros(same.shape).masked_fill(~allowed, float("-inf")), persistent=False)
         # [modality, pos]: 1/count on the modality's tokens, so pooling is one matmul (a boolean
         # selection per modality would cost a host-device sync on CUDA).
         one_hot = (ids[None, :] == torch.arange(1, n_groups + 1)[:, None]).float()

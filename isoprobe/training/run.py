@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -15,6 +17,7 @@ from isoprobe.data.tokens import TokenConfig
 from isoprobe.errors import ConfigError
 from isoprobe.models import build_model
 from isoprobe.models.spec import model_config_for
+from isoprobe.training.dropout import check_pathways
 from isoprobe.training.trainer import TrainConfig, TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -36,12 +39,21 @@ def default_modalities(dataset: str) -> str:
 
 
 def fit(data_config: DataConfig, arch: str, train_config: TrainConfig, out: Path, token: TokenConfig | None = None,
-        model_options: dict | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Prepare the data, build the architecture for it and train; writes checkpoint.pt in `out`."""
+        model_options: dict | None = None, resume: bool = False, progress: bool = True,
+        pathway_dropout: Sequence[tuple[str, float]] = ()) -> TrainResult:
+    """Prepare the data, build the architecture for it and train; writes checkpoint.pt in `out`.
+
+    pathway_dropout: (pathway, rate) pairs; rates in (0, 1) drop the pathway's edges at random in
+    training, rate 1 removes the pathway from the model, rate 0 does nothing."""
     data = prepare(data_config)
+    check_pathways(pathway_dropout, tuple(g.name for g in data.groups))
+    removed = tuple(p for p, rate in pathway_dropout if rate == 1.0)
+    model_options = {**(model_options or {}), **({"removed_pathways": removed} if removed else {})}
+    train_config = replace(train_config, pathway_dropout=train_config.pathway_dropout
+                           + tuple((p, rate) for p, rate in pathway_dropout if 0.0 < rate < 1.0))
     # Seed before building: the seed decides the initial weights too, not only shuffling and dropout.
     torch.manual_seed(train_config.seed)
-    model = build_model(model_config_for(data, arch, token, **(model_options or {})))
+    model = build_model(model_config_for(data, arch, token, **model_options))
     log.info("%s: %d parameters; %d/%d/%d train/validation/test windows", arch, sum(p.numel() for p in model.parameters()),
              len(data.splits["train"]), len(data.splits["validation"]), len(data.splits["test"]))
     return train(model, data, train_config, out, resume=resume, progress=progress)

@@ -18,9 +18,11 @@ import torch.nn.functional as F
 
 from isoprobe.atomic import write_text_atomic
 from isoprobe.data.pipeline import PreparedData
+from isoprobe.engine.grid import attached
 from isoprobe.errors import ConfigError, DataFormatError
 from isoprobe.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from isoprobe.training.metrics import evaluate, predict_logits
+from isoprobe.training.dropout import PathwayDropout
 from isoprobe.training.schedule import head_weight, lr_factor
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA only
     save_every: int = 1  # epochs between last.pt snapshots
     gain_jitter: float = 0.3  # augmentation: each training window's channels scaled by exp(N(0, σ²)); 0 turns it off
+    # (pathway, rate) pairs, 0 < rate < 1: edges dropped per window and shared layer in training
+    # (isoprobe.training.dropout); rate 1 is the model's `removed_pathways` instead
+    pathway_dropout: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -54,6 +59,11 @@ class TrainConfig:
             raise ConfigError("--gain-jitter", self.gain_jitter, "a log-normal σ in [0, 2); 0 turns the augmentation off")
         if not 0.0 <= self.head_switch_fraction <= 1.0:
             raise ConfigError("--head-switch", self.head_switch_fraction, "a fraction of training in [0, 1]")
+        object.__setattr__(self, "pathway_dropout", tuple((str(p), float(r)) for p, r in self.pathway_dropout))
+        for pathway, rate in self.pathway_dropout:
+            if not 0.0 <= rate < 1.0:
+                raise ConfigError("--pathway-dropout", f"{pathway}:{rate:g}", "a training dropout rate lies in [0, 1); "
+                                  "rate 1 removes the pathway from the model (removed_pathways)")
 
     def resolve_device(self) -> torch.device:
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -156,6 +166,7 @@ def train(
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, total_steps, warmup))
     shuffle = torch.Generator().manual_seed(config.seed)
+    dropout = PathwayDropout(model, config.pathway_dropout, config.seed) if config.pathway_dropout else None
     history: list[dict] = []
     best_state, best_epoch, best_val, start_epoch = copy.deepcopy(model.state_dict()), 0, -1.0, 0
 
@@ -174,6 +185,8 @@ def train(
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         shuffle.set_state(state["shuffle_rng"])
+        if dropout is not None and state.get("dropout_rng") is not None:
+            dropout.generator.set_state(state["dropout_rng"])
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"])
@@ -199,7 +212,7 @@ def train(
             inputs = [x[index] for x in train_x]
             if config.gain_jitter > 0:
                 inputs = [jitter_gain(x, config.gain_jitter) for x in inputs]
-            with autocast:
+            with autocast, attached(model, dropout.hooks(len(index), device) if dropout else []):
                 heads = model.forward_heads(*inputs)
             loss, parts = dual_head_loss(heads, target, weight)
             optimiser.zero_grad(set_to_none=True)
@@ -228,6 +241,7 @@ def train(
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
                 "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "dropout_rng": dropout.generator.get_state() if dropout else None,
                 "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                 "epoch": epoch + 1, "best_epoch": best_epoch, "best_val": best_val,
             }

@@ -17,6 +17,17 @@ class StagedTransformer(HookedRootModule):
         """Modality id per token [pos]: 0 = CLS (if any), i + 1 = group i."""
         return self.embed.token_modalities
 
+    def removed_edges(self) -> torch.Tensor:
+        """Boolean [query_pos, key_pos]: edges of the configured `removed_pathways` (self edges stay,
+        so no row is ever left without a key)."""
+        from isoprobe.engine.pathways import Pathway
+
+        ids = self.token_modalities
+        removed = torch.zeros(len(ids), len(ids), dtype=torch.bool)
+        for pathway in getattr(self.config, "removed_pathways", ()):
+            removed |= Pathway(pathway).edges(ids.cpu(), self.modality_names)
+        return removed
+
     @property
     def modality_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.config.groups)
