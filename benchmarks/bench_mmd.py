@@ -5,11 +5,12 @@ Project target: "MMD² with 1,000 permutations between two samples of 2,000 vect
 on two CPU cores, and on a GPU when one is lent, against a plain loop over permutations in the same
 run".
 
-Data (seeded): clean and intervened representations of 2,000 windows of width 64 that share a window
-effect (x = c + e, y = c + 0.02 + e', c, e, e' standard normal / 0.5 / 0.5), 20 windows per segment
-(100 segments). Three settings, each in float64 (the default):
+Data (seeded, no shift, so that the p-values fall in between and their equality is a real check):
+clean and intervened representations of 2,000 windows of width 64 that share a window effect
+(x = c + e, y = c + e', c standard normal, e and e' normal with SD 0.5), 20 windows per segment (100
+segments). Three settings, each in float64 (the default):
 
-  unpaired         x and y as independent samples, pooled-label permutations (4,000 units);
+  unpaired         x against an independent sample y' = c' + e' (pooled-label permutations, 4,000 units);
   paired           y[i] the counterpart of x[i], each pair swapped with probability ½ (2,000 units);
   paired-clusters  the same with all pairs of a segment swapped together (100 units).
 
@@ -21,10 +22,12 @@ On the same data in the same run:
                   permutations (`permutation_assignments`), and for each permutation the statistic
                   recomputed by indexing the kernel matrix: the sums of K[x, x], K[y, y], K[x, y].
 
-Before timing the two must give the same p-value exactly and the same statistic to 1e-9 relative.
-Timed interleaved (vectorised reference, reference vectorised, …), median of the repeats; the ratio
-vectorised / reference is the number to track. The CPU settings run pinned to two cores (torch two
-threads, numpy's BLAS too where threadpoolctl is installed); on CUDA each timing is synchronised.
+The two must give the same p-value exactly and the same statistic to 1e-9 relative. The vectorised
+test is run once untimed (warm-up), then timed `--repeats` times around the reference's
+`--reference-repeats` runs (default 1: at full size one run is 1,000 permutations, minutes on two
+cores), medians reported; the ratio vectorised / reference is the number to track. The CPU settings
+run pinned to two cores (torch two threads, numpy's BLAS too where threadpoolctl is installed); on
+CUDA each timing is synchronised.
 
     python benchmarks/bench_mmd.py                    # CPU (2 cores), and CUDA when a GPU is there
     python benchmarks/bench_mmd.py --device cpu --quick
@@ -62,13 +65,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def data(windows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def data(windows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+    """x, its paired counterpart y, an independent sample y' (all [window, d_model]), segments [window]."""
     rng = np.random.default_rng(0)
-    common = rng.normal(size=(windows, WIDTH))
-    x = common + 0.5 * rng.normal(size=common.shape)
-    y = common + 0.5 * rng.normal(size=common.shape) + 0.02
+    common, other = rng.normal(size=(windows, WIDTH)), rng.normal(size=(windows, WIDTH))
+    x, y, independent = (c + 0.5 * rng.normal(size=common.shape) for c in (common, common, other))
     clusters = np.arange(windows) // SEGMENT
-    return torch.tensor(x, device=device), torch.tensor(y, device=device), clusters
+    return (*(torch.tensor(z, device=device) for z in (x, y, independent)), clusters)
 
 
 def vectorised(x, y, permutations: int, paired: bool, clusters) -> tuple[float, float]:
@@ -82,12 +85,15 @@ def reference(x, y, permutations: int, paired: bool, clusters) -> tuple[float, f
     pooled = torch.cat([x, y])
     k0 = rbf_kernel(pooled, median_bandwidth(pooled, seed=0)).fill_diagonal_(0)
 
-    def statistic(first: np.ndarray) -> torch.Tensor:
+    def statistic(first: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """MMD²_u of the rows in `first` against the rest, and its terms' magnitude (the tie scale)."""
         ix = torch.as_tensor(np.flatnonzero(first), device=k0.device)
         iy = torch.as_tensor(np.flatnonzero(~first), device=k0.device)
         rows_x, rows_y = k0[ix], k0[iy]
-        xx, yy, xy = rows_x[:, ix].sum(), rows_y[:, iy].sum(), rows_x[:, iy].sum()
-        return xx / (n * (n - 1)) + yy / (m * (m - 1)) - 2 * xy / (n * m), xx / (n * (n - 1)) + yy / (m * (m - 1)) + 2 * xy / (n * m)
+        xx = rows_x[:, ix].sum() / (n * (n - 1))
+        yy = rows_y[:, iy].sum() / (m * (m - 1))
+        xy = 2 * rows_x[:, iy].sum() / (n * m)
+        return xx + yy - xy, xx + yy + xy
 
     observed, scale = statistic(np.arange(n + m) < n)
     threshold = observed - TIE_RTOL[k0.dtype] * scale
@@ -97,40 +103,50 @@ def reference(x, y, permutations: int, paired: bool, clusters) -> tuple[float, f
     return float(observed), (int(hits) + 1) / (permutations + 1)
 
 
-def bench_scheme(scheme: str, x, y, clusters, permutations: int, repeats: int, device: torch.device) -> dict:
+def timed(method, device: torch.device) -> tuple[tuple[float, float], float]:
+    sync(device)
+    start = time.perf_counter()
+    out = method()
+    sync(device)
+    return out, time.perf_counter() - start
+
+
+def bench_scheme(scheme: str, x, y, clusters, permutations: int, repeats: int, reference_repeats: int,
+                 device: torch.device) -> dict:
     paired, clustered = SCHEMES[scheme]
     args = (x, y, permutations, paired, clusters if clustered else None)
-    methods = {"vectorised": lambda: vectorised(*args), "reference": lambda: reference(*args)}
-    fast, slow = methods["vectorised"](), methods["reference"]()  # the check, also the warm-up
-    if fast[1] != slow[1] or abs(fast[0] - slow[0]) > 1e-9 * abs(slow[0]):
-        raise AssertionError(f"{scheme}: vectorised (MMD² {fast[0]!r}, p {fast[1]!r}) and reference "
-                             f"(MMD² {slow[0]!r}, p {slow[1]!r}) disagree")
+    fast = vectorised(*args)  # warm-up
     seconds: dict[str, list[float]] = {"vectorised": [], "reference": []}
-    for repeat in range(repeats):
-        for method in (("vectorised", "reference") if repeat % 2 == 0 else ("reference", "vectorised")):
-            sync(device)
-            start = time.perf_counter()
-            methods[method]()
-            sync(device)
-            seconds[method].append(time.perf_counter() - start)
+    schedule = ["vectorised"] * repeats
+    for k in range(reference_repeats):  # spread the reference runs among the vectorised ones
+        schedule.insert(round((k + 0.5) * repeats / reference_repeats) + k, "reference")
+    for method in schedule:
+        out, spent = timed(lambda: (vectorised if method == "vectorised" else reference)(*args), device)
+        seconds[method].append(spent)
+        if out[1] != fast[1] or abs(out[0] - fast[0]) > 1e-9 * abs(fast[0]):
+            raise AssertionError(f"{scheme}: vectorised (MMD² {fast[0]!r}, p {fast[1]!r}) and {method} "
+                                 f"(MMD² {out[0]!r}, p {out[1]!r}) disagree")
+    units = len(np.unique(clusters)) if clustered else len(x) if paired else len(x) + len(y)
     result = {"scheme": scheme, "device": device.type, "n": len(x), "m": len(y), "width": x.shape[1],
-              "permutations": permutations, "units": len(np.unique(clusters)) if clustered else (len(x) if paired else 2 * len(x)),
-              "mmd2": fast[0], "p_value": fast[1], "p_values_equal": True, "repeats": repeats}
+              "permutations": permutations, "units": units, "mmd2": fast[0], "p_value": fast[1],
+              "p_values_equal": True, "repeats": repeats, "reference_repeats": reference_repeats}
     for method, times in seconds.items():
         result[method] = {"s": statistics.median(times), "seconds": times}
     result["ratio"] = result["vectorised"]["s"] / result["reference"]["s"]
     return result
 
 
-def run_device(device: torch.device, windows: int, permutations: int, repeats: int) -> list[dict]:
+def run_device(device: torch.device, windows: int, permutations: int, repeats: int,
+               reference_repeats: int) -> list[dict]:
     with on_cores(CORES) if device.type == "cpu" else contextlib.nullcontext(None) as cores:
         where = f"{cores} CPU cores, torch {torch.get_num_threads()} threads" if device.type == "cpu" \
             else torch.cuda.get_device_name(device)
         print(f"{device.type}: {where}", flush=True)
-        x, y, clusters = data(windows, device)
+        x, y, independent, clusters = data(windows, device)
         results = []
-        for scheme in SCHEMES:
-            result = bench_scheme(scheme, x, y, clusters, permutations, repeats, device)
+        for scheme, (paired, _) in SCHEMES.items():
+            result = bench_scheme(scheme, x, y if paired else independent, clusters, permutations, repeats,
+                                  reference_repeats, device)
             result["where"] = where
             results.append(result)
             print(f"  {scheme}: vectorised {result['vectorised']['s']:.3f} s, reference {result['reference']['s']:.3f} s, "
@@ -153,7 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                         help="cpu: two CPU cores only; cuda: the GPU only; auto: CPU, and CUDA when available")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per method (default 3; 1 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs of the vectorised test (default 5; 3 with --quick)")
+    parser.add_argument("--reference-repeats", type=int, default=1, help="timed runs of the reference loop")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke test: {QUICK_WINDOWS} windows per sample, {QUICK_PERMUTATIONS} permutations")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -161,12 +179,14 @@ def main() -> None:
 
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}
     windows, permutations = (QUICK_WINDOWS, QUICK_PERMUTATIONS) if args.quick else (WINDOWS, PERMUTATIONS)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (3 if args.quick else 5)
+    if repeats < 1 or args.reference_repeats < 1:
+        parser.error("--repeats and --reference-repeats need at least 1")
     print(f"torch {torch.__version__}, numpy {np.__version__}; {windows} windows per sample, width {WIDTH}, "
           f"{permutations} permutations, float64")
     results = []
     for name in devices[args.device]:
-        results += run_device(torch.device(name), windows, permutations, repeats)
+        results += run_device(torch.device(name), windows, permutations, repeats, args.reference_repeats)
     print()
     print(markdown(results))
     if args.json:

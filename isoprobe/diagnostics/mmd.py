@@ -14,7 +14,8 @@ Conventions, fixed here and quoted by the reports:
   pass `bandwidth=` to use another convention;
 - statistic: the unbiased MMD²_u of Gretton et al. (2012), eq. 3:
       1/(n(n−1)) Σ_{i≠j} k(x_i, x_j) + 1/(m(m−1)) Σ_{i≠j} k(y_i, y_j) − 2/(nm) Σ_{i,j} k(x_i, y_j),
-  an unbiased estimate of MMD², so it is slightly negative as often as positive when nothing differs;
+  an unbiased estimate of MMD²: its expectation is 0 when nothing differs, so it is often slightly
+  negative then;
 - p-value: (hits + 1)/(B + 1) over B random permutations (Phipson & Smyth 2010, "Permutation
   p-values should never be zero"), a hit being a permuted statistic ≥ the observed one less a tie
   tolerance of TIE_RTOL × (the sum of the three terms' magnitudes): permutations that cannot change
@@ -61,10 +62,11 @@ Scheme = Literal["unpaired", "paired"]
 BANDWIDTH_POINTS = 1000  # at most this many pooled points for the median: 499,500 pairs
 WINDOW_CAP = 2000  # a suggested cap per sample: the pooled kernel of 2 × 2,000 windows is 128 MB in float64
 CHUNK_ELEMENTS = 1 << 22  # entries of one chunk's assignment matrix (32 MB in float64)
-# Tie tolerance relative to the scale of the terms: well above the rounding of the permuted statistics
-# (measured at n = m = 2,000, width 64: 1e-15 in float64, up to 1e-6 in float32) and well below the
-# statistic's null spread (7e-5 there, shrinking like 1/n). float32 is an approximation: its rounding is
-# within two orders of magnitude of that spread, so its p-values can differ from float64's by a few hits.
+# Tie tolerance, relative to the scale of the terms (≈ 1.5 at the median bandwidth): above the rounding
+# of the statistics (measured at n = m = 2,000, width 64: 1e-15 of the scale in float64; in float32 2e-7
+# for the exact ties of the paired scheme, 1e-6 for the unpaired sums) and far below the statistic's
+# null spread (7e-5 there, shrinking like 1/n). float32 is an approximation: its rounding comes within
+# two orders of magnitude of that spread, so its p-values can differ from float64's by a few hits.
 TIE_RTOL = {torch.float64: 1e-9, torch.float32: 1e-6}
 _PERMUTATION_STREAM, _SUBSAMPLE_STREAM, _SPLIT_STREAM = 0x33D, 0x5AB, 0x5917  # apart from engine.stats and donors
 
@@ -132,7 +134,8 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = No
                   dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> float:
     """Unbiased MMD² (Gretton et al. 2012, eq. 3) between x [n, d_model] and y [m, d_model], n, m ≥ 2.
 
-    bandwidth None: the median heuristic over the pooled sample (its subsample seeded by `seed`)."""
+    bandwidth None: the median heuristic over the pooled sample (its subsample, beyond BANDWIDTH_POINTS,
+    seeded by `seed`); pass an `MMDTest.bandwidth` to reproduce that test's statistic."""
     x, y = _pair_of_samples(x, y, dtype, device)
     bandwidth = _bandwidth_or_median(torch.cat([x, y]), bandwidth, seed, None)
     return float(_statistic(_without_diagonal(rbf_kernel(torch.cat([x, y]), bandwidth)), len(x))[0])
@@ -142,6 +145,8 @@ def permutation_assignments(n: int, m: int, permutations: int, seed: int, paired
                             clusters: np.ndarray | None = None, keys: np.ndarray | None = None) -> np.ndarray:
     """The permutations `mmd_test` draws, spelled out: [permutation, n + m] bool, True where a pooled row
     (x's rows, then y's) belongs to the first sample. Arguments as for `mmd_test`."""
+    if permutations < 0:
+        raise ConfigError("permutations", permutations, "needs a number ≥ 0")
     n_units, unit_of, order = _units(n, m, paired, clusters, keys)
     rows = []
     for draws in _uniform_chunks(n_units, permutations, seed, max(1, CHUNK_ELEMENTS // max(n_units, 1))):
@@ -165,6 +170,34 @@ def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int, seed: int, ban
     result does not depend on their order; bandwidth None: the median heuristic over the pooled
     sample, seeded by `seed`; chunk: permutations per matrix product (default: CHUNK_ELEMENTS entries).
     Runs on `device` (default: x's) in `dtype` (float64 or float32)."""
+    null = permutation_statistics(x, y, permutations, seed, bandwidth, paired, clusters, keys=keys, dtype=dtype,
+                                  device=device, chunk=chunk)
+    hits = int((null.statistics >= null.observed - TIE_RTOL[dtype] * null.scale).sum())
+    return MMDTest(mmd2=null.observed, p_value=(hits + 1) / (permutations + 1) if permutations else float("nan"),
+                   bandwidth=null.bandwidth, n=null.n, m=null.m, permutations=permutations,
+                   scheme="paired" if paired else "unpaired", units=null.units)
+
+
+@dataclass(frozen=True)
+class PermutationNull:
+    """The observed MMD²_u, its permutation distribution statistics [permutation] (on the device, in
+    the dtype of the computation), and what `mmd_test` needs to count hits."""
+
+    observed: float
+    statistics: torch.Tensor
+    scale: float  # the sum of the observed terms' magnitudes: TIE_RTOL is relative to it
+    bandwidth: float
+    n: int
+    m: int
+    units: int
+
+
+def permutation_statistics(x: torch.Tensor, y: torch.Tensor, permutations: int, seed: int,
+                           bandwidth: float | None = None, paired: bool = False, clusters: np.ndarray | None = None,
+                           *, keys: np.ndarray | None = None, dtype: torch.dtype = torch.float64,
+                           device: torch.device | str | None = None, chunk: int | None = None) -> PermutationNull:
+    """The statistic under each of the permutations `permutation_assignments` spells out, all at once
+    (the null distribution behind `mmd_test`, e.g. for a figure). Arguments as for `mmd_test`."""
     if permutations < 0:
         raise ConfigError("permutations", permutations, "needs a number ≥ 0 (0: no test, p-value NaN)")
     if chunk is not None and chunk < 1:
@@ -177,15 +210,12 @@ def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int, seed: int, ban
     k0 = _without_diagonal(rbf_kernel(pooled, bandwidth))
     observed, scale = _statistic(k0, n)
     evaluate = _paired_statistic(k0, n, unit_of, n_units) if paired else _unpaired_statistic(k0, n)
-    threshold = observed - TIE_RTOL[x.dtype] * scale
-    hits = torch.zeros((), dtype=torch.int64, device=x.device)
-    chunk = chunk or max(1, CHUNK_ELEMENTS // n_units)
-    for draws in _uniform_chunks(n_units, permutations, seed, chunk):
+    statistics = [torch.zeros(0, dtype=dtype, device=x.device)]
+    for draws in _uniform_chunks(n_units, permutations, seed, chunk or max(1, CHUNK_ELEMENTS // n_units)):
         pattern = _swaps(draws) if paired else _first_sample(draws, n, order)
-        hits += (evaluate(torch.as_tensor(pattern, device=x.device)) >= threshold).sum()
-    p_value = (int(hits) + 1) / (permutations + 1) if permutations else float("nan")
-    return MMDTest(mmd2=float(observed), p_value=p_value, bandwidth=bandwidth, n=n, m=m, permutations=permutations,
-                   scheme="paired" if paired else "unpaired", units=n_units)
+        statistics.append(evaluate(torch.as_tensor(pattern, device=x.device)))
+    return PermutationNull(observed=float(observed), statistics=torch.cat(statistics), scale=float(scale),
+                           bandwidth=bandwidth, n=n, m=m, units=n_units)
 
 
 def null_mmd2(x: torch.Tensor, clusters: np.ndarray | None = None, seed: int = 0, bandwidth: float | None = None, *,
@@ -277,9 +307,9 @@ def _bandwidth_or_median(pooled: torch.Tensor, bandwidth: float | None, seed: in
 
 
 def _squared_distances(z: torch.Tensor) -> torch.Tensor:
-    """‖z_i − z_j‖²: [N, d_model] -> [N, N], ≥ 0, diagonal exactly 0, symmetric up to rounding (one
-    pass over the matrix per step: at N = 4,000 each pass over 16 M entries costs about as much as
-    the product itself)."""
+    """‖z_i − z_j‖²: [N, d_model] -> [N, N], ≥ 0, diagonal exactly 0, symmetric up to rounding. Built in
+    place with few passes over the [N, N] matrix: at N = 4,000 one elementwise pass costs about as much
+    as the product itself."""
     z = z - z.mean(dim=0)
     norms = (z * z).sum(dim=1)
     d2 = torch.addmm(norms[:, None] + norms[None, :], z, z.T, alpha=-2).clamp_(min=0)

@@ -17,8 +17,20 @@ import pytest
 import torch
 
 from isoprobe.diagnostics.mmd import (TIE_RTOL, MMDTest, cosine_per_window, median_bandwidth, mmd2_unbiased,
-                                      mmd_test, null_mmd2, permutation_assignments, rbf_kernel, subsample)
+                                      mmd_test, null_mmd2, permutation_assignments, permutation_statistics,
+                                      rbf_kernel, subsample)
 from isoprobe.errors import ConfigError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The matrices here are tiny: torch's intra-op threads only add waiting on busy cores (on a loaded
+    2-core machine this module ran in 12 s with two threads, 1 s with one), so it runs on one thread,
+    restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -64,13 +76,12 @@ def indexed_mmd2(kernel: np.ndarray, first: np.ndarray) -> tuple[float, float]:
     return terms[0] + terms[1] - terms[2], sum(abs(t) for t in terms)
 
 
-def loop_p_value(kernel: np.ndarray, n: int, assignments: np.ndarray) -> float:
-    """(hits + 1)/(B + 1), one permutation at a time."""
+def loop_p_value(kernel: np.ndarray, n: int, assignments: np.ndarray) -> tuple[float, list[float]]:
+    """(hits + 1)/(B + 1), one permutation at a time; and the permuted statistics."""
     observed, scale = indexed_mmd2(kernel, np.arange(len(kernel)) < n)
-    hits = 0
-    for row in assignments:
-        hits += indexed_mmd2(kernel, row)[0] >= observed - TIE_RTOL[torch.float64] * scale
-    return (hits + 1) / (len(assignments) + 1)
+    permuted = [indexed_mmd2(kernel, row)[0] for row in assignments]
+    hits = sum(value >= observed - TIE_RTOL[torch.float64] * scale for value in permuted)
+    return (hits + 1) / (len(assignments) + 1), permuted
 
 
 def gaussian(rng: np.random.Generator, n: int, d: int, shift: float = 0.0) -> torch.Tensor:
@@ -201,8 +212,8 @@ def test_segment_level_exchangeability_needs_cluster_swaps():
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_p_value_equals_a_loop_over_the_same_permutations(scheme):
     """The vectorised quadratic forms against a plain loop that re-indexes a loop-built kernel matrix for
-    each of the same permutations (`permutation_assignments`), at the same bandwidth: equal p-values and
-    statistics."""
+    each of the same permutations (`permutation_assignments`), at the same bandwidth: equal p-values, and
+    every permuted statistic equal to 1e-9 of the terms' scale."""
     rng = np.random.default_rng(3)
     paired, clustered = SCHEMES[scheme]
     clusters = scattered_clusters(rng) if clustered else None
@@ -214,7 +225,11 @@ def test_p_value_equals_a_loop_over_the_same_permutations(scheme):
     assignments = permutation_assignments(n, len(y), 300, seed=5, paired=paired, clusters=clusters)
     assert assignments.shape == (300, n + len(y))
     assert result.mmd2 == pytest.approx(indexed_mmd2(kernel, np.arange(n + len(y)) < n)[0], rel=1e-9)
-    assert result.p_value == loop_p_value(kernel, n, assignments)
+    p_value, permuted = loop_p_value(kernel, n, assignments)
+    assert result.p_value == p_value
+    null = permutation_statistics(x, y, permutations=300, seed=5, paired=paired, clusters=clusters)
+    assert (null.observed, null.bandwidth, null.units) == (result.mmd2, result.bandwidth, result.units)
+    np.testing.assert_allclose(null.statistics.numpy(), permuted, rtol=0, atol=1e-9 * null.scale)
     assert 0.01 < result.p_value < 0.99  # a p-value with hits on both sides: the comparison has teeth
     assert (result.scheme, result.units) == (("paired", len(CLUSTER_SIZES) if clustered else n) if paired
                                               else ("unpaired", n + len(y)))
@@ -352,6 +367,12 @@ def test_null_mmd2_is_small_next_to_a_shift_and_splits_by_segment():
     shuffle = rng.permutation(len(x))
     assert null_mmd2(x[shuffle], clusters[shuffle], seed=0) == pytest.approx(null, rel=1e-10)
     assert null_mmd2(x, clusters, seed=0, bandwidth=2.0) != pytest.approx(null)
+    assert null_mmd2(x, clusters, seed=1) != pytest.approx(null)
+    # without clusters: random halves of the windows, in the order of their keys
+    keys = rng.permutation(10**6)[: len(x)]
+    by_window = null_mmd2(x, None, seed=0, keys=keys)
+    assert null_mmd2(x[shuffle], None, seed=0, keys=keys[shuffle]) == pytest.approx(by_window, rel=1e-10)
+    assert null_mmd2(x, None, seed=1, keys=keys) != pytest.approx(by_window)
     # strong segment effects: halves of whole segments differ more than halves that share segments
     strong = torch.tensor(3 * rng.normal(size=(24, 6))[codes] + rng.normal(size=(len(codes), 6)))
     assert null_mmd2(strong, clusters, seed=0) > 5 * abs(null_mmd2(strong, None, seed=0))
@@ -392,7 +413,7 @@ def test_subsample_is_seeded_and_order_free_with_keys():
 # bad inputs
 
 
-X, Y = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+X, Y = (torch.tensor(np.random.default_rng(seed).normal(size=(rows, 3))) for seed, rows in ((0, 6), (1, 5)))
 
 BAD = {
     "widths": (lambda: mmd2_unbiased(X, torch.randn(5, 4)), "y"),
