@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 from isoprobe.attribution.attention import AttentionConfig, attribute as attention_attribution
 from isoprobe.attribution.interaction import InteractConfig, interact
 from isoprobe.data.pipeline import WindowSet
+from isoprobe.diagnostics.shift import ShiftConfig, shift
 from isoprobe.engine.ablate import AblationConfig, ablation_logits
 from isoprobe.engine.approx import run_approx
 from isoprobe.engine.grid import InterventionEngine
@@ -51,7 +52,8 @@ DEFINITIONS = {  # one line each (they are printed after the method's name at 80
 }
 LAYERED = ("mask (IsoNet)", "mean ablation", "resample ablation", "mask, logit margin", "attribution patching",
            "attention attribution")
-COLUMNS = ("method", "layers", "estimate", "ci_low", "ci_high", "definition")
+COLUMNS = ("method", "layers", "estimate", "ci_low", "ci_high", "definition", "shift_cosine", "shift_mmd2", "shift_p",
+           "shift_null_mmd2")
 LAYER_COLUMNS = ("layer", "method", "estimate", "ci_low", "ci_high")
 
 
@@ -61,6 +63,8 @@ class CompareConfig(Options):
     baseline: Literal["zero", "mean", "donor"] = "zero"  # the interaction index's absent modality
     steps: int = 20  # attention attribution
     draws: int = 1  # resample ablation
+    shift_windows: int = 1000  # windows entering the MMD of each ablation's representation shift
+    shift_permutations: int = 1000
     batch_size: int = 256
     bootstrap: int = 1000
     seed: int = 0
@@ -68,14 +72,18 @@ class CompareConfig(Options):
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_counts(self, {"steps": 2, "draws": 1, "batch_size": 1, "bootstrap": 0, "seed": 0})
+        check_counts(self, {"steps": 2, "draws": 1, "batch_size": 1, "bootstrap": 0, "seed": 0, "shift_windows": 4,
+                            "shift_permutations": 0})
         check_level(self)
 
 
 @dataclass(frozen=True)
 class CompareResult(TableResult):
     """table: one row per method (COLUMNS); per_layer: one row per (layer, method) (LAYER_COLUMNS);
-    agreement: Spearman ρ across layers for every pair of layered methods."""
+    agreement: Spearman ρ across layers for every pair of layered methods. For the three ablations of all
+    the layers, the shift_* columns say how far each moved the representation the head reads
+    (`isoprobe.diagnostics.shift`): cosine with the clean one, MMD², its permutation p and the
+    clean-halves null — a larger shift for the same drop points to damage rather than lost signal."""
 
     per_layer: pd.DataFrame = field(default_factory=pd.DataFrame)
     agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -130,7 +138,7 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
     engine = InterventionEngine(model.to(device))
     layers = parse_layers(config.layers, engine.n_layers)
     all_label = f"L{layers[0] + 1}-L{layers[-1] + 1}" if len(layers) > 1 else f"L{layers[0] + 1}"
-    steps = 5
+    steps = 6
     report = (lambda done: progress(done, steps)) if progress is not None else (lambda done: None)
     rows = _ablation_rows(model, windows, reference, config, device)
     report(1)
@@ -158,8 +166,22 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
             rows.append({"method": name, "layers": f"L1-L{engine.n_layers}" if method == "pathway Shapley" else "inputs",
                          "estimate": row.estimate, "ci_low": row.ci_low, "ci_high": row.ci_high})
     report(5)
+    shifted = shift(model, windows, ShiftConfig(layers=config.layers, interventions=("mask", "mean", "resample"),
+                                                 bootstrap=config.bootstrap, seed=config.seed, level=config.level,
+                                                 batch_size=config.batch_size, max_windows=config.shift_windows,
+                                                 permutations=config.shift_permutations),
+                    reference=reference, device=device).table
+    final = shifted[shifted.site.str.startswith("final")].set_index("intervention")
     long = pd.DataFrame(rows)
+    for method, intervention in (("mask (IsoNet)", "mask"), ("mean ablation", "mean"), ("resample ablation", "resample")):
+        if intervention in final.index:
+            at = (long.method == method) & (long.layers == all_label)
+            for column in ("cosine", "mmd2", "p_value", "null_mmd2"):
+                long.loc[at, "shift_" + column.replace("_value", "")] = final.loc[intervention, column]
+    for column in ("shift_cosine", "shift_mmd2", "shift_p", "shift_null_mmd2"):
+        long[column] = long.get(column, np.nan)
     long["definition"] = [DEFINITIONS[m.split(" (")[0] if m.startswith("interaction") else m] for m in long.method]
+    report(6)
     summary = long[~long.layers.str.fullmatch(r"L\d+") | (len(layers) == 1)]
     summary = summary.set_index("method").loc[[m for m in dict.fromkeys(long.method) if m in set(summary.method)]].reset_index()
     per_layer = long[long.layers.str.fullmatch(r"L\d+")].rename(columns={"layers": "layer"})[list(LAYER_COLUMNS)]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from isoprobe import __version__
-from isoprobe.cli import ablate, attribute, compare, data, interact, sweep, train
+from isoprobe.cli import ablate, attribute, compare, data, interact, shift, sweep, train
 from isoprobe.cli.common import configure_logging
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command(name="ablate")(ablate.ablate)
 app.command(name="attribute")(attribute.attribute)
 app.command(name="interact")(interact.interact)
 app.command(name="compare")(compare.compare)
+app.command(name="shift")(shift.shift)
 app.command(name="sweep-dropout")(sweep.sweep_dropout)
 
 
