@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
+from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
 
 NULL_MARK = "∅"
 
@@ -79,7 +79,8 @@ def ablate(
         with user_errors(ablate):
             from isoprobe.reports.tables import write_table
 
-            write_table(out, "ablation", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict()})
+            write_table(out, "ablation", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
+                                                      "provenance": made_by(analysis, seeds={"seed": seed})})
         console.print(f"written to {out}/ablation.csv, .json, .md")
 
 
@@ -154,5 +155,6 @@ def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str
             from isoprobe.reports.tables import write_table
 
             write_table(out, "ablation-approx", table, meta={"checkpoint": str(checkpoint), "split": split, "check": check,
-                                                             "agreement": agreement, **config.to_dict()})
+                                                             "agreement": agreement, **config.to_dict(),
+                                                             "provenance": made_by(analysis, seeds={"seed": config.seed})})
         console.print(f"written to {out}/ablation-approx.csv, .json, .md")

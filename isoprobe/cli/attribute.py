@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
+from isoprobe.cli.common import BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
 
 METHODS = ("ig", "layer-ig", "attention")
 
@@ -69,7 +69,8 @@ def attribute(
         with user_errors(attribute):
             from isoprobe.reports.tables import write_table
 
-            write_table(out, "attribution", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict()})
+            write_table(out, "attribution", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
+                                                         "provenance": made_by(analysis, seeds={"seed": seed})})
         console.print(f"written to {out}/attribution.csv, .json, .md")
 
 

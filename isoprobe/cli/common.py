@@ -59,6 +59,19 @@ def _option_flags(command: Callable) -> dict[str, str]:
     return flags
 
 
+def made_by(analysis=None, **sources) -> dict:
+    """The provenance of an output of the running command (isoprobe.provenance), for a table's meta:
+    its argv and, with an `Analysis`, the checkpoint, data and device it read; `sources` adds or
+    overrides fields (seeds, recipe)."""
+    import sys
+
+    from isoprobe.provenance import provenance
+
+    if analysis is not None:
+        sources = {"checkpoint": analysis.path, "data": analysis.data, "device": analysis.device, **sources}
+    return provenance(command=sys.argv, **sources)
+
+
 def configure_logging(verbosity: int) -> None:
     from rich.logging import RichHandler
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
+from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
 
 
 def compare(
@@ -86,7 +86,8 @@ def compare(
         with user_errors(compare):
             from isoprobe.reports.tables import write_table
 
-            meta = {"checkpoint": str(checkpoint), "split": split, **config.to_dict()}
+            meta = {"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
+                    "provenance": made_by(analysis, seeds={"seed": seed})}
             write_table(out, "compare", result.table, meta=meta)
             write_table(out, "compare-layers", result.per_layer, meta=meta)
             write_table(out, "compare-agreement", result.agreement, meta=meta)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
+from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
 
 
 def interact(
@@ -56,7 +56,8 @@ def interact(
         with user_errors(interact):
             from isoprobe.reports.tables import write_table
 
-            write_table(out, "interaction", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict()})
+            write_table(out, "interaction", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
+                                                         "provenance": made_by(analysis, seeds={"seed": seed})})
         console.print(f"written to {out}/interaction.csv, .json, .md")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, user_errors
+from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
 
 
 def shift(
@@ -70,10 +70,12 @@ def shift(
     console.print(shown)
     console.print("cosine: intervened against clean, per window (95% cluster-bootstrap CI over segments); MMD²: unbiased, "
                   "RBF kernel at the median-heuristic bandwidth, p from swapping clean and intervened by segment; null "
-                  "MMD²: two halves of the clean windows (by segment) — the size of MMD² when nothing moved", style="dim")
+                  "MMD²: two halves of the clean windows (by segment) — the size of MMD² when nothing moved. Paired windows sit in "
+                  "opposite samples, so a small move gives MMD² slightly below 0: read p and the null, not the sign", style="dim")
     if out is not None:
         with user_errors(shift):
             from isoprobe.reports.tables import write_table
 
-            write_table(out, "shift", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict()})
+            write_table(out, "shift", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
+                                                   "provenance": made_by(analysis, seeds={"seed": seed})})
         console.print(f"written to {out}/shift.csv, .json, .md")

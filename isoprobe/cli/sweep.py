@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BootstrapOption, console, user_errors
+from isoprobe.cli.common import BootstrapOption, console, made_by, user_errors
 
 
 def sweep_dropout(
@@ -63,5 +63,6 @@ def sweep_dropout(
         from isoprobe.reports.tables import write_table
 
         write_table(out, "dropout", table, meta={"pathways": pathways, "rates": rates, "epochs": epochs, "arch": arch,
-                                                 "data": str(root), "seed": seed})
+                                                 "data": str(root), "seed": seed,
+                                                 "provenance": made_by(data=data_config, device=device, seeds={"seed": seed})})
     console.print(f"written to {out}/dropout.csv, .json, .md")

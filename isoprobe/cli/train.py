@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import console, user_errors
+from isoprobe.cli.common import console, made_by, user_errors
 
 
 def train(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, last.pt and metrics.jsonl go here.")],
     data: Annotated[Optional[Path], typer.Option(help="Data folder; without it, synthetic data (see --preset) are generated and cached.")] = None,
+    model_config: Annotated[Optional[Path], typer.Option(help="A model configuration (models/*.toml): its values replace the "
+                                                         "defaults of the options below; options given on the command "
+                                                         "line override the file.")] = None,
     dataset: Annotated[str, typer.Option(help="ninapro-db2 or hdsemg65.")] = "ninapro-db2",
     subject: Annotated[int, typer.Option(help="Subject number.")] = 1,
     arch: Annotated[str, typer.Option(help="mlp, mmt or hierarchical.")] = "hierarchical",
@@ -41,37 +46,34 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train one architecture on one subject; the best validation epoch is saved as OUT/checkpoint.pt."""
-    from isoprobe.data.pipeline import DataConfig
-    from isoprobe.data.tokens import TokenConfig
-    from isoprobe.data.windows import WindowConfig
-    from isoprobe.models.config import config_class
     from isoprobe.errors import ConfigError
+    from isoprobe.models.modelspec import default_model_spec, load_model_config
     from isoprobe.training.dropout import parse_pathway_dropout
-    from isoprobe.training.run import default_modalities, fit, synthetic_root
-    from isoprobe.training.trainer import TrainConfig
+    from isoprobe.training.run import fit, synthetic_root
 
     with user_errors(train):
-        config_class(arch)  # fail fast, before any data are read
+        # Without a file every option applies; with one, only those given on the command line override it.
+        base = load_model_config(model_config) if model_config is not None else None
+        chosen = {name: value for name, value in dict(
+            dataset=dataset, arch=arch, modalities=modalities, epochs=epochs, batch_size=batch_size, lr=lr,
+            head_switch=head_switch, gain_jitter=gain_jitter, window_ms=window_ms, stride_ms=stride_ms, patch=patch,
+            patch_ms=patch_ms, d_model=d_model, n_layers=n_layers, features=features).items()
+            if value is not None and (base is None or ctx.get_parameter_source(name).name != "DEFAULT")}
+        arch = chosen.get("arch", base.arch if base is not None else arch)
+        chosen.pop("n_layers" if arch == "mlp" else "features", None)  # --n-layers: transformers; --features: mlp
+        spec = (base or default_model_spec(dataset, arch)).with_overrides(**chosen)  # fails fast, before data are read
         dropout = parse_pathway_dropout(pathway_dropout)
         if dropout and arch == "mlp":
             raise ConfigError("pathway_dropout", pathway_dropout, "the multimodal MLP has no attention; use mmt or hierarchical")
-        train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_switch_fraction=head_switch,
-                                   seed=seed, device=device, bf16=bf16, gain_jitter=gain_jitter)
-        token = TokenConfig(patch=patch, patch_ms=patch_ms)
-        options: dict = {"d_model": d_model}
-        if n_layers is not None and arch != "mlp":
-            options["n_layers"] = n_layers
-        if arch == "mlp":
-            options["features"] = features
+        train_config = spec.train_config(seed=seed, device=device, bf16=bf16)
+        token, options = spec.token, spec.model_options()
         root = data
         if root is None:
-            root = synthetic_root(dataset, preset, seed=0, synergy_fraction=synergy_fraction)
-            console.print(f"no --data: training on synthetic {dataset} data ({preset}) in {root}")
-        data_config = DataConfig(root=str(root), dataset=dataset, subject=subject,
-                                 modalities=modalities or default_modalities(dataset),
-                                 window=WindowConfig(window_ms, stride_ms))
+            root = synthetic_root(spec.dataset, preset, seed=0, synergy_fraction=synergy_fraction)
+            console.print(f"no --data: training on synthetic {spec.dataset} data ({preset}) in {root}")
+        data_config = spec.data_config(root, subject)
         result = fit(data_config, arch, train_config, out, token, options, resume=resume, progress=progress,
-                     pathway_dropout=dropout)
+                     pathway_dropout=dropout, command=sys.argv)
     test = result.test
     console.print(f"best validation accuracy {result.checkpoint.metrics['validation_accuracy']:.4f} at epoch {result.best_epoch}; "
                   f"test accuracy [bold]{test['accuracy']:.4f}[/], balanced {test['balanced_accuracy']:.4f} (n = {test['n']})")
@@ -92,7 +94,8 @@ def evaluate(
     from isoprobe.training.metrics import evaluate_checkpoint
 
     with user_errors(evaluate):
-        loaded, result = evaluate_checkpoint(checkpoint, data, split, device, batch_size)
+        analysis, result = evaluate_checkpoint(checkpoint, data, split, device, batch_size)
+        loaded = analysis.checkpoint
         names = loaded.class_names
         console.print(f"[bold]{checkpoint}[/] ({loaded.model_config.arch}, {', '.join(g.name for g in loaded.model_config.groups)}) "
                       f"on the {split} split: accuracy [bold]{result.accuracy:.4f}[/], balanced accuracy {result.balanced_accuracy:.4f}, n = {result.n}")
@@ -105,5 +108,6 @@ def evaluate(
         if out is not None:
             from isoprobe.reports.tables import write_evaluation
 
-            write_evaluation(out, result, names, title=f"{loaded.model_config.arch} — {split}")
+            write_evaluation(out, result, names, title=f"{loaded.model_config.arch} — {split}",
+                             meta={"checkpoint": str(checkpoint), "split": split, "provenance": made_by(analysis)})
             console.print(f"written to {out}")

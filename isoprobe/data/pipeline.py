@@ -125,6 +125,7 @@ class PreparedData:
     cache_hit: bool
     sources: tuple[Path, ...]
     synth: dict | None = None  # the generator's config when the data are synthetic (from the sidecar)
+    fingerprint: str | None = None  # the window cache key the data were read under (data_fingerprint)
 
     @property
     def n_classes(self) -> int:
@@ -153,11 +154,23 @@ def _build_windows(config: DataConfig, sources: list[Path]):
             "grids": {m: [[g.name, list(g.shape), list(g.channels)] for g in gs] for m, gs in recording.grids.items()},
         }
 
+    return build, _windows_key(config, sources)
+
+
+def _windows_key(config: DataConfig, sources: list[Path]) -> str:
+    """The cache key of the windowing stage: the source files' identity and the options that shape the
+    windows (modalities, splits and normalisation are applied to the cached windows, after this key)."""
     options = {
         "dataset": config.dataset, "subject": config.subject, "exercises": config.exercises,
         "window": asdict(config.window), "filters": asdict(config.filters),
     }
-    return build, cache_key(sources, options)
+    return cache_key(sources, options)
+
+
+def data_fingerprint(config: DataConfig) -> str:
+    """The fingerprint of `config`'s data: the window cache key `prepare` reads them under, computed
+    from the source files' identity without loading them (isoprobe.provenance records it)."""
+    return _windows_key(config, dataset_spec(config.dataset).files(Path(config.root), config.subject, config.exercises))
 
 
 def class_name(dataset: str, label: int) -> str:
@@ -228,4 +241,5 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default", zscore
         cache_hit=cached.hit,
         sources=tuple(sources),
         synth=(read_ground_truth(Path(config.root)) or {}).get("config"),
+        fingerprint=key,
     )

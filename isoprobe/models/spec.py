@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from isoprobe.data.modalities import ModalityGroup
 from isoprobe.data.pipeline import PreparedData
+from isoprobe.data.recording import Grid
 from isoprobe.data.tokens import TokenConfig, patchify
 from isoprobe.models.config import GroupSpec, ModelConfig, config_class
 
 
 def group_specs(data: PreparedData, token: TokenConfig) -> tuple[GroupSpec, ...]:
-    """Token count and size of each modality group, found by patchifying one window."""
+    """Token count and size of each modality group of a prepared data set."""
+    window = data.splits["train"].x[data.groups[0].name].shape[1]
+    return sized_group_specs(data.groups, window, data.sampling_rate, token, data.grids)
+
+
+def sized_group_specs(groups: tuple[ModalityGroup, ...], window: int, sampling_rate: float, token: TokenConfig,
+                      grids: dict[str, tuple[Grid, ...]]) -> tuple[GroupSpec, ...]:
+    """Token count and size of each group for windows of `window` samples, found by patchifying a zero
+    window [1, window, channel] (so a model can be sized without reading data). grids: {source: grids}."""
     specs = []
-    for group in data.groups:
-        window = data.splits["train"].x[group.name][:1]
-        grids = data.grids.get(group.source, ())
-        tokens = patchify(np.asarray(window), group, token, data.sampling_rate, grids)
-        specs.append(GroupSpec(group.name, group.source, group.channels, window.shape[1], tokens.shape[1], tokens.shape[2], grids))
+    for group in groups:
+        source_grids = grids.get(group.source, ())
+        tokens = patchify(np.zeros((1, window, len(group.channels)), dtype=np.float32), group, token, sampling_rate, source_grids)
+        specs.append(GroupSpec(group.name, group.source, group.channels, window, tokens.shape[1], tokens.shape[2], source_grids))
     return tuple(specs)
 
 

@@ -10,12 +10,13 @@ import pandas as pd
 from isoprobe.atomic import write_text_atomic
 
 
-def write_evaluation(out: Path, evaluation, class_names: tuple[str, ...], title: str = "") -> None:
-    """metrics.json, per_class.csv, confusion.csv and confusion.png in `out`."""
+def write_evaluation(out: Path, evaluation, class_names: tuple[str, ...], title: str = "", meta: dict | None = None) -> None:
+    """metrics.json (with `meta`, e.g. the provenance), per_class.csv, confusion.csv and confusion.png in `out`."""
     from isoprobe.reports.figures import confusion_png
 
     out = Path(out)
-    write_text_atomic(out / "metrics.json", json.dumps(evaluation.to_dict(class_names), indent=2))
+    metrics = {**evaluation.to_dict(class_names), **({"meta": meta} if meta else {})}
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
     per_class = pd.DataFrame({"class": class_names, "accuracy": evaluation.per_class_accuracy,
                               "n": evaluation.confusion.sum(axis=1)})
     write_text_atomic(out / "per_class.csv", per_class.to_csv(index=False))

@@ -42,6 +42,7 @@ class Checkpoint:
     synth: dict | None = None  # the generator's config when the data were synthetic
     metrics: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # training state for resuming (last.pt only)
+    provenance: dict = field(default_factory=dict)  # what made it (isoprobe.provenance), plain values
 
     def to_payload(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class Checkpoint:
             "synth": self.synth,
             "metrics": dict(self.metrics),
             "extra": self.extra,
+            "provenance": dict(self.provenance),
         }
 
     def build_model(self) -> torch.nn.Module:
@@ -135,6 +137,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             synth=payload.get("synth"),
             metrics=payload.get("metrics", {}),
             extra=payload.get("extra") or {},
+            provenance=payload.get("provenance") or {},
         )
     except KeyError as exc:
         raise DataFormatError(path, f"is missing the field {exc.args[0]!r}", exc.args[0]) from None

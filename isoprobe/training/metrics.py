@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from isoprobe.analysis import load_analysis
+from isoprobe.analysis import Analysis, load_analysis
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.models.modes import evaluating
-from isoprobe.training.checkpoint import Checkpoint
 
 
 @dataclass
@@ -60,8 +59,9 @@ def predict_logits(model: torch.nn.Module, windows: WindowSet | dict, names: tup
 
 
 def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
-                        batch_size: int = 1024) -> tuple[Checkpoint, Evaluation]:
-    """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split."""
+                        batch_size: int = 1024) -> tuple[Analysis, Evaluation]:
+    """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split, with
+    the analysis it read (checkpoint, data, device)."""
     analysis = load_analysis(path, data_root, split, device)
     logits = predict_logits(analysis.model, analysis.windows, analysis.model.modality_names, batch_size, device)
-    return analysis.checkpoint, evaluate(logits.argmax(-1).numpy(), analysis.windows.y, len(analysis.class_names))
+    return analysis, evaluate(logits.argmax(-1).numpy(), analysis.windows.y, len(analysis.class_names))

@@ -40,8 +40,9 @@ def default_modalities(dataset: str) -> str:
 
 def fit(data_config: DataConfig, arch: str, train_config: TrainConfig, out: Path, token: TokenConfig | None = None,
         model_options: dict | None = None, resume: bool = False, progress: bool = True,
-        pathway_dropout: Sequence[tuple[str, float]] = ()) -> TrainResult:
-    """Prepare the data, build the architecture for it and train; writes checkpoint.pt in `out`.
+        pathway_dropout: Sequence[tuple[str, float]] = (), command: Sequence[str] | None = None) -> TrainResult:
+    """Prepare the data, build the architecture for it and train; writes checkpoint.pt and
+    provenance.json (with `command`, the argv that ran this) in `out`.
 
     pathway_dropout: (pathway, rate) pairs; rates in (0, 1) drop the pathway's edges at random in
     training, rate 1 removes the pathway from the model, rate 0 does nothing."""
@@ -56,4 +57,4 @@ def fit(data_config: DataConfig, arch: str, train_config: TrainConfig, out: Path
     model = build_model(model_config_for(data, arch, token, **model_options))
     log.info("%s: %d parameters; %d/%d/%d train/validation/test windows", arch, sum(p.numel() for p in model.parameters()),
              len(data.splits["train"]), len(data.splits["validation"]), len(data.splits["test"]))
-    return train(model, data, train_config, out, resume=resume, progress=progress)
+    return train(model, data, train_config, out, resume=resume, progress=progress, command=command)

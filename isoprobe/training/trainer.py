@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from isoprobe.atomic import write_text_atomic
 from isoprobe.data.pipeline import PreparedData
 from isoprobe.engine.grid import attached
 from isoprobe.errors import ConfigError, DataFormatError
+from isoprobe.provenance import provenance
 from isoprobe.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from isoprobe.training.metrics import evaluate, predict_logits
 from isoprobe.training.dropout import PathwayDropout
@@ -28,7 +30,7 @@ from isoprobe.training.schedule import head_weight, lr_factor
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-CHECKPOINT, LAST, METRICS = "checkpoint.pt", "last.pt", "metrics.jsonl"
+CHECKPOINT, LAST, METRICS, PROVENANCE = "checkpoint.pt", "last.pt", "metrics.jsonl", "provenance.json"
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def dual_head_loss(heads: dict[str, torch.Tensor], target: torch.Tensor, weight:
     return weight * main + (1.0 - weight) * avg, {"loss_main": main.detach(), "loss_avg": avg.detach()}
 
 
-def _snapshot(model, data, config, history, best_state, best_epoch, best_val, extra=None) -> Checkpoint:
+def _snapshot(model, data, config, history, best_state, best_epoch, best_val, extra=None, provenance=None) -> Checkpoint:
     return Checkpoint(
         model_config=model.config,
         state_dict=best_state,
@@ -119,6 +121,7 @@ def _snapshot(model, data, config, history, best_state, best_epoch, best_val, ex
         synth=data.synth,
         metrics={"best_epoch": best_epoch, "validation_accuracy": best_val},
         extra=extra or {},
+        provenance=provenance or {},
     )
 
 
@@ -148,13 +151,18 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    command: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train `model` on `data`, writing `out/checkpoint.pt` (best validation epoch), `out/last.pt`
     (for --resume) and `out/metrics.jsonl`. `stop_after` ends the run after that many epochs, as
-    if interrupted (last.pt stays; no final checkpoint)."""
+    if interrupted (last.pt stays; no final checkpoint). What made the run (isoprobe.provenance, with the
+    `command` that ran it) goes into `out/provenance.json` and every checkpoint."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = config.resolve_device()
+    made_by = provenance(data=data, device=device, seeds={"seed": config.seed}, command=command,
+                         recipe={"train_config": asdict(config), "model_config": model.config.to_dict()})
+    write_text_atomic(out / PROVENANCE, json.dumps(made_by, indent=2))
     torch.manual_seed(config.seed)
     model.to(device)
     names = tuple(g.name for g in data.groups)
@@ -246,7 +254,7 @@ def train(
                 "epoch": epoch + 1, "best_epoch": best_epoch, "best_val": best_val,
             }
             save_checkpoint(out / LAST, _snapshot(model, data, config, history, best_state, best_epoch, best_val,
-                                                  {"trainer": trainer_state}))
+                                                  {"trainer": trainer_state}, made_by))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}", lam=f"{weight:.2f}", acc=f"{record['train_accuracy']:.3f}",
@@ -254,7 +262,7 @@ def train(
     if bar is not None:
         bar.close()
 
-    checkpoint = _snapshot(model, data, config, history, best_state, best_epoch, best_val)
+    checkpoint = _snapshot(model, data, config, history, best_state, best_epoch, best_val, provenance=made_by)
     result = TrainResult(checkpoint, history, best_epoch)
     if stop_after is not None and len(history) < config.epochs:
         return result

@@ -43,7 +43,7 @@ def cli_run(db2_redundant, tmp_path_factory):
 def test_train_writes_the_run_folder(cli_run, db2_redundant):
     trained, _, run, _ = cli_run
     assert_ok(trained)
-    assert {p.name for p in run.iterdir()} == {"checkpoint.pt", "last.pt", "metrics.jsonl"}  # no partial files
+    assert {p.name for p in run.iterdir()} == {"checkpoint.pt", "last.pt", "metrics.jsonl", "provenance.json"}  # no partial files
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     checkpoint = load_checkpoint(run / "checkpoint.pt")
