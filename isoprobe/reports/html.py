@@ -1,0 +1,322 @@
+"""`DIR/report/`: a study's tables turned into one offline page (index.html with plotly), static figures
+(PNG, SVG), the numbers of every figure (CSV, Markdown) and report.json holding every number shown.
+
+`build_report` computes (aggregate.py); `write_report` only draws and writes (plots.py), into a
+temporary folder renamed to `report/` at the end, so a failed report leaves the old one or none."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from isoprobe.atomic import atomic_folder
+from isoprobe.errors import ConfigError
+from isoprobe.reports import aggregate
+from isoprobe.reports.inputs import Study, load_study
+
+FORMAT, VERSION = "isoprobe-report", 1
+HTML_ROWS = 60  # longer tables are linked, not inlined
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """bootstrap: resamples of the subject (or seed) bootstrap; seed: its generator's seed;
+    runs_shown: how many runs get training curves and confusion matrices (the first in the tables)."""
+
+    bootstrap: int = 2000
+    seed: int = 0
+    runs_shown: int = 4
+
+    def __post_init__(self):
+        if not isinstance(self.bootstrap, int) or self.bootstrap < 100:
+            raise ConfigError("bootstrap", self.bootstrap, "must be an integer ≥ 100")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError("seed", self.seed, "must be an integer ≥ 0")
+        if not isinstance(self.runs_shown, int) or self.runs_shown < 1:
+            raise ConfigError("runs_shown", self.runs_shown, "must be an integer ≥ 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FigureSpec:
+    """One figure: what it is called and says, the tables it came from and the numbers it plots."""
+
+    id: str
+    title: str
+    caption: str
+    sources: tuple[str, ...]
+    table: pd.DataFrame
+
+
+@dataclass
+class Report:
+    title: str
+    summary: str
+    headline: dict | None
+    runs: int
+    figures: list[FigureSpec]
+    left_out: list[dict]  # {"figure", "table", "reason"}
+    config: ReportConfig
+    meta: dict = field(default_factory=dict)
+
+
+# table -> the figures it feeds, in page order
+FIGURES = {"runs": ("accuracy",), "ablation": ("layer_drop", "layer_heatmap"), "compare": ("compare",),
+           "compare_layers": ("compare_layers",), "shift": ("shift_vs_drop",), "curves": ("curves",),
+           "confusion": ("confusion",), "planted": ("planted",)}
+
+
+def write_report(root: Path, config: ReportConfig | None = None) -> Path:
+    """Read the study folder `root`, write `root/report/` and return that folder."""
+    report = build_report(load_study(root), config or ReportConfig())
+    target = Path(root) / "report"
+    with atomic_folder(target) as folder:
+        render(report, folder)
+    return target
+
+
+# --- what the report shows --------------------------------------------------------------------------
+
+def build_report(study: Study, config: ReportConfig) -> Report:
+    tables, b, s = study.tables, config.bootstrap, config.seed
+    figures: list[FigureSpec] = []
+    left_out = [{"figure": f, "table": f"{name}.csv", "reason": reason}
+                for name, reason in study.absent.items() for f in FIGURES[name]]
+    ablation = compare = None
+    if "runs" in tables:
+        table = aggregate.accuracy_summary(tables["runs"], b, s)
+        figures.append(FigureSpec("accuracy", "Accuracy by architecture and modality configuration", _caption(
+            "Test accuracy of each architecture (x) under each modality configuration (bars: unimodal, multimodal, "
+            "equal-channel, with the modality groups used), averaged over runs.", table, b), ("runs.csv",), table))
+    if "ablation" in tables:
+        ablation = aggregate.ablation_summary(tables["ablation"], b, s)
+        single = ablation[ablation.layer.notna()]
+        pathways = single[single.pathway.isin(aggregate.LAYER_PATHWAYS)]
+        _add(figures, left_out, "layer_drop", "ablation.csv", pathways, "no single-layer uni, cross, relay or readout rows",
+             "Per-layer pathway masking (the paper's Figure 5)", lambda t: _caption(
+                 f"Accuracy drop (base − intervened accuracy) when one pathway is intervened on ({_listed(t.intervention)}) "
+                 "in one shared layer at a time: uni = token edges within a modality, cross = token edges between "
+                 "modalities, relay = modality tokens reading CLS, readout = CLS reading modality tokens. "
+                 f"Hollow markers with {'∅'} are null by construction (the condition touches no edge the prediction can "
+                 "depend on, e.g. uni/cross at the last layer): not measurements, so no bar and no number.", t, b))
+        _add(figures, left_out, "layer_heatmap", "ablation.csv", single, "no single-layer rows",
+             "Layer × pathway drops", lambda t: _caption(
+                 "Mean accuracy drop for every pathway ablated in one layer at a time (red: accuracy falls). "
+                 "∅: null by construction; blank: not run. The CIs of the cells are in the table below.", t, b))
+    if "compare" in tables:
+        compare = aggregate.compare_summary(tables["compare"], b, s)
+        figures.append(FigureSpec("compare", "The cross-modal share by every method", _caption(
+            "Each estimate of `isoprobe compare` of how much of the decision runs through direct cross-modal "
+            "attention, over the layers in brackets (definitions in the table: relative accuracy drops under "
+            "masking, mean and resample ablation; the margin share; attribution patching; attention attribution; "
+            "pathway Shapley share; the modality interaction index).", compare, b), ("compare.csv",), compare))
+    if "compare_layers" in tables:
+        table = aggregate.compare_layers_summary(tables["compare_layers"], b, s)
+        figures.append(FigureSpec("compare_layers", "The cross-modal share per layer, by method", _caption(
+            "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them.",
+            table, b), ("compare_layers.csv",), table))
+    if "shift" in tables:
+        table = aggregate.shift_summary(tables["shift"], b, s)
+        figures.append(FigureSpec("shift_vs_drop", "Distribution shift against drop, per intervention", _caption(
+            "For each condition of `isoprobe shift` at its last site (the representation the head reads): unbiased "
+            "MMD² (RBF kernel, median-heuristic bandwidth) between intervened and clean representations (x) against "
+            "the accuracy drop of the same condition (base − intervened accuracy, y). Vertical ticks: the null MMD² "
+            "between two halves of the clean windows; a point left of its tick moved the representation less than "
+            "resampling the data does. A larger shift for the same drop points to damage rather than lost signal.",
+            table, b), ("shift.csv",), table))
+    if "curves" in tables:
+        table = aggregate.curves_shown(tables["curves"], config.runs_shown)
+        shown, total = table.run.nunique(), tables["curves"].run.nunique()
+        figures.append(FigureSpec("curves", "Training curves and λ(t)", (
+            f"Training of the first {shown} of {total} runs, per epoch: validation and training accuracy, λ(t) — the "
+            "weight of the CLS head in the loss L(t) = λ(t)·L_CLS + (1 − λ(t))·L_avg — and training and validation "
+            "loss, from each run's metrics.jsonl. One run per panel, so no CIs."), ("curves.csv",), table))
+    if "confusion" in tables:
+        table = aggregate.confusion_shares(tables["confusion"], config.runs_shown)
+        shown, total = table.run.nunique(), tables["confusion"].run.nunique()
+        figures.append(FigureSpec("confusion", "Confusion matrices", (
+            f"Row-normalised confusion matrices of the first {shown} of {total} runs on the test split: each cell is "
+            "the share of the true class's windows (row) predicted as the column's class, count / row total "
+            "(counts in the table and on hover). One run per panel, so no CIs."), ("confusion.csv",), table))
+    if "planted" in tables:
+        table = aggregate.planted_summary(tables["planted"], b, s)
+        figures.append(FigureSpec("planted", "Planted truth against what each method found", _caption(
+            "Synthetic data only: for each check, the value each method found (dot, green: passed, red: failed in "
+            "at least one run) next to what the planted structure implies (×, where it is a number; the `planted` "
+            "column states it). `passed_runs` counts the runs that passed.", table, b), ("planted.csv",), table))
+    figures.sort(key=lambda f: [i for names in FIGURES.values() for i in names].index(f.id))
+    top = aggregate.headline(compare, ablation)
+    runs = len(set().union(*(set(t.run) for t in tables.values())))
+    title = str(study.meta.get("title") or f"isoprobe study: {study.root.resolve().name}")
+    return Report(title, _summary(tables, top, runs), top, runs, figures, left_out, config, study.meta)
+
+
+def _add(figures, left_out, figure_id, source, table, empty_reason, title, caption) -> None:
+    if table.empty:
+        left_out.append({"figure": figure_id, "table": source, "reason": empty_reason})
+    else:
+        figures.append(FigureSpec(figure_id, title, caption(table), (source,), table.reset_index(drop=True)))
+
+
+UNIT_TEXT = {
+    "subjects": "percentile bootstrap over subjects ({b} resamples of the subject means; each subject's seeds averaged first)",
+    "seeds": "percentile bootstrap over the seeds of the one subject ({b} resamples)",
+    "segments": "the run's own cluster bootstrap over segments (the windows of one gesture repetition resampled together)",
+}
+
+
+def _caption(text: str, table: pd.DataFrame, bootstrap: int) -> str:
+    """`text` and the 95% CI's unit of resampling, as the summary rows record it."""
+    parts = []
+    bounds = [c for c in table.columns if c.endswith("ci_low") or c.endswith("ci_high")]
+    for unit, rows in table.groupby("unit", sort=False):
+        if unit == "segments" and rows[bounds].isna().all().all():
+            parts.append("none (single runs, and this table records no CI for a run)")
+            continue
+        counts = rows.n.dropna().astype(int)
+        count = (f"n = {counts.min()}" + (f"–{counts.max()}" if counts.max() != counts.min() else "") + f" {unit}"
+                 if len(counts) else "n not recorded")
+        share = f"; {len(rows)} of {len(table)} rows" if table.unit.nunique() > 1 else ""
+        parts.append(f"{UNIT_TEXT[unit].format(b=bootstrap)}, {count}{share}")
+    means = "Values are means over runs where a row has several (column `runs`). " if (table.runs > 1).any() else ""
+    return f"{text} {means}95% CIs: {'; '.join(parts)}."
+
+
+def _listed(values: pd.Series) -> str:
+    return ", ".join(dict.fromkeys(values.astype(str)))
+
+
+def _summary(tables: dict, top: dict | None, runs: int) -> str:
+    ids = pd.concat([t[[c for c in ("data", "dataset", "arch", "subject", "seed") if c in t]] for t in tables.values()])
+    data = "; ".join(f"{label} ({dataset})" for label, dataset in ids[["data", "dataset"]].drop_duplicates().itertuples(index=False))
+    text = (f"Data: {data}. Architectures: {_listed(ids.arch)}. {runs} run{'s' if runs != 1 else ''} "
+            f"({ids.subject.nunique()} subject{'s' if ids.subject.nunique() != 1 else ''}, "
+            f"{ids.seed.nunique()} seed{'s' if ids.seed.nunique() != 1 else ''}). ")
+    if top is None:
+        return text + "No result of masking cross-modal attention in the tables (compare.csv, ablation.csv)."
+    over = f"{top['n']} {top['unit']}" if top["n"] is not None else f"{top['unit']} within the run"
+    ci = (f" (95% CI {top['ci_low']:.1%} to {top['ci_high']:.1%}, bootstrap over {over})"
+          if top["ci_low"] is not None and top["ci_high"] is not None else " (no CI)")
+    return text + (f"Headline: masking every cross-modal attention edge in {top['layers']} of the {top['arch']} "
+                   f"{top['modalities']} model removes {top['share']:.1%} of its accuracy{ci}: the cross-modal "
+                   f"share by IsoNet masking (from {top['source']}; the paper reports about 30%).")
+
+
+# --- writing -------------------------------------------------------------------------------------------
+
+def render(report: Report, folder: Path) -> None:
+    """Write the report into `folder` (an empty temporary one)."""
+    import plotly.io as pio
+    import plotly.offline
+
+    from isoprobe.reports import plots
+
+    (folder / "figures").mkdir()
+    (folder / "tables").mkdir()
+    (folder / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    sections, entries = [], []
+    for number, spec in enumerate(report.figures, 1):
+        files = {"png": f"figures/{spec.id}.png", "svg": f"figures/{spec.id}.svg",
+                 "csv": f"tables/{spec.id}.csv", "md": f"tables/{spec.id}.md"}
+        spec.table.to_csv(folder / files["csv"], index=False)
+        (folder / files["md"]).write_text(spec.table.to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8")
+        static = plots.STATIC[spec.id](spec.table)
+        static.savefig(folder / files["png"], dpi=110)
+        static.set_layout_engine("none")  # keep the layout the PNG computed rather than solving it again
+        static.savefig(folder / files["svg"], metadata={"Date": None})
+        interactive = plots.PLOTLY[spec.id](spec.table)
+        div = pio.to_html(interactive, full_html=False, include_plotlyjs=False, div_id=f"figure-{spec.id}",
+                          default_height=f"{interactive.layout.height or 450}px",
+                          config={"displaylogo": False, "responsive": True})
+        sections.append(_figure_html(number, spec, div, files))
+        entries.append({"id": spec.id, "div": f"figure-{spec.id}", "title": spec.title, "caption": spec.caption,
+                        "sources": list(spec.sources), "files": files, "columns": list(spec.table.columns),
+                        "rows": records(spec.table)})
+    document = {"format": FORMAT, "version": VERSION, "title": report.title, "summary": report.summary,
+                "headline": report.headline, "runs": report.runs, "figures": entries, "left_out": report.left_out,
+                "options": report.config.to_dict(), "recipe": report.meta.get("recipe"),
+                "provenance": report.meta.get("provenance")}
+    (folder / "report.json").write_text(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+    (folder / "index.html").write_text(_page(report, sections), encoding="utf-8")
+
+
+def records(table: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts, numbers exactly as the CSV holds them (floats by repr), NaN as null."""
+    return [{column: _plain(value) for column, value in zip(table.columns, row)} for row in table.itertuples(index=False)]
+
+
+def _plain(value):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    return value
+
+
+def _figure_html(number: int, spec: FigureSpec, div: str, files: dict) -> str:
+    links = " · ".join(f'<a href="{path}">{kind.upper()}</a>' for kind, path in files.items())
+    return (f'<section class="figure" id="section-{spec.id}">\n<h3>{number}. {html.escape(spec.title)}</h3>\n{div}\n'
+            f'<p class="caption">{html.escape(spec.caption)}</p>\n<p class="files">Static figure and numbers: {links} '
+            f'(from {", ".join(spec.sources)})</p>\n</section>')
+
+
+def _table_html(spec: FigureSpec) -> str:
+    """The figure's table, its constant columns said once above it rather than on every row."""
+    constant = [c for c in spec.table.columns if len(spec.table) > 1 and spec.table[c].nunique(dropna=False) == 1
+                and not pd.api.types.is_numeric_dtype(spec.table[c])]
+    common = "; ".join(f"{c} = {spec.table[c].iloc[0]}" for c in constant)
+    shown = spec.table.drop(columns=constant).head(HTML_ROWS)
+    more = (f'<p class="more">{len(spec.table) - HTML_ROWS} more rows in <a href="tables/{spec.id}.csv">tables/{spec.id}.csv</a>.</p>'
+            if len(spec.table) > HTML_ROWS else "")
+    body = shown.to_html(index=False, na_rep="", border=0, classes="numbers",
+                         float_format=lambda v: f"{v:.4g}")
+    common = f'<p class="notes">Every row: {html.escape(common)}.</p>' if common else ""
+    return f'<h3 id="table-{spec.id}">{html.escape(spec.title)}</h3>\n{common}<div class="scroll">{body}</div>\n{more}'
+
+
+STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.summary{font-size:1.05em;line-height:1.5}.caption{color:#333;line-height:1.45}.files,.more,.notes{color:#666;font-size:.9em}
+.scroll{overflow-x:auto}table.numbers{border-collapse:collapse;font-size:.82em}
+table.numbers th,table.numbers td{padding:2px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.8em}"""
+
+
+def _page(report: Report, sections: list[str]) -> str:
+    notes = "".join(f"<li>{html.escape(n['figure'])} left out: {html.escape(n['reason'])}</li>" for n in report.left_out)
+    notes = f'<ul class="notes">{notes}</ul>' if notes else ""
+    tables = "\n".join(_table_html(spec) for spec in report.figures)
+    provenance = {k: report.meta[k] for k in ("recipe", "provenance") if k in report.meta}
+    provenance_html = (f"<pre>{html.escape(json.dumps(provenance, indent=2, ensure_ascii=False, default=str))}</pre>"
+                       if provenance else "<p>No study.json: the study's recipe and provenance are not recorded.</p>")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(report.title)}</title>
+<style>{STYLE}</style>
+<script src="plotly.min.js" charset="utf-8"></script>
+</head>
+<body>
+<h1>{html.escape(report.title)}</h1>
+<p class="summary">{html.escape(report.summary)}</p>
+{notes}
+<h2>Figures</h2>
+{chr(10).join(sections)}
+<h2>Tables</h2>
+<p class="notes">The numbers behind each figure (all of them, unrounded, in tables/*.csv and report.json).</p>
+{tables}
+<h2>Provenance</h2>
+{provenance_html}
+</body>
+</html>
+"""

@@ -1,0 +1,140 @@
+"""`isoprobe study`: the data, then every job (locally in worker processes or on a Ray cluster), then the
+tables and the report. Every number depends on the recipe alone: not on the executor, the number of
+workers or the order in which jobs finish."""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Literal
+
+from isoprobe.atomic import write_text_atomic
+from isoprobe.errors import ConfigError
+from isoprobe.study.jobs import Job, jobs_for, run_job, step_key
+from isoprobe.study.recipe import Recipe
+
+Executor = Literal["local", "ray"]
+
+
+@dataclass
+class StudyResult:
+    out: Path
+    jobs: int
+    steps: dict[str, int] = field(default_factory=dict)  # "done" / "skipped" counts
+    report: Path | None = None
+
+
+def prepare_data(recipe: Recipe, out: Path) -> tuple[str, str]:
+    """The data folder every job reads and its key: synthetic data are written into OUT/data once,
+    keyed by their configuration; a real data folder is keyed by its files' names, sizes and
+    content hashes (not their location: a moved data set keeps the finished steps)."""
+    if recipe.synthetic is None:
+        from isoprobe.data.cache import file_fingerprint
+
+        root = Path(recipe.root)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".mat", ".h5", ".hdf5", ".json"))
+        identity = [{"name": str(p.relative_to(root)), "size": f["size"], "sha256_ends": f["sha256_ends"]}
+                    for p in files for f in [file_fingerprint(p)]]
+        return str(root), step_key("data", {"dataset": recipe.dataset, "files": identity}, "")
+    from isoprobe.data.synth.generate import SynthConfig, generate
+
+    root, marker = out / "data", out / "steps" / "data.json"
+    key = step_key("data", recipe.synthetic, "")
+    if not (root / "isoprobe-synth.json").is_file() or not marker.is_file() or json.loads(marker.read_text()).get("key") != key:
+        generate(SynthConfig(**recipe.synthetic), root)
+        write_text_atomic(marker, json.dumps({"key": key, "config": recipe.synthetic}, indent=2))
+    return str(root.resolve()), key
+
+
+def run_study(recipe: Recipe, out: Path, executor: Executor = "local", jobs: int = 1, address: str | None = None,
+              progress: Callable[[int, int, str], None] | None = None, report: bool = True) -> StudyResult:
+    """Run every step not yet done; then collect the tables (OUT/tables) and write the report."""
+    if executor not in ("local", "ray"):
+        raise ConfigError("executor", executor, "choose local or ray")
+    if jobs < 0:
+        raise ConfigError("jobs", jobs, "must be an integer ≥ 0 (0: one per CPU core)")
+    jobs = jobs or os.cpu_count() or 1
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_root, data_key = prepare_data(recipe, out)
+    all_jobs = jobs_for(recipe)
+    result = StudyResult(out, len(all_jobs))
+    counts: dict[str, int] = {}
+
+    def finished(done: dict[str, str], index: int) -> None:
+        for status in done.values():
+            counts[status] = counts.get(status, 0) + 1
+        if progress is not None:
+            progress(index, len(all_jobs), all_jobs[index - 1].folder if index else "")
+
+    if progress is not None:
+        progress(0, len(all_jobs), "")
+    run = _ray_jobs if executor == "ray" else _local_jobs
+    run(out, recipe, all_jobs, data_root, data_key, jobs, address, finished)
+    result.steps = counts
+    from isoprobe.study.collect import collect_tables
+
+    collect_tables(recipe, out, all_jobs)
+    if report:
+        from isoprobe.reports.html import write_report
+
+        result.report = write_report(out)
+    return result
+
+
+def _job_in_worker(out: str, recipe: Recipe, job: Job, data_root: str, data_key: str) -> dict:
+    """One job with the recipe's thread count (a float sum's rounding depends on how many threads
+    share it), whatever process runs it; the caller's setting is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    try:
+        return run_job(Path(out), recipe, job, data_root, data_key)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _local_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data_root: str, data_key: str, workers: int,
+                address, finished) -> None:
+    if workers == 1 or len(all_jobs) == 1:
+        for index, job in enumerate(all_jobs, start=1):
+            finished(_job_in_worker(str(out), recipe, job, data_root, data_key), index)
+        return
+    # spawn: a fresh interpreter per worker, no torch state copied from this process
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(_job_in_worker, str(out), recipe, job, data_root, data_key) for job in all_jobs}
+        completed = 0
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                completed += 1
+                finished(future.result(), completed)
+
+
+def _ray_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data_root: str, data_key: str, workers: int,
+              address, finished) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor", "ray", "Ray is not installed: pip install 'isoprobe[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+    try:
+        gpus = 1 if recipe.device == "cuda" else 0
+        remote = ray.remote(num_cpus=recipe.threads, num_gpus=gpus)(_job_in_worker)
+        pending = [remote.remote(str(out), recipe, job, data_root, data_key) for job in all_jobs]
+        completed = 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            completed += 1
+            finished(ray.get(ready[0]), completed)
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,121 @@
+"""What each step of a study job does, and the configuration that keys it. Outputs are the files the
+single commands write (`isoprobe train`, `eval`, `ablate`, `compare`, `shift`), in the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from isoprobe.atomic import write_text_atomic
+from isoprobe.study.recipe import Recipe
+
+
+def data_config(job, data_root: str):
+    return job.model.model_spec(job.modalities).data_config(data_root, job.subject)
+
+
+def step_config(step: str, recipe: Recipe, job) -> dict | None:
+    """The configuration keying `step` of `job` (None: the step does not apply to this job). The data
+    folder's location and the device are left out: moving a study or its data keeps finished steps."""
+    if step == "train":
+        data = data_config(job, "").to_dict()
+        data.pop("root")
+        return {"model": job.model.model_spec(job.modalities).to_dict(), "data": data, "seed": job.seed,
+                "pathway_dropout": job.model.pathway_dropout}
+    if step == "eval":
+        return {"split": "test", "bootstrap": recipe.bootstrap}
+    table = getattr(recipe, step)
+    if table is None or not job.analysable:
+        return None
+    return {**table, "bootstrap": recipe.bootstrap}
+
+
+def run_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    return {"train": _train, "eval": _eval, "ablate": _ablate, "compare": _compare, "shift": _shift}[step](
+        config, run, data_root, recipe, job)
+
+
+def _train(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    from isoprobe.training.dropout import parse_pathway_dropout
+    from isoprobe.training.run import fit
+
+    spec = job.model.model_spec(job.modalities)
+    train_config = spec.train_config(seed=job.seed, device=recipe.device)
+    result = fit(data_config(job, data_root), spec.arch, train_config, run, spec.token, spec.model_options(), resume=True,
+                 progress=False, pathway_dropout=parse_pathway_dropout(job.model.pathway_dropout),
+                 command=["isoprobe", "study", recipe.path])
+    return {"best_epoch": result.best_epoch, "test_accuracy": result.test.get("accuracy")}
+
+
+def _analysis(run: Path, data_root: str, recipe: Recipe, attention: bool = True):
+    from isoprobe.analysis import load_analysis
+
+    device = "cuda" if recipe.device == "cuda" else "cpu"
+    return load_analysis(run / "checkpoint.pt", Path(data_root), "test", device, needs_attention=attention), device
+
+
+def _meta(options: dict, run: Path, analysis, device: str, recipe: Recipe, job) -> dict:
+    """A table's metadata: its options and what made it (isoprobe.provenance)."""
+    from isoprobe.provenance import provenance
+
+    return {**options, "provenance": provenance(checkpoint=run / "checkpoint.pt", data=analysis.data, device=device,
+                                                recipe=recipe.path, seeds=[job.seed], command=["isoprobe", "study", recipe.path])}
+
+
+def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    from isoprobe.engine.stats import cluster_means
+    from isoprobe.reports.tables import write_evaluation
+    from isoprobe.training.metrics import evaluate, predict_logits
+
+    analysis, device = _analysis(run, data_root, recipe, attention=False)
+    windows = analysis.windows
+    predicted = predict_logits(analysis.model, windows, analysis.model.modality_names, 1024, device).argmax(-1).numpy()
+    evaluation = evaluate(predicted, windows.y, len(analysis.class_names))
+    write_evaluation(run / "eval", evaluation, analysis.class_names, title=f"{job.model.name} {job.modalities} — test",
+                     meta=_meta({"split": "test"}, run, analysis, device, recipe, job))
+    correct = (predicted == windows.y).astype(np.float64)
+    accuracy, low, high = cluster_means(correct, windows.segment, config["bootstrap"], seed=0)
+    summary = {"accuracy": float(accuracy), "accuracy_ci_low": float(low), "accuracy_ci_high": float(high),
+               "balanced_accuracy": float(evaluation.balanced_accuracy), "windows": int(len(correct)),
+               "segments": int(len(np.unique(windows.segment))),
+               "parameters": int(sum(p.numel() for p in analysis.model.parameters()))}
+    write_text_atomic(run / "eval" / "accuracy.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _ablate(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    from isoprobe.engine.ablate import AblationConfig, run_ablation
+    from isoprobe.reports.tables import write_table
+
+    analysis, device = _analysis(run, data_root, recipe)
+    ablation = AblationConfig(**config)
+    result = run_ablation(analysis.model, analysis.windows, ablation, reference=analysis.reference, device=device)
+    write_table(run / "ablate", "ablation", result.table, meta=_meta(ablation.to_dict(), run, analysis, device, recipe, job))
+    return {"rows": len(result.table)}
+
+
+def _compare(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    from isoprobe.attribution.compare import CompareConfig, compare
+    from isoprobe.reports.tables import write_table
+
+    analysis, device = _analysis(run, data_root, recipe)
+    options = CompareConfig(**config)
+    result = compare(analysis.model, analysis.windows, options, reference=analysis.reference, device=device)
+    meta = _meta(options.to_dict(), run, analysis, device, recipe, job)
+    write_table(run / "compare", "compare", result.table, meta=meta)
+    write_table(run / "compare", "compare-layers", result.per_layer, meta=meta)
+    return {"rows": len(result.table)}
+
+
+def _shift(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    from isoprobe.diagnostics.shift import ShiftConfig, shift
+    from isoprobe.reports.tables import write_table
+
+    analysis, device = _analysis(run, data_root, recipe)
+    options = ShiftConfig(**config)
+    result = shift(analysis.model, analysis.windows, options, reference=analysis.reference, device=device)
+    write_table(run / "shift", "shift", result.table, meta=_meta(dataclasses.asdict(options), run, analysis, device, recipe, job))
+    return {"rows": len(result.table)}

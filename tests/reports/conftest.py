@@ -1,0 +1,20 @@
+"""One study report, built once for the report tests and the browser test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from isoprobe.reports.html import ReportConfig, write_report
+from tests.reports.study_fixture import MODELS, make_study
+
+BOOTSTRAP = 200
+
+
+@pytest.fixture(scope="package")
+def study_report(tmp_path_factory):
+    """(study folder, report.json) of a study of 3 subjects × 2 seeds × 3 models with every table."""
+    root = make_study(tmp_path_factory.mktemp("study"), models=[MODELS[0], MODELS[3], MODELS[4]])
+    report = write_report(root, ReportConfig(bootstrap=BOOTSTRAP, seed=0, runs_shown=2))
+    return root, json.loads((report / "report.json").read_text(encoding="utf-8"))

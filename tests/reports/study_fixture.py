@@ -1,0 +1,126 @@
+"""A study folder as `isoprobe study` writes it, with made-up numbers: tables/*.csv with the identification
+columns and the columns `isoprobe ablate`, `compare` and `shift` write (copied from their CSV headers,
+generated on a trained checkpoint), and study.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ABLATION = ("layers,pathway,heads,intervention,draws,windows,segments,base_accuracy,accuracy,accuracy_draw_sd,drop,"
+            "drop_ci_low,drop_ci_high,relative_drop,chance,chance_corrected_drop,chance_corrected_ci_low,"
+            "chance_corrected_ci_high,p_value,p_holm,logit_margin_base,logit_margin,logit_margin_change,"
+            "logit_margin_change_ci_low,logit_margin_change_ci_high,kl,null_by_construction").split(",")
+COMPARE = "method,layers,estimate,ci_low,ci_high,definition,shift_cosine,shift_mmd2,shift_p,shift_null_mmd2".split(",")
+COMPARE_LAYERS = "layer,method,estimate,ci_low,ci_high".split(",")
+SHIFT = ("layers,pathway,heads,intervention,site,windows,segments,base_accuracy,accuracy,cosine,cosine_ci_low,"
+         "cosine_ci_high,mmd_windows,mmd2,p_value,null_mmd2,bandwidth").split(",")
+METHODS = {"mask (IsoNet)": "relative accuracy drop, cross scores set to −inf",
+           "mask, logit margin": "share of the clean logit margin that masking removes",
+           "mean ablation": "relative accuracy drop, cross contribution → training mean",
+           "resample ablation": "relative accuracy drop, cross contribution → a donor's",
+           "attention attribution": "cross share of |attention attribution| (Hao et al.)",
+           "interaction index": "share of v(all) − v(none) needing both modalities"}
+MODELS = [("hierarchical", "emg,acc", "multimodal"), ("hierarchical", "emg[0:6],emg[6:12]", "equal-channel"),
+          ("hierarchical", "emg", "unimodal"), ("mmt", "emg,acc", "multimodal"), ("mlp", "acc", "unimodal")]
+DATA = "synthetic mixed (synergy 0.3)"
+
+
+def _ci(rng, value, width=0.05):
+    return value - rng.uniform(0, width), value + rng.uniform(0, width)
+
+
+def make_study(root: Path, subjects=(1, 2, 3), seeds=(0, 1), models=MODELS, skip=(), seed=0) -> Path:
+    """Write root/tables/*.csv (all but the tables named in `skip`) and root/study.json; return root."""
+    rng = np.random.default_rng(seed)
+    tables: dict[str, list[dict]] = {name: [] for name in
+                                     ("runs", "ablation", "compare", "compare_layers", "shift", "curves", "confusion", "planted")}
+    for subject in subjects:
+        for arch, modalities, configuration in models:
+            for s in seeds:
+                run = f"runs/s{subject}/{arch}-{modalities}/seed{s}"
+                ident = dict(dataset="ninapro-db2", data=DATA, subject=subject, arch=arch, model=arch,
+                             modalities=modalities, configuration=configuration, seed=s, run=run)
+                accuracy = rng.uniform(0.6, 0.95)
+                low, high = _ci(rng, accuracy)
+                tables["runs"].append(ident | dict(accuracy=accuracy, accuracy_ci_low=low, accuracy_ci_high=high,
+                                                   balanced_accuracy=accuracy - 0.01, windows=342, segments=18,
+                                                   best_epoch=4, parameters=12345))
+                for epoch in range(1, 7):
+                    tables["curves"].append(ident | {"epoch": epoch, "lambda": min(1.0, (epoch - 1) / 3),
+                                                     "loss": 2 / epoch, "train_accuracy": 1 - 0.5 / epoch,
+                                                     "val_accuracy": 1 - 0.6 / epoch, "val_loss": 2.2 / epoch, "lr": 1e-3})
+                for true in ("rest", "1", "2", "3"):
+                    for predicted in ("rest", "1", "2", "3"):
+                        tables["confusion"].append(ident | {"true": true, "predicted": predicted,
+                                                            "count": int(rng.integers(20, 40) if true == predicted else rng.integers(0, 5))})
+                if arch == "mlp" or configuration == "unimodal":
+                    continue  # nothing to intervene on, as `isoprobe study` runs it
+                _ablation(tables["ablation"], ident, arch, accuracy, rng)
+                _compare(tables, ident, rng)
+                _shift(tables["shift"], ident, accuracy, rng)
+                for check, quantity, method, planted in (("synergy needs cross", "interaction share", "interaction index", "0.3"),
+                                                         ("emg-only classes", "acc share", "ig", "≤ 0.1")):
+                    found = rng.uniform(0, 0.4)
+                    low, high = _ci(rng, found)
+                    tables["planted"].append(ident | dict(check=check, quantity=quantity, method=method, planted=planted,
+                                                          found=found, ci_low=low, ci_high=high, passed=bool(found < 0.35)))
+    folder = Path(root) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in tables.items():
+        if name not in skip and rows:
+            pd.DataFrame(rows).to_csv(folder / f"{name}.csv", index=False)
+    (Path(root) / "study.json").write_text(json.dumps({"title": "Test study", "recipe": {"name": "test", "epochs": 5},
+                                                       "provenance": {"isoprobe": "0.1.0", "commit": "abc123"}}))
+    return Path(root)
+
+
+def _ablation(rows: list, ident: dict, arch: str, base: float, rng) -> None:
+    for layers in ("L1", "L2", "L3", "L4", "L5", "L1-L5"):
+        for pathway in ("uni", "cross", "relay", "readout"):
+            null = (layers == "L5" and pathway != "readout") or (arch == "mmt" and pathway == "cross")
+            drop = 0.0 if null else rng.uniform(-0.02, 0.3)
+            low, high = (drop, drop) if null else _ci(rng, drop)
+            corrected = drop / (base - 0.25)
+            row = dict.fromkeys(ABLATION, np.nan) | dict(
+                layers=layers, pathway=pathway, heads="all", intervention="mask", draws=1, windows=342, segments=18,
+                base_accuracy=base, accuracy=base - drop, drop=drop, drop_ci_low=low, drop_ci_high=high,
+                relative_drop=drop / base, chance=0.25, chance_corrected_drop=corrected,
+                chance_corrected_ci_low=low / (base - 0.25), chance_corrected_ci_high=high / (base - 0.25),
+                p_value=1.0 if null else rng.uniform(), kl=rng.uniform(0, 0.1), null_by_construction=null)
+            if null:
+                row["p_holm"] = np.nan
+            else:
+                row["p_holm"] = min(1.0, row["p_value"] * 3)
+            rows.append(ident | row)
+
+
+def _compare(tables: dict, ident: dict, rng) -> None:
+    for method, definition in METHODS.items():
+        estimate = rng.uniform(-0.05, 0.4)
+        low, high = _ci(rng, estimate)
+        shift = dict(shift_cosine=0.98, shift_mmd2=rng.uniform(0, 0.05), shift_p=0.01, shift_null_mmd2=0.05) \
+            if "ablation" in method or method == "mask (IsoNet)" else {}
+        tables["compare"].append(ident | dict.fromkeys(COMPARE, np.nan) | dict(
+            method=method, layers="inputs" if method == "interaction index" else "L1-L5", estimate=estimate,
+            ci_low=low, ci_high=high, definition=definition) | shift)
+        if method != "interaction index":
+            for layer in ("L1", "L2", "L3", "L4", "L5"):
+                estimate = rng.uniform(-0.05, 0.2)
+                low, high = _ci(rng, estimate)
+                tables["compare_layers"].append(ident | dict(layer=layer, method=method, estimate=estimate,
+                                                             ci_low=low, ci_high=high))
+
+
+def _shift(rows: list, ident: dict, base: float, rng) -> None:
+    for intervention in ("mask", "mean", "resample"):
+        accuracy = base - rng.uniform(0, 0.2)
+        for site in ("L2 residual", "L3 residual", "L4 residual", "L5 residual", "final CLS"):
+            cosine = rng.uniform(0.9, 1.0)
+            rows.append(ident | dict(layers="L2-L4", pathway="cross", heads="all", intervention=intervention, site=site,
+                                     windows=342, segments=18, base_accuracy=base, accuracy=accuracy, cosine=cosine,
+                                     cosine_ci_low=cosine - 0.01, cosine_ci_high=cosine + 0.005, mmd_windows=200,
+                                     mmd2=rng.uniform(-0.005, 0.03), p_value=rng.uniform(), null_mmd2=0.07, bandwidth=85.0))
