@@ -18,16 +18,26 @@ RUN_TABLES = {"ablation": "ablate/ablation.csv", "compare": "compare/compare.csv
               "compare_layers": "compare/compare-layers.csv", "shift": "shift/shift.csv"}
 
 
-def collect_tables(recipe: Recipe, out: Path, jobs: list[Job]) -> dict[str, pd.DataFrame]:
-    """Write OUT/tables/{runs,curves,confusion,ablation,compare,compare_layers,shift}.csv (those with
-    rows) and OUT/study.json; returns the tables."""
+def collect_tables(recipe: Recipe, out: Path, jobs: list[Job], data_roots: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Write OUT/tables/{runs,curves,confusion,ablation,compare,compare_layers,shift,planted}.csv
+    (those with rows) and OUT/study.json; returns the tables. planted: on synthetic data (a ground
+    truth beside the data; data_roots: source name → folder), isoprobe.study.planted's checks of every run."""
+    from isoprobe.data.synth.generate import read_ground_truth
+    from isoprobe.study.planted import COLUMNS, planted_rows
+
     out = Path(out)
+    truths = {name: read_ground_truth(Path(root)) for name, root in (data_roots or {}).items()}
     parts: dict[str, list[pd.DataFrame]] = {}
     for job in jobs:
         run = out / job.folder
         identity = job.identity()
-        for name, frame in _run_frames(run).items():
-            parts.setdefault(name, []).append(_with_identity(frame, identity))
+        frames = _run_frames(run)
+        truth = truths.get(job.source.name)
+        if truth is not None:
+            frames["planted"] = pd.DataFrame(planted_rows(truth, run, identity, recipe.bootstrap), columns=list(COLUMNS))
+        for name, frame in frames.items():
+            if len(frame):
+                parts.setdefault(name, []).append(_with_identity(frame, identity))
     tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items() if frames}
     for name, table in tables.items():
         write_text_atomic(out / "tables" / f"{name}.csv", table.to_csv(index=False))

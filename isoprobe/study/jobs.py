@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from isoprobe.atomic import write_text_atomic
-from isoprobe.study.recipe import ModelRuns, Recipe, configuration_kind
+from isoprobe.study.recipe import DataSource, ModelRuns, Recipe, configuration_kind
 
 STEPS = ("train", "eval", "ablate", "compare", "shift")
 
@@ -27,44 +27,41 @@ STEPS = ("train", "eval", "ablate", "compare", "shift")
 class Job:
     """One model to train and analyse."""
 
-    dataset: str
-    data: str  # a label for the data (synthetic preset or folder name)
+    source: DataSource
     subject: int
     model: ModelRuns
     modalities: str
     seed: int
 
     @property
+    def dataset(self) -> str:
+        return self.source.dataset
+
+    @property
     def folder(self) -> str:
         """The run folder, relative to the study folder."""
         slug = self.modalities.replace(",", "+").replace("[", "").replace("]", "").replace(":", "-")
-        return f"runs/{self.dataset}/s{self.subject}/{self.model.name}/{slug}/seed{self.seed}"
+        return f"runs/{self.source.name}/s{self.subject}/{self.model.name}/{slug}/seed{self.seed}"
 
     def identity(self) -> dict:
         """The columns naming this run in every study table."""
-        return {"dataset": self.dataset, "data": self.data, "subject": self.subject, "arch": self.model.arch,
+        return {"dataset": self.dataset, "data": self.source.label, "subject": self.subject, "arch": self.model.arch,
                 "model": self.model.name, "modalities": self.modalities,
-                "configuration": configuration_kind(self.modalities), "seed": self.seed, "run": self.folder}
+                "configuration": configuration_kind(self.modalities, self.dataset), "seed": self.seed, "run": self.folder}
+
+    def model_spec(self):
+        return self.model.model_spec(self.dataset, self.modalities)
 
     @property
     def analysable(self) -> bool:
         """Attention to intervene on, and more than one modality group for it to cross."""
-        return self.model.arch != "mlp" and configuration_kind(self.modalities) != "unimodal"
+        return self.model.arch != "mlp" and configuration_kind(self.modalities, self.dataset) != "unimodal"
 
 
 def jobs_for(recipe: Recipe) -> list[Job]:
-    label = data_label(recipe)
-    return [Job(recipe.dataset, label, subject, model, modalities, seed)
-            for subject in recipe.subjects for model in recipe.models for modalities in model.modalities
-            for seed in recipe.seeds]
-
-
-def data_label(recipe: Recipe) -> str:
-    if recipe.synthetic is not None:
-        preset = recipe.synthetic["preset"]
-        fraction = recipe.synthetic.get("synergy_fraction")
-        return f"synthetic {preset}" + (f" (synergy {fraction:g})" if fraction is not None else "")
-    return Path(recipe.root).name
+    return [Job(source, subject, model, modalities, seed)
+            for source in recipe.data for subject in source.subjects for model in recipe.models if source.name in model.data
+            for modalities in model.modalities_for(source.dataset) for seed in recipe.seeds]
 
 
 def step_key(step: str, config: dict, upstream: str) -> str:

@@ -8,19 +8,20 @@ seeds, and which analyses; read and checked completely before any work starts.
     threads = 1                     # CPU threads per job: float sums depend on the thread count, so
                                     # it is fixed here, not by the number of workers
 
-    [data]
+    [data]                          # or several [[data]] tables (each with a name)
     dataset = "ninapro-db2"         # or hdsemg65
-    subjects = [1, 2]
-    root = "path/to/DB2"            # a data folder (relative to the recipe), or instead:
+    subjects = [1, 2]               # or "all": every subject found in root
+    root = "path/to/DB2"            # a data folder (relative to the recipe; --data replaces it), or:
     [data.synthetic]                # synthetic data written into the study folder
     preset = "mixed"
     synergy_fraction = 0.3
 
     [[models]]                      # one table per architecture (or per variant)
-    arch = "hierarchical"
-    config = "models/hierarchical-db2.toml"   # optional: a model configuration
+    config = "../models/hierarchical-db2.toml"  # optional: a model configuration (else arch = …)
     modalities = ["emg,acc", "emg", "acc"]    # each is one run per subject and seed
-    epochs = 20                     # training options override the configuration's
+    epochs = 20                     # any model configuration key overrides the file's value
+    data = ["db2"]                  # optional: the [[data]] it trains on (default: every one of its
+                                    # data set; all of them without a configuration file)
 
     [ablate]                        # each analysis runs on every attention model with two or
     layers = "1-5"                  # more modality groups; leave a table out to skip it
@@ -28,9 +29,9 @@ seeds, and which analyses; read and checked completely before any work starts.
     [compare]
     [shift]
 
-Every key is checked against the ones below; an unknown key, a missing data folder or an impossible
-combination (an analysis on an MLP only, a modality the data set lacks) is refused naming the key
-(`models[1].modalities`) or the path.
+Every key is checked; an unknown key, a missing data folder or an impossible combination (an
+analysis on an MLP only, a modality the data set lacks, a model file for another data set) is
+refused naming the key (`models[1].modalities`) or the path.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ from typing import Any
 from isoprobe.errors import ConfigError, IsoprobeError
 
 TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", "ablate", "compare", "shift"}
-DATA_KEYS = {"dataset", "subjects", "root", "synthetic"}
+DATA_KEYS = {"name", "dataset", "subjects", "root", "synthetic"}
 SYNTHETIC_KEYS = {"preset", "synergy_fraction", "gestures", "repetitions", "seconds_per_repetition", "rest_seconds", "seed"}
 # A [[models]] table: these, and any key of a model configuration file (isoprobe.models.modelspec:
 # d_model, n_layers, epochs, lr, patch, window_ms, …), which override the file's values.
-MODEL_KEYS = {"name", "arch", "config", "modalities", "pathway_dropout"}
+MODEL_KEYS = {"name", "arch", "config", "modalities", "pathway_dropout", "data"}
 ABLATE_KEYS = {"layers", "pathway", "intervention", "mode", "heads", "donor", "draws", "permutations"}
 COMPARE_KEYS = {"layers", "baseline", "steps", "draws"}
 SHIFT_KEYS = {"layers", "pathway", "interventions", "mode", "max_windows", "permutations"}
@@ -64,22 +65,48 @@ class RecipeError(IsoprobeError, ValueError):
 
 
 @dataclass(frozen=True)
+class DataSource:
+    """One [data] table: a data set's subjects, in a folder or synthesised into the study."""
+
+    name: str  # folder name under OUT/runs and OUT/data
+    dataset: str
+    subjects: tuple[int, ...]
+    root: str | None  # a data folder, or None with `synthetic`
+    synthetic: dict | None  # SynthConfig fields
+
+    @property
+    def label(self) -> str:
+        if self.synthetic is None:
+            return Path(self.root).name
+        fraction = self.synthetic.get("synergy_fraction")
+        return f"synthetic {self.synthetic['preset']}" + (f" (synergy {fraction:g})" if fraction is not None else "")
+
+
+@dataclass(frozen=True)
 class ModelRuns:
     """One [[models]] table: an architecture's configuration (a model configuration file, then the
-    table's keys over it), its modality configurations and pathway dropout."""
+    table's keys over it) per data set it trains on, its modality configurations and pathway dropout."""
 
     name: str
     arch: str
-    modalities: tuple[str, ...]
-    spec: dict  # ModelSpec.to_dict(): model, tokens, windows and training, as in a models/*.toml file
+    specs: tuple[tuple[str, dict], ...]  # (data set, ModelSpec.to_dict()) for each data set it trains on
+    modalities: tuple[str, ...] | None  # None: each data set's modalities
+    data: tuple[str, ...]  # the DataSource names it trains on
     pathway_dropout: str | None = None
     config: str | None = None  # the model configuration file it started from
 
-    def model_spec(self, modalities: str):
-        """The isoprobe.models.modelspec.ModelSpec of this table for one modality configuration."""
+    def model_spec(self, dataset: str, modalities: str):
+        """The isoprobe.models.modelspec.ModelSpec of this table on `dataset` for one modality configuration."""
         from isoprobe.models.modelspec import ModelSpec
 
-        return ModelSpec.from_dict({**self.spec, "modalities": modalities})
+        return ModelSpec.from_dict({**dict(self.specs)[dataset], "modalities": modalities})
+
+    def modalities_for(self, dataset: str) -> tuple[str, ...]:
+        if self.modalities is not None:
+            return self.modalities
+        from isoprobe.data.datasets import dataset_spec
+
+        return (",".join(dataset_spec(dataset).modalities),)
 
 
 @dataclass(frozen=True)
@@ -91,10 +118,7 @@ class Recipe:
     device: str
     bootstrap: int
     threads: int
-    dataset: str
-    subjects: tuple[int, ...]
-    root: str | None  # a data folder, or None with `synthetic`
-    synthetic: dict | None
+    data: tuple[DataSource, ...]
     models: tuple[ModelRuns, ...]
     ablate: dict | None
     compare: dict | None
@@ -105,7 +129,8 @@ class Recipe:
 
 
 def load_recipe(path: Path, data: Path | None = None) -> Recipe:
-    """Read and check a recipe. data: a data folder replacing the recipe's `data.root` (`--data`)."""
+    """Read and check a recipe. data: a data folder replacing the recipe's (`--data`; a recipe with
+    one [data] table)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(path, "recipe", "no such file")
@@ -119,45 +144,36 @@ def load_recipe(path: Path, data: Path | None = None) -> Recipe:
 def parse_recipe(values: dict, path: Path, data: Path | None = None) -> Recipe:
     check = _Checker(path)
     check.keys("", values, TOP_KEYS)
-    data_table = check.table("data", values.get("data"), required=True)
-    check.keys("data", data_table, DATA_KEYS)
-    dataset = check.string("data.dataset", data_table.get("dataset", "ninapro-db2"))
-    from isoprobe.data.datasets import dataset_spec
-
-    spec = check.call("data.dataset", dataset_spec, dataset)
-    subjects = check.integers("data.subjects", data_table.get("subjects", [1]), minimum=1)
-    synthetic = data_table.get("synthetic")
-    root = data if data is not None else data_table.get("root")
-    if synthetic is not None and data is None:
-        if "root" in data_table:
-            raise RecipeError(path, "data", "give either root or [data.synthetic], not both")
-        synthetic = check.table("data.synthetic", synthetic)
-        check.keys("data.synthetic", synthetic, SYNTHETIC_KEYS)
-        synthetic = _synthetic(check, dataset, subjects, synthetic)
-        root = None
-    elif root is None:
-        raise RecipeError(path, "data", "needs root (a data folder) or a [data.synthetic] table")
+    tables = values.get("data")
+    if isinstance(tables, dict):
+        tables, keys = [tables], ["data"]
+    elif isinstance(tables, list) and tables:
+        keys = [f"data[{i}]" for i in range(len(tables))]
     else:
-        synthetic = None
-        root = Path(root) if data is not None else (path.parent / str(root))
-        if not root.is_dir():
-            raise RecipeError(path, "data.root" if data is None else "--data", f"no such data folder: {root}")
-        root = str(root.resolve())
+        raise check.error("data", "needs a [data] table (or [[data]] tables)")
+    if data is not None and len(tables) > 1:
+        raise check.error("--data", "this recipe has several [[data]] tables; give each its root instead")
+    sources = tuple(_data_source(check, key, table, data) for key, table in zip(keys, tables))
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise check.error("data", f"two [[data]] tables share the name {names}; set name = … in each")
     models_list = values.get("models")
     if not isinstance(models_list, list) or not models_list:
-        raise RecipeError(path, "models", "needs at least one [[models]] table")
-    models = tuple(_model(check, f"models[{index}]", table, spec) for index, table in enumerate(models_list))
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise RecipeError(path, "models", f"two [[models]] tables share a name ({', '.join(names)}); set name = …")
+        raise check.error("models", "needs at least one [[models]] table")
+    models = tuple(_model(check, f"models[{index}]", table, sources) for index, table in enumerate(models_list))
+    model_names = [m.name for m in models]
+    if len(set(model_names)) != len(model_names):
+        raise check.error("models", f"two [[models]] tables share a name ({', '.join(model_names)}); set name = …")
     analyses = {}
     for key, allowed in (("ablate", ABLATE_KEYS), ("compare", COMPARE_KEYS), ("shift", SHIFT_KEYS)):
         table = values.get(key)
         if table is not None:
             check.keys(key, check.table(key, table), allowed)
         analyses[key] = table
-    if any(analyses.values()) and not any(m.arch != "mlp" and any(_groups(c) > 1 for c in m.modalities) for m in models):
-        raise RecipeError(path, next(k for k, v in analyses.items() if v is not None),
+    analysable = any(m.arch != "mlp" and _groups(c) > 1 for m in models for s in sources if s.name in m.data
+                     for c in m.modalities_for(s.dataset))
+    if any(v is not None for v in analyses.values()) and not analysable:
+        raise check.error(next(k for k, v in analyses.items() if v is not None),
                           "needs an mmt or hierarchical model with two or more modality groups; "
                           "the multimodal MLP has no attention to intervene on")
     recipe = Recipe(path=str(path), title=str(values.get("title", path.stem)), description=str(values.get("description", "")),
@@ -165,44 +181,94 @@ def parse_recipe(values: dict, path: Path, data: Path | None = None) -> Recipe:
                     device=check.choice("device", values.get("device", "cpu"), ("cpu", "cuda", "auto")),
                     bootstrap=check.integer("bootstrap", values.get("bootstrap", 1000), minimum=0),
                     threads=check.integer("threads", values.get("threads", 1), minimum=1),
-                    dataset=dataset, subjects=subjects, root=root, synthetic=synthetic, models=models, **analyses)
+                    data=sources, models=models, **analyses)
     _check_analyses(check, recipe)
     return recipe
 
 
-def configuration_kind(modalities: str) -> str:
-    """unimodal (one group), equal-channel (several groups of one modality: emg[0:6],emg[6:12]) or
-    multimodal."""
-    sources = [part.split("[")[0].strip() for part in modalities.split(",") if part.strip()]
-    if len(sources) == 1:
+def _data_source(check: "_Checker", key: str, table, data: Path | None) -> DataSource:
+    from isoprobe.data.datasets import dataset_spec
+
+    table = check.table(key, table, required=True)
+    check.keys(key, table, DATA_KEYS)
+    dataset = check.string(f"{key}.dataset", table.get("dataset", "ninapro-db2"))
+    spec = check.call(f"{key}.dataset", dataset_spec, dataset)
+    subjects_value = table.get("subjects", [1])
+    every_subject = subjects_value == "all"
+    subjects = (1,) if every_subject else check.integers(f"{key}.subjects", subjects_value, minimum=1)
+    synthetic = table.get("synthetic")
+    root = data if data is not None else table.get("root")
+    if synthetic is not None and data is None:
+        if "root" in table:
+            raise check.error(key, "give either root or a synthetic table, not both")
+        if every_subject:
+            raise check.error(f"{key}.subjects", "\"all\" needs a data folder (root or --data); list the synthetic subjects")
+        synthetic = check.table(f"{key}.synthetic", synthetic)
+        check.keys(f"{key}.synthetic", synthetic, SYNTHETIC_KEYS)
+        values = {"layout": dataset, "subjects": max(subjects), **synthetic}
+        from isoprobe.data.synth.generate import SynthConfig
+
+        synthetic = dataclasses.asdict(check.call(f"{key}.synthetic", SynthConfig, **values))
+        root = None
+        fraction = synthetic.get("synergy_fraction")
+        default_name = f"synth-{synthetic['preset']}" + (f"-{fraction:g}" if fraction is not None else "")
+    elif root is None:
+        raise check.error(key, "needs root (a data folder) or a synthetic table")
+    else:
+        synthetic = None
+        root = Path(root) if data is not None else (check.path.parent / str(root))
+        if not root.is_dir():
+            raise check.error(f"{key}.root" if data is None else "--data", f"no such data folder: {root}")
+        root = root.resolve()
+        present = sorted(spec.subjects_in(root))
+        if every_subject:
+            subjects = tuple(present)
+        missing = sorted(set(subjects) - set(present))
+        if missing or not subjects:
+            raise check.error(f"{key}.subjects", f"subject(s) {missing or subjects_value} have no {dataset} files in "
+                              f"{root} (found: {', '.join(map(str, present)) or 'none'})")
+        default_name, root = root.name, str(root)
+    name = check.string(f"{key}.name", table.get("name", default_name))
+    if not name or "/" in name or name.startswith("."):
+        raise check.error(f"{key}.name", f"got {name!r}; a folder name (no '/')")
+    return DataSource(name=name, dataset=dataset, subjects=subjects, root=root, synthetic=synthetic)
+
+
+def configuration_kind(modalities: str, dataset: str = "ninapro-db2") -> str:
+    """unimodal (one channel group); equal-channel (several groups of one modality, emg[0:6],emg[6:12],
+    or groups of equal channel counts, emg,acc[0:12] on DB2 — counted on the data set's recordings);
+    otherwise multimodal."""
+    from isoprobe.data.modalities import parse_modalities
+    from isoprobe.models.modelspec import RECORDINGS
+
+    groups = parse_modalities(modalities, RECORDINGS[dataset].channels)
+    if len(groups) == 1:
         return "unimodal"
-    return "equal-channel" if len(set(sources)) == 1 else "multimodal"
+    same_source = len({g.source for g in groups}) == 1
+    return "equal-channel" if same_source or len({len(g.channels) for g in groups}) == 1 else "multimodal"
 
 
 def _groups(modalities: str) -> int:
-    return len([part for part in modalities.split(",") if part.strip()])
+    from isoprobe.data.modalities import split_groups
+
+    return len(split_groups(modalities))
 
 
-def _synthetic(check: "_Checker", dataset: str, subjects: tuple[int, ...], table: dict) -> dict:
-    from isoprobe.data.synth.generate import SynthConfig
-
-    values = {"layout": dataset, "subjects": max(subjects), **table}
-    config = check.call("data.synthetic", SynthConfig, **values)
-    return dataclasses.asdict(config)
-
-
-def _model(check: "_Checker", key: str, table, spec) -> ModelRuns:
+def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) -> ModelRuns:
+    from isoprobe.data.datasets import dataset_spec
     from isoprobe.data.modalities import check_sources
     from isoprobe.errors import DataFormatError
     from isoprobe.models.modelspec import _key_sections, default_model_spec, load_model_config
 
     table = check.table(key, table)
     check.keys(key, table, MODEL_KEYS | set(_key_sections()) - {"dataset", "description"})
-    config = table.get("config")
+    if "arch" in table:
+        check.choice(f"{key}.arch", table["arch"], ARCHS)
+    config, base = table.get("config"), None
     if config is not None:
         config_path = check.path.parent / str(config)
         if not config_path.is_file():
-            config_path = Path(str(config))  # recipes in analyses/ may name model files from the repository root
+            config_path = Path(str(config))  # recipes may name model files from the current folder too
         if not config_path.is_file():
             raise check.error(f"{key}.config", f"no such model configuration: {config}")
         config = str(config_path.resolve())
@@ -210,30 +276,44 @@ def _model(check: "_Checker", key: str, table, spec) -> ModelRuns:
             base = load_model_config(config_path)
         except (ConfigError, DataFormatError) as error:
             raise check.error(f"{key}.config", str(error)) from None
-        if base.dataset != spec.name:
-            raise check.error(f"{key}.config", f"{config_path.name} is for {base.dataset}, the recipe's data are {spec.name}")
+    names = table.get("data")
+    if names is None:
+        chosen = [s for s in sources if base is None or s.dataset == base.dataset]
+        if not chosen:
+            raise check.error(f"{key}.config", f"{Path(config).name} is for {base.dataset}; no [data] table has that data set")
     else:
-        base = default_model_spec(spec.name, check.choice(f"{key}.arch", table.get("arch", "hierarchical"), ARCHS))
-    if "arch" in table:
-        check.choice(f"{key}.arch", table["arch"], ARCHS)
-    overrides = {name: value for name, value in table.items() if name not in MODEL_KEYS | {"modalities"} or name == "arch"}
-    model_spec = check.call(key, base.with_overrides, **overrides)
-    modalities = table.get("modalities", [model_spec.resolved_modalities])
+        names = [names] if isinstance(names, str) else names
+        known = {s.name: s for s in sources}
+        unknown = [n for n in names if n not in known] if isinstance(names, list) else [names]
+        if unknown or not names:
+            raise check.error(f"{key}.data", f"got {unknown or names}; name [data] tables: {', '.join(known)}")
+        chosen = [known[n] for n in names]
+        if base is not None and any(s.dataset != base.dataset for s in chosen):
+            raise check.error(f"{key}.data", f"{Path(config).name} is for {base.dataset}, not for every data named")
+    modalities = table.get("modalities")
     if isinstance(modalities, str):
         modalities = [modalities]
-    if not isinstance(modalities, list) or not modalities or not all(isinstance(m, str) for m in modalities):
+    if modalities is not None and (not isinstance(modalities, list) or not modalities
+                                   or not all(isinstance(m, str) for m in modalities)):
         raise check.error(f"{key}.modalities", "a list of modality configurations, e.g. [\"emg,acc\", \"emg\"]")
-    for value in modalities:
-        check.call(f"{key}.modalities", check_sources, value, spec.modalities)
+    overrides = {name: value for name, value in table.items() if name not in MODEL_KEYS or name == "arch"}
+    specs = {}
+    for dataset in dict.fromkeys(s.dataset for s in chosen):
+        start = base if base is not None else default_model_spec(dataset, table.get("arch", "hierarchical"))
+        specs[dataset] = check.call(key, start.with_overrides, **overrides)
+        for value in modalities or ():
+            check.call(f"{key}.modalities", check_sources, value, dataset_spec(dataset).modalities)
+    arch = next(iter(specs.values())).arch
     dropout = table.get("pathway_dropout")
     if dropout is not None:
         from isoprobe.training.dropout import parse_pathway_dropout
 
-        if model_spec.arch == "mlp":
+        if arch == "mlp":
             raise check.error(f"{key}.pathway_dropout", "the multimodal MLP has no attention; use mmt or hierarchical")
         check.call(f"{key}.pathway_dropout", parse_pathway_dropout, dropout)
-    name = str(table.get("name", model_spec.arch))
-    return ModelRuns(name=name, arch=model_spec.arch, modalities=tuple(modalities), spec=model_spec.to_dict(),
+    name = check.string(f"{key}.name", table.get("name", arch))
+    return ModelRuns(name=name, arch=arch, specs=tuple((d, spec.to_dict()) for d, spec in specs.items()),
+                     modalities=tuple(modalities) if modalities else None, data=tuple(s.name for s in chosen),
                      pathway_dropout=dropout, config=config)
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Literal
 from isoprobe.atomic import write_text_atomic
 from isoprobe.errors import ConfigError
 from isoprobe.study.jobs import Job, jobs_for, run_job, step_key
-from isoprobe.study.recipe import Recipe
+from isoprobe.study.recipe import DataSource, Recipe
 
 Executor = Literal["local", "ray"]
 
@@ -28,25 +28,25 @@ class StudyResult:
     report: Path | None = None
 
 
-def prepare_data(recipe: Recipe, out: Path) -> tuple[str, str]:
-    """The data folder every job reads and its key: synthetic data are written into OUT/data once,
-    keyed by their configuration; a real data folder is keyed by its files' names, sizes and
-    content hashes (not their location: a moved data set keeps the finished steps)."""
-    if recipe.synthetic is None:
+def prepare_data(source: DataSource, out: Path) -> tuple[str, str]:
+    """The data folder a source's jobs read and its key: synthetic data are written into
+    OUT/data/<name> once, keyed by their configuration; a real data folder is keyed by its files'
+    names, sizes and content hashes (not their location: a moved data set keeps the finished steps)."""
+    if source.synthetic is None:
         from isoprobe.data.cache import file_fingerprint
 
-        root = Path(recipe.root)
+        root = Path(source.root)
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".mat", ".h5", ".hdf5", ".json"))
         identity = [{"name": str(p.relative_to(root)), "size": f["size"], "sha256_ends": f["sha256_ends"]}
                     for p in files for f in [file_fingerprint(p)]]
-        return str(root), step_key("data", {"dataset": recipe.dataset, "files": identity}, "")
+        return str(root), step_key("data", {"dataset": source.dataset, "files": identity}, "")
     from isoprobe.data.synth.generate import SynthConfig, generate
 
-    root, marker = out / "data", out / "steps" / "data.json"
-    key = step_key("data", recipe.synthetic, "")
+    root, marker = out / "data" / source.name, out / "steps" / f"data-{source.name}.json"
+    key = step_key("data", source.synthetic, "")
     if not (root / "isoprobe-synth.json").is_file() or not marker.is_file() or json.loads(marker.read_text()).get("key") != key:
-        generate(SynthConfig(**recipe.synthetic), root)
-        write_text_atomic(marker, json.dumps({"key": key, "config": recipe.synthetic}, indent=2))
+        generate(SynthConfig(**source.synthetic), root)
+        write_text_atomic(marker, json.dumps({"key": key, "config": source.synthetic}, indent=2))
     return str(root.resolve()), key
 
 
@@ -60,7 +60,7 @@ def run_study(recipe: Recipe, out: Path, executor: Executor = "local", jobs: int
     jobs = jobs or os.cpu_count() or 1
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data_root, data_key = prepare_data(recipe, out)
+    data = {source.name: prepare_data(source, out) for source in recipe.data}  # name → (root, key)
     all_jobs = jobs_for(recipe)
     result = StudyResult(out, len(all_jobs))
     counts: dict[str, int] = {}
@@ -74,11 +74,11 @@ def run_study(recipe: Recipe, out: Path, executor: Executor = "local", jobs: int
     if progress is not None:
         progress(0, len(all_jobs), "")
     run = _ray_jobs if executor == "ray" else _local_jobs
-    run(out, recipe, all_jobs, data_root, data_key, jobs, address, finished)
+    run(out, recipe, all_jobs, data, jobs, address, finished)
     result.steps = counts
     from isoprobe.study.collect import collect_tables
 
-    collect_tables(recipe, out, all_jobs)
+    collect_tables(recipe, out, all_jobs, {name: root for name, (root, _) in data.items()})
     if report:
         from isoprobe.reports.html import write_report
 
@@ -86,7 +86,7 @@ def run_study(recipe: Recipe, out: Path, executor: Executor = "local", jobs: int
     return result
 
 
-def _job_in_worker(out: str, recipe: Recipe, job: Job, data_root: str, data_key: str) -> dict:
+def _job_in_worker(out: str, recipe: Recipe, job: Job, data: dict[str, tuple[str, str]]) -> dict:
     """One job with the recipe's thread count (a float sum's rounding depends on how many threads
     share it), whatever process runs it; the caller's setting is restored."""
     import torch
@@ -94,20 +94,20 @@ def _job_in_worker(out: str, recipe: Recipe, job: Job, data_root: str, data_key:
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
     try:
-        return run_job(Path(out), recipe, job, data_root, data_key)
+        return run_job(Path(out), recipe, job, *data[job.source.name])
     finally:
         torch.set_num_threads(threads)
 
 
-def _local_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data_root: str, data_key: str, workers: int,
+def _local_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data: dict, workers: int,
                 address, finished) -> None:
     if workers == 1 or len(all_jobs) == 1:
         for index, job in enumerate(all_jobs, start=1):
-            finished(_job_in_worker(str(out), recipe, job, data_root, data_key), index)
+            finished(_job_in_worker(str(out), recipe, job, data), index)
         return
     # spawn: a fresh interpreter per worker, no torch state copied from this process
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(_job_in_worker, str(out), recipe, job, data_root, data_key) for job in all_jobs}
+        pending = {pool.submit(_job_in_worker, str(out), recipe, job, data) for job in all_jobs}
         completed = 0
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -116,7 +116,7 @@ def _local_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data_root: str, 
                 finished(future.result(), completed)
 
 
-def _ray_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data_root: str, data_key: str, workers: int,
+def _ray_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data: dict, workers: int,
               address, finished) -> None:
     try:
         import ray
@@ -129,7 +129,7 @@ def _ray_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data_root: str, da
     try:
         gpus = 1 if recipe.device == "cuda" else 0
         remote = ray.remote(num_cpus=recipe.threads, num_gpus=gpus)(_job_in_worker)
-        pending = [remote.remote(str(out), recipe, job, data_root, data_key) for job in all_jobs]
+        pending = [remote.remote(str(out), recipe, job, data) for job in all_jobs]
         completed = 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

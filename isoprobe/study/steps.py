@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from isoprobe.atomic import write_text_atomic
 from isoprobe.study.recipe import Recipe
 
 
 def data_config(job, data_root: str):
-    return job.model.model_spec(job.modalities).data_config(data_root, job.subject)
+    return job.model_spec().data_config(data_root, job.subject)
 
 
 def step_config(step: str, recipe: Recipe, job) -> dict | None:
@@ -23,7 +24,7 @@ def step_config(step: str, recipe: Recipe, job) -> dict | None:
     if step == "train":
         data = data_config(job, "").to_dict()
         data.pop("root")
-        return {"model": job.model.model_spec(job.modalities).to_dict(), "data": data, "seed": job.seed,
+        return {"model": job.model_spec().to_dict(), "data": data, "seed": job.seed,
                 "pathway_dropout": job.model.pathway_dropout}
     if step == "eval":
         return {"split": "test", "bootstrap": recipe.bootstrap}
@@ -42,7 +43,7 @@ def _train(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict
     from isoprobe.training.dropout import parse_pathway_dropout
     from isoprobe.training.run import fit
 
-    spec = job.model.model_spec(job.modalities)
+    spec = job.model_spec()
     train_config = spec.train_config(seed=job.seed, device=recipe.device)
     result = fit(data_config(job, data_root), spec.arch, train_config, run, spec.token, spec.model_options(), resume=True,
                  progress=False, pathway_dropout=parse_pathway_dropout(job.model.pathway_dropout),
@@ -51,9 +52,11 @@ def _train(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict
 
 
 def _analysis(run: Path, data_root: str, recipe: Recipe, attention: bool = True):
+    import torch
+
     from isoprobe.analysis import load_analysis
 
-    device = "cuda" if recipe.device == "cuda" else "cpu"
+    device = "cuda" if recipe.device == "cuda" or (recipe.device == "auto" and torch.cuda.is_available()) else "cpu"
     return load_analysis(run / "checkpoint.pt", Path(data_root), "test", device, needs_attention=attention), device
 
 
@@ -76,6 +79,10 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     evaluation = evaluate(predicted, windows.y, len(analysis.class_names))
     write_evaluation(run / "eval", evaluation, analysis.class_names, title=f"{job.model.name} {job.modalities} — test",
                      meta=_meta({"split": "test"}, run, analysis, device, recipe, job))
+    labels = np.asarray(analysis.checkpoint.class_labels)
+    predictions = pd.DataFrame({"start": windows.start, "repetition": windows.repetition, "label": windows.label,
+                                "predicted": labels[predicted]})
+    write_text_atomic(run / "eval" / "predictions.csv", predictions.to_csv(index=False))
     correct = (predicted == windows.y).astype(np.float64)
     accuracy, low, high = cluster_means(correct, windows.segment, config["bootstrap"], seed=0)
     summary = {"accuracy": float(accuracy), "accuracy_ci_low": float(low), "accuracy_ci_high": float(high),

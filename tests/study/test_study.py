@@ -82,7 +82,7 @@ def assert_same_tables(a: Path, b: Path) -> None:
 def test_tables_name_each_run_and_hold_every_analysis(finished):
     _, out = finished
     found = tables(out)
-    assert {"runs", "curves", "confusion", "ablation", "shift"} <= set(found)
+    assert {"runs", "curves", "confusion", "ablation", "shift", "planted"} <= set(found)
     runs = found["runs"]
     assert len(runs) == 4  # 2 subjects × 2 modality configurations × 1 seed
     assert set(runs.configuration) == {"multimodal", "unimodal"}
@@ -93,13 +93,16 @@ def test_tables_name_each_run_and_hold_every_analysis(finished):
     assert len(found["ablation"]) == 2 * len(found["ablation"].drop_duplicates(["layers", "pathway"]))
     curves = found["curves"]
     assert sorted(curves.groupby("run").epoch.max().unique()) == [2]
+    planted = found["planted"]  # synthetic data: the planted truth beside each run
+    assert set(planted[planted.modalities == "emg"].check) == {"alone", "pair"}
+    assert set(planted[planted.modalities == "emg,acc"].check) == {"synergy"}
     study = json.loads((out / "study.json").read_text())
     assert study["provenance"]["isoprobe"] and len(study["jobs"]) == 4
 
 
 def test_the_run_folder_holds_what_the_single_commands_write(finished):
     _, out = finished
-    run = out / "runs/ninapro-db2/s1/hierarchical/emg+acc/seed0"
+    run = out / "runs/synth-mixed-0.5/s1/hierarchical/emg+acc/seed0"
     for name in ("checkpoint.pt", "metrics.jsonl", "eval/metrics.json", "ablate/ablation.csv", "shift/shift.csv"):
         assert (run / name).is_file(), name
     meta = json.loads((run / "ablate/ablation.json").read_text())["meta"]
@@ -192,10 +195,11 @@ def test_analyses_need_a_model_with_attention_across_groups(tmp_path):
     assert caught.value.key == "ablate" and "MLP" in str(caught.value)
 
 
-@pytest.mark.parametrize("modalities, kind", [("emg", "unimodal"), ("emg,acc", "multimodal"),
-                                              ("emg[0:6],emg[6:12]", "equal-channel")])
+@pytest.mark.parametrize("modalities, kind", [("emg", "unimodal"), ("acc[0:3]", "unimodal"), ("emg,acc", "multimodal"),
+                                              ("emg[0:6],emg[6:12]", "equal-channel"), ("emg,acc[0:12]", "equal-channel"),
+                                              ("emg,acc[0:6]", "multimodal"), ("acc[0:18],acc[18:36]", "equal-channel")])
 def test_configuration_kinds(modalities, kind):
-    assert configuration_kind(modalities) == kind
+    assert configuration_kind(modalities, "ninapro-db2") == kind
 
 
 def test_ray_executor_gives_the_local_numbers(tmp_path):
@@ -206,3 +210,37 @@ def test_ray_executor_gives_the_local_numbers(tmp_path):
     result = run_study(recipe, tmp_path / "ray", executor="ray", jobs=2, report=False)
     assert result.jobs == 2 and result.steps == {"done": 4}
     assert_same_tables(tmp_path / "local", tmp_path / "ray")
+
+
+def test_several_data_tables_and_which_models_train_on_them(tmp_path):
+    models = Path(__file__).resolve().parents[2] / "models"
+    text = f"""
+[[data]]
+name = "db2-emg-only"
+subjects = [1, 2]
+synthetic = {{ preset = "emg-only" }}
+[[data]]
+name = "hd-synergy"
+dataset = "hdsemg65"
+synthetic = {{ preset = "synergy" }}
+
+[[models]]
+arch = "hierarchical"
+
+[[models]]
+name = "mlp-db2"
+config = "{models / 'mlp-db2.toml'}"
+epochs = 3
+"""
+    from isoprobe.study.jobs import jobs_for
+
+    recipe = load_recipe(write_recipe(tmp_path, text))
+    found = sorted((j.source.name, j.subject, j.model.name, j.modalities) for j in jobs_for(recipe))
+    assert found == [("db2-emg-only", 1, "hierarchical", "emg,acc"), ("db2-emg-only", 1, "mlp-db2", "emg,acc"),
+                     ("db2-emg-only", 2, "hierarchical", "emg,acc"), ("db2-emg-only", 2, "mlp-db2", "emg,acc"),
+                     ("hd-synergy", 1, "hierarchical", "hdsemg,force")]
+    assert recipe.models[1].model_spec("ninapro-db2", "emg,acc").training.epochs == 3
+    wrong = text.replace('epochs = 3', 'epochs = 3\ndata = ["hd-synergy"]')
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(tmp_path, wrong))
+    assert caught.value.key == "models[1].data"

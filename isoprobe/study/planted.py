@@ -1,0 +1,109 @@
+"""On synthetic data the answer is planted (isoprobe-synth.json: which modality each class needs);
+these checks set what each run found next to it, one row per (run, check), with the pass rule
+stated in the `planted` column. A method is trusted on real data only after it passes here.
+
+- `alone`: a unimodal model recognises the classes its modality identifies alone: accuracy on
+  them (95% cluster-bootstrap CI over segments) above chance 1/K (CI low > 1/K);
+- `pair`: a unimodal model cannot split a synergy pair: of the windows it puts in the right pair,
+  the share in the right class stays near 0.5 (passes below PAIR_SPLIT);
+- `synergy`: a model with both modalities splits the pairs (CI low above PAIR_SPLIT);
+- `interaction`: the modality interaction index (compare) is positive where synergy classes exist
+  (CI low > 0), and its CI covers 0 where none do;
+- `null`: on the multimodal transformer, cross-modal rows are null by construction (no
+  cross-modal attention exists), whatever the layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from isoprobe.data.modalities import split_groups
+from isoprobe.engine.stats import cluster_means
+
+PAIR_SPLIT = 0.65  # within-pair accuracy between chance (0.5) and a split pair (≈ 1)
+BOOTSTRAP_SEED = 0
+
+COLUMNS = ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "passed")
+
+
+def planted_rows(truth: dict, run: Path, identity: dict, bootstrap: int) -> list[dict]:
+    """The checks that apply to one run (its predictions, compare and ablation tables)."""
+    rows: list[dict] = []
+    classes = {c["label"]: c for c in truth["classes"]}
+    sources = {group.split("[")[0].strip() for group in split_groups(identity["modalities"])}
+    predictions = run / "eval" / "predictions.csv"
+    if predictions.is_file():
+        rows += _accuracy_rows(pd.read_csv(predictions), classes, sources, bootstrap)
+    compare = run / "compare" / "compare.csv"
+    if compare.is_file():
+        rows += _interaction_rows(pd.read_csv(compare), bool(truth.get("synergy_classes")))
+    ablation = run / "ablate" / "ablation.csv"
+    if ablation.is_file() and identity["arch"] == "mmt":
+        rows += _null_rows(pd.read_csv(ablation))
+    return rows
+
+
+def _segment_mean(values: np.ndarray, frame: pd.DataFrame, bootstrap: int) -> tuple[float, float, float]:
+    segments = frame.label.to_numpy() * 1000 + frame.repetition.to_numpy()
+    mean, low, high = cluster_means(values.astype(np.float64), segments, bootstrap, BOOTSTRAP_SEED)
+    return float(mean), float(low), float(high)
+
+
+def _accuracy_rows(predictions: pd.DataFrame, classes: dict, sources: set[str], bootstrap: int) -> list[dict]:
+    rows = []
+    chance = 1 / len(classes)
+    correct = (predictions.label == predictions.predicted).to_numpy()
+    if len(sources) == 1:
+        (source,) = sources
+        alone = predictions.label.map(lambda label: source in classes[label]["informative_alone"]).to_numpy(bool)
+        if alone.any():
+            found = _segment_mean(correct[alone], predictions[alone], bootstrap)
+            rows.append(_row("alone", f"accuracy on the classes {source} identifies alone", "accuracy",
+                             f"above chance {chance:.3f} (CI low > chance)", found, found[1] > chance))
+    partner = {label: c["partner"] for label, c in classes.items() if c.get("partner") is not None}
+    in_pair = predictions.label.isin(partner.keys()).to_numpy(bool)
+    if in_pair.any():
+        pairs = predictions[in_pair]
+        right_pair = (pairs.predicted == pairs.label) | (pairs.predicted == pairs.label.map(partner))
+        split = (pairs.predicted == pairs.label).to_numpy()[right_pair.to_numpy()]
+        if split.size:
+            found = _segment_mean(split, pairs[right_pair.to_numpy()], bootstrap)
+            if len(sources) == 1:
+                rows.append(_row("pair", "within-pair accuracy of the synergy classes", "accuracy",
+                                 f"≈ 0.5, chance within the pair (passes below {PAIR_SPLIT})", found, found[0] < PAIR_SPLIT))
+            else:
+                rows.append(_row("synergy", "within-pair accuracy of the synergy classes", "accuracy",
+                                 f"≈ 1, the pair split by the combination (CI low > {PAIR_SPLIT})", found, found[1] > PAIR_SPLIT))
+    return rows
+
+
+def _interaction_rows(compare: pd.DataFrame, synergy: bool) -> list[dict]:
+    rows = compare[compare.method == "interaction index"]
+    out = []
+    for row in rows.itertuples():
+        found = (float(row.estimate), float(row.ci_low), float(row.ci_high))
+        if synergy:
+            out.append(_row("interaction", "share of v(all) − v(none) needing both modalities", "interaction index",
+                            "> 0: synergy classes exist (CI low > 0)", found, found[1] > 0))
+        else:
+            out.append(_row("interaction", "share of v(all) − v(none) needing both modalities", "interaction index",
+                            "0: no class needs both (CI covers 0)", found, found[1] <= 0 <= found[2]))
+    return out
+
+
+def _null_rows(ablation: pd.DataFrame) -> list[dict]:
+    cross = ablation[ablation.pathway == "cross"]
+    if cross.empty:
+        return []
+    null = cross.null_by_construction.astype(str).str.lower().isin(["true", "1"])
+    drop = float(cross["drop"].abs().max())
+    return [_row("null", "cross-modal rows of the multimodal transformer", "IsoNet mask",
+                 "0 by construction (no cross-modal attention; every row ∅)", (drop, drop, drop), bool(null.all()))]
+
+
+def _row(check: str, quantity: str, method: str, planted: str, found: tuple[float, float, float], passed: bool) -> dict:
+    return {"check": check, "quantity": quantity, "method": method, "planted": planted, "found": found[0],
+            "ci_low": found[1], "ci_high": found[2], "passed": bool(passed)}
