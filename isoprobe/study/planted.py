@@ -4,6 +4,8 @@ stated in the `planted` column. A method is trusted on real data only after it p
 
 - `alone`: a unimodal model recognises the classes its modality identifies alone: accuracy on
   them (95% cluster-bootstrap CI over segments) above chance 1/K (CI low > 1/K);
+- `blind`: a unimodal model does not recognise the classes its modality carries nothing about (not
+  synergy classes): accuracy on them near chance (passes when CI low < 2/K);
 - `pair`: a unimodal model cannot split a synergy pair: of the windows it puts in the right pair,
   the share in the right class stays near 0.5 (passes below PAIR_SPLIT);
 - `synergy`: a model with both modalities splits the pairs (CI low above PAIR_SPLIT);
@@ -63,6 +65,12 @@ def _accuracy_rows(predictions: pd.DataFrame, classes: dict, sources: set[str], 
             found = _segment_mean(correct[alone], predictions[alone], bootstrap)
             rows.append(_row("alone", f"accuracy on the classes {source} identifies alone", "accuracy",
                              f"above chance {chance:.3f} (CI low > chance)", found, found[1] > chance))
+        blind = predictions.label.map(lambda label: classes[label].get("partner") is None
+                                      and source not in classes[label]["informative_alone"]).to_numpy(bool)
+        if blind.any():
+            found = _segment_mean(correct[blind], predictions[blind], bootstrap)
+            rows.append(_row("blind", f"accuracy on the classes {source} carries nothing about", "accuracy",
+                             f"near chance {chance:.3f} (CI low < {2 * chance:.3f})", found, found[1] < 2 * chance))
     partner = {label: c["partner"] for label, c in classes.items() if c.get("partner") is not None}
     in_pair = predictions.label.isin(partner.keys()).to_numpy(bool)
     if in_pair.any():

@@ -320,14 +320,40 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
 def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     """Build each analysis's configuration once, so a bad value fails here, before any training."""
     from isoprobe.diagnostics.shift import ShiftConfig
-    from isoprobe.engine.ablate import AblationConfig
     from isoprobe.attribution.compare import CompareConfig
+    from isoprobe.engine.ablate import AblationConfig, conditions_for
 
     builders = {"ablate": AblationConfig, "compare": CompareConfig, "shift": ShiftConfig}
+    configs = {}
     for key, builder in builders.items():
         table = getattr(recipe, key)
         if table is not None:
-            check.call(key, builder, **{name: value for name, value in table.items()})
+            configs[key] = check.call(key, builder, **{name: value for name, value in table.items()})
+    if not configs:
+        return
+    # Layers, heads and pathway names against each model that will be analysed, built for the data
+    # set's recordings without reading data (isoprobe.models.modelspec).
+    from isoprobe.engine.grid import InterventionEngine
+    from isoprobe.engine.pathways import parse_layers
+    from isoprobe.models import build_model
+
+    checked = set()
+    for model in recipe.models:
+        for source in recipe.data:
+            if source.name not in model.data or model.arch == "mlp":
+                continue
+            for modalities in model.modalities_for(source.dataset):
+                if _groups(modalities) < 2 or (model.name, source.dataset, modalities) in checked:
+                    continue
+                checked.add((model.name, source.dataset, modalities))
+                engine = InterventionEngine(build_model(model.model_spec(source.dataset, modalities).reference_config()))
+                for key, config in configs.items():
+                    if key == "compare":
+                        check.call(f"{key}.layers", parse_layers, config.layers, engine.n_layers)
+                    else:
+                        ablation = config if key == "ablate" else AblationConfig(layers=config.layers, pathway=config.pathway,
+                                                                                  heads=config.heads)
+                        check.call(key, conditions_for, engine, ablation)
 
 
 class _Checker:

@@ -47,6 +47,11 @@ def test_a_unimodal_run_is_checked_on_what_its_modality_identifies_and_on_the_pa
     assert rows["pair"]["found"] == pytest.approx(within)
     assert rows["pair"]["passed"] == (within < PAIR_SPLIT)
     assert "synergy" not in rows
+    # class 2 needs emg: an acc model recognising all of it has found something acc cannot carry
+    assert rows["blind"]["found"] == 1.0 and not rows["blind"]["passed"]
+    emg_only = by_check(planted_rows({"classes": [{**c, "informative_alone": ["emg"]} if c["label"] == 1 else c
+                                                  for c in TRUTH["classes"]]}, tmp_path, identity("acc"), 200))
+    assert emg_only["blind"]["found"] == pytest.approx(55 / 60)  # classes 1 and 2, both invisible to acc
 
 
 def test_a_multimodal_run_must_split_the_pairs(tmp_path):

@@ -166,6 +166,8 @@ def test_a_changed_option_redoes_only_what_depends_on_it(finished, tmp_path):
     (('pathway = "cross,uni"', 'pathway = "cross,uni"\nintervention = "zap"'), "ablate.intervention"),
     (("seeds = [0]", "seeds = [0, 0]"), "seeds"),
     (('[shift]', '[shift]\nwindows = 3'), "shift.windows"),
+    (('layers = "1-2"\npathway = "cross,uni"', 'layers = "1-3"\npathway = "cross,uni"'), "ablate.layers"),
+    (('pathway = "cross,uni"', 'pathway = "cross,emg->force"'), "ablate.pathway"),
 ])
 def test_bad_recipes_name_the_key_before_any_work(tmp_path, edit, key):
     recipe = write_recipe(tmp_path, TINY.replace(*edit))
