@@ -13,7 +13,9 @@ from isoprobe.cli.common import console, user_errors
 def study(
     recipe: Annotated[Path, typer.Argument(help="A study recipe (TOML), e.g. analyses/quick.toml.")],
     out: Annotated[Path, typer.Option(help="Study folder: data, runs, tables and report/ go here; rerun to resume.")],
-    data: Annotated[Optional[Path], typer.Option(help="A data folder replacing the recipe's data (real DB2 or HD-sEMG files).")] = None,
+    data: Annotated[Optional[list[str]], typer.Option(help="A data folder replacing the recipe's data (real DB2 or HD-sEMG "
+                                                            "files), or NAME=FOLDER for a recipe's [[data]] table NAME "
+                                                            "(repeat for several).")] = None,
     executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray.")] = "local",
     jobs: Annotated[int, typer.Option(help="local: jobs run at once, each in its own process with the recipe's "
                                            "threads (0: one per CPU core).")] = 0,
@@ -30,7 +32,7 @@ def study(
     from isoprobe.study.runner import run_study
 
     with user_errors(study):
-        loaded = load_recipe(recipe, data)
+        loaded = load_recipe(recipe, _data_folders(data))
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("jobs", total=None)
@@ -41,3 +43,16 @@ def study(
     console.print(f"{loaded.title}: {result.jobs} jobs; steps: {steps}; tables in {out / 'tables'}")
     if result.report is not None:
         console.print(f"report: [bold]{result.report}[/]")
+
+
+def _data_folders(values: list[str] | None) -> Path | dict[str, Path] | None:
+    """--data FOLDER (one) or --data NAME=FOLDER (any number)."""
+    from isoprobe.errors import ConfigError
+
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return Path(values[0])
+    if not all("=" in value for value in values):
+        raise ConfigError("data", values, "give one FOLDER, or NAME=FOLDER for each [[data]] table")
+    return {name: Path(folder) for name, folder in (value.split("=", 1) for value in values)}

@@ -229,7 +229,7 @@ def render(report: Report, folder: Path) -> None:
         spec.table.to_csv(folder / files["csv"], index=False)
         (folder / files["md"]).write_text(spec.table.to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8")
         static = plots.STATIC[spec.id](spec.table)
-        static.savefig(folder / files["png"], dpi=110)
+        _save_png(static, folder / files["png"])
         static.set_layout_engine("none")  # keep the layout the PNG computed rather than solving it again
         static.savefig(folder / files["svg"], metadata={"Date": None})
         interactive = plots.PLOTLY[spec.id](spec.table)
@@ -320,3 +320,16 @@ def _page(report: Report, sections: list[str]) -> str:
 </body>
 </html>
 """
+
+
+def _save_png(figure, path: Path) -> None:
+    """PNG at 110 dpi in a 256-colour palette: plots have few colours, and the palette makes the files
+    about a third of the size (an example report is committed with the code)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    buffer.seek(0)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, format="PNG", optimize=True)

@@ -11,7 +11,7 @@ stated in the `planted` column. A method is trusted on real data only after it p
 - `synergy`: a model with both modalities splits the pairs (CI low above PAIR_SPLIT);
 - `interaction`: the modality interaction index (compare) is positive where synergy classes exist
   (CI low > 0), and its CI covers 0 where none do;
-- `null`: on the multimodal transformer, cross-modal rows are null by construction (no
+- `structural`: on the multimodal transformer, cross-modal rows are null by construction (no
   cross-modal attention exists), whatever the layer.
 """
 
@@ -108,7 +108,7 @@ def _null_rows(ablation: pd.DataFrame) -> list[dict]:
         return []
     null = cross.null_by_construction.astype(str).str.lower().isin(["true", "1"])
     drop = float(cross["drop"].abs().max())
-    return [_row("null", "cross-modal rows of the multimodal transformer", "IsoNet mask",
+    return [_row("structural", "cross-modal rows of the multimodal transformer", "IsoNet mask",
                  "0 by construction (no cross-modal attention; every row ∅)", (drop, drop, drop), bool(null.all()))]
 
 

@@ -128,9 +128,9 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def load_recipe(path: Path, data: Path | None = None) -> Recipe:
-    """Read and check a recipe. data: a data folder replacing the recipe's (`--data`; a recipe with
-    one [data] table)."""
+def load_recipe(path: Path, data: Path | dict[str, Path] | None = None) -> Recipe:
+    """Read and check a recipe. data (`--data`): a data folder replacing the recipe's data (a recipe
+    with one [data] table), or {data table name: folder}."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(path, "recipe", "no such file")
@@ -141,7 +141,7 @@ def load_recipe(path: Path, data: Path | None = None) -> Recipe:
     return parse_recipe(values, path, data)
 
 
-def parse_recipe(values: dict, path: Path, data: Path | None = None) -> Recipe:
+def parse_recipe(values: dict, path: Path, data: Path | dict[str, Path] | None = None) -> Recipe:
     check = _Checker(path)
     check.keys("", values, TOP_KEYS)
     tables = values.get("data")
@@ -151,9 +151,17 @@ def parse_recipe(values: dict, path: Path, data: Path | None = None) -> Recipe:
         keys = [f"data[{i}]" for i in range(len(tables))]
     else:
         raise check.error("data", "needs a [data] table (or [[data]] tables)")
-    if data is not None and len(tables) > 1:
-        raise check.error("--data", "this recipe has several [[data]] tables; give each its root instead")
-    sources = tuple(_data_source(check, key, table, data) for key, table in zip(keys, tables))
+    if isinstance(data, dict):
+        named = [t.get("name") if isinstance(t, dict) else None for t in tables]
+        unknown = sorted(set(data) - set(named))
+        if unknown:
+            raise check.error("--data", f"no [[data]] table named {unknown[0]!r}; the recipe has {', '.join(map(str, named))}")
+        folders = [data.get(name) for name in named]
+    elif data is not None and len(tables) > 1:
+        raise check.error("--data", "this recipe has several [[data]] tables: give NAME=FOLDER for each")
+    else:
+        folders = [data] * len(tables)
+    sources = tuple(_data_source(check, key, table, folder) for key, table, folder in zip(keys, tables, folders))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise check.error("data", f"two [[data]] tables share the name {names}; set name = … in each")

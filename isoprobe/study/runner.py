@@ -78,12 +78,25 @@ def run_study(recipe: Recipe, out: Path, executor: Executor = "local", jobs: int
     result.steps = counts
     from isoprobe.study.collect import collect_tables
 
-    collect_tables(recipe, out, all_jobs, {name: root for name, (root, _) in data.items()})
+    tables = collect_tables(recipe, out, all_jobs, {name: root for name, (root, _) in data.items()})
     if report:
-        from isoprobe.reports.html import write_report
-
-        result.report = write_report(out)
+        result.report = _report(out, recipe, tables)
     return result
+
+
+def _report(out: Path, recipe: Recipe, tables: dict) -> Path:
+    """Write OUT/report unless it was written from these very tables (a rerun with nothing new)."""
+    from isoprobe.reports.html import write_report
+
+    content = {name: table.to_csv(index=False) for name, table in sorted(tables.items())}
+    key = step_key("report", {"recipe": recipe.to_dict(), "tables": content}, "")
+    marker = out / "steps" / "report.json"
+    folder = out / "report"
+    if (folder / "index.html").is_file() and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+        return folder
+    folder = write_report(out)
+    write_text_atomic(marker, json.dumps({"key": key}, indent=2))
+    return folder
 
 
 def _job_in_worker(out: str, recipe: Recipe, job: Job, data: dict[str, tuple[str, str]]) -> dict:

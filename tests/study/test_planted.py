@@ -74,6 +74,6 @@ def test_interaction_and_the_mmt_null(tmp_path):
                   "null_by_construction": [True, True, False]}).to_csv(tmp_path / "ablate/ablation.csv", index=False)
     rows = by_check(planted_rows(TRUTH, tmp_path, identity("emg,acc", "mmt"), bootstrap=10))
     assert rows["interaction"]["found"] == 0.3 and rows["interaction"]["passed"]
-    assert rows["null"]["passed"]
+    assert rows["structural"]["passed"]
     no_synergy = {**TRUTH, "synergy_classes": []}
     assert not by_check(planted_rows(no_synergy, tmp_path, identity("emg,acc", "mmt"), 10))["interaction"]["passed"]

@@ -246,3 +246,24 @@ epochs = 3
     with pytest.raises(RecipeError) as caught:
         load_recipe(write_recipe(tmp_path, wrong))
     assert caught.value.key == "models[1].data"
+
+
+def test_recipes_in_analyses_load_with_their_data_named_on_the_command_line(tmp_path):
+    """The shipped recipes parse; the real-data ones take their folders from --data NAME=FOLDER."""
+    from isoprobe.data.synth.generate import SynthConfig, generate
+    from isoprobe.study.jobs import jobs_for
+
+    analyses = Path(__file__).resolve().parents[2] / "analyses"
+    for layout in ("ninapro-db2", "hdsemg65"):
+        generate(SynthConfig(layout=layout, gestures=2, subjects=2, seconds_per_repetition=0.3, rest_seconds=0.3),
+                 tmp_path / layout)
+    sweep = load_recipe(analyses / "channel-sweep.toml", {"hdsemg": tmp_path / "hdsemg65", "db2": tmp_path / "ninapro-db2"})
+    assert [s.subjects for s in sweep.data] == [(1, 2), (1, 2)]  # subjects = "all": both found
+    assert len(jobs_for(sweep)) == 2 * 10 + 2 * 8
+    paper = load_recipe(analyses / "paper-ninapro.toml", tmp_path / "ninapro-db2")
+    assert {j.identity()["configuration"] for j in jobs_for(paper)} == {"unimodal", "multimodal", "equal-channel"}
+    for name in ("quick.toml", "validation.toml"):
+        assert jobs_for(load_recipe(analyses / name))
+    result = CliRunner().invoke(app, ["study", str(analyses / "channel-sweep.toml"), "--out", str(tmp_path / "out"),
+                                      "--data", f"hd={tmp_path}"])
+    assert result.exit_code == 2 and "--data: no [[data]] table named 'hd'" in result.output
