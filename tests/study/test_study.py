@@ -267,3 +267,29 @@ def test_recipes_in_analyses_load_with_their_data_named_on_the_command_line(tmp_
     result = CliRunner().invoke(app, ["study", str(analyses / "channel-sweep.toml"), "--out", str(tmp_path / "out"),
                                       "--data", f"hd={tmp_path}"])
     assert result.exit_code == 2 and "--data: no [[data]] table named 'hd'" in result.output
+
+
+def test_a_killed_study_rerun_ends_with_the_uninterrupted_numbers(finished, tmp_path):
+    """SIGKILL in the middle of the first training (after its first epoch's last.pt), then a rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe, reference = finished
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "isoprobe", "study", str(recipe), "--out", str(out), "--jobs", "1", "--no-report"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = out / "runs/synth-mixed-0.5/s1/hierarchical/emg+acc/seed0/metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if metrics.is_file() and metrics.read_text().strip():
+            break
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "tables").exists()  # killed before the end
+    result = CliRunner().invoke(app, ["study", str(recipe), "--out", str(out), "--jobs", "1", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert_same_tables(reference, out)
