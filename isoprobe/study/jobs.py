@@ -85,6 +85,26 @@ def mark_done(run: Path, step: str, key: str, config: dict, summary: dict | None
                       json.dumps({"step": step, "key": key, "config": config, "summary": summary or {}}, indent=2, default=str))
 
 
+def job_steps(recipe: Recipe, job: Job, data_key: str) -> list[tuple[str, dict, str]]:
+    """(step, configuration, key) for each step that applies to `job`, in order."""
+    from isoprobe.study import steps
+
+    planned, upstream = [], data_key
+    for step in STEPS:
+        config = steps.step_config(step, recipe, job)
+        if config is not None:
+            upstream = step_key(step, config, upstream)
+            planned.append((step, config, upstream))
+    return planned
+
+
+def finished_job(study: Path, recipe: Recipe, job: Job, data_key: str) -> dict[str, str] | None:
+    """{step: "skipped"} when every step of `job` is done (nothing to start a worker for), else None."""
+    run = Path(study) / job.folder
+    planned = job_steps(recipe, job, data_key)
+    return {step: "skipped" for step, _, _ in planned} if all(step_done(run, s, k) for s, _, k in planned) else None
+
+
 def run_job(study: Path, recipe: Recipe, job: Job, data_root: str, data_key: str,
             progress: Callable[[str], None] | None = None) -> dict:
     """Every step of one job that is not done yet; returns {step: "done" | "skipped"}."""
@@ -93,23 +113,17 @@ def run_job(study: Path, recipe: Recipe, job: Job, data_root: str, data_key: str
     run = Path(study) / job.folder
     run.mkdir(parents=True, exist_ok=True)
     done: dict[str, str] = {}
-    upstream = data_key
-    for step in STEPS:
-        config = steps.step_config(step, recipe, job)
-        if config is None:
-            continue
-        key = step_key(step, config, upstream)
+    for step, config, key in job_steps(recipe, job, data_key):
         if step_done(run, step, key):
             done[step] = "skipped"
-        else:
-            if step == "train":
-                _restart_if_changed(run, key)
-            if progress is not None:
-                progress(f"{job.folder}: {step}")
-            summary = steps.run_step(step, config, run, data_root, recipe, job)
-            mark_done(run, step, key, config, summary)
-            done[step] = "done"
-        upstream = key
+            continue
+        if step == "train":
+            _restart_if_changed(run, key)
+        if progress is not None:
+            progress(f"{job.folder}: {step}")
+        summary = steps.run_step(step, config, run, data_root, recipe, job)
+        mark_done(run, step, key, config, summary)
+        done[step] = "done"
     return done
 
 

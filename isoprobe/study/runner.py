@@ -14,7 +14,7 @@ from typing import Callable, Literal
 
 from isoprobe.atomic import write_text_atomic
 from isoprobe.errors import ConfigError
-from isoprobe.study.jobs import Job, jobs_for, run_job, step_key
+from isoprobe.study.jobs import Job, finished_job, jobs_for, run_job, step_key
 from isoprobe.study.recipe import DataSource, Recipe
 
 Executor = Literal["local", "ray"]
@@ -64,17 +64,28 @@ def run_study(recipe: Recipe, out: Path, executor: Executor = "local", jobs: int
     all_jobs = jobs_for(recipe)
     result = StudyResult(out, len(all_jobs))
     counts: dict[str, int] = {}
+    completed = [0]
 
-    def finished(done: dict[str, str], index: int) -> None:
+    def finished(done: dict[str, str], job: Job) -> None:
         for status in done.values():
             counts[status] = counts.get(status, 0) + 1
+        completed[0] += 1
         if progress is not None:
-            progress(index, len(all_jobs), all_jobs[index - 1].folder if index else "")
+            progress(completed[0], len(all_jobs), job.folder)
 
     if progress is not None:
         progress(0, len(all_jobs), "")
-    run = _ray_jobs if executor == "ray" else _local_jobs
-    run(out, recipe, all_jobs, data, jobs, address, finished)
+    # Jobs with every step done are counted here, without starting a worker for them.
+    todo = []
+    for job in all_jobs:
+        skipped = finished_job(out, recipe, job, data[job.source.name][1])
+        if skipped is None:
+            todo.append(job)
+        else:
+            finished(skipped, job)
+    if todo:
+        run = _ray_jobs if executor == "ray" else _local_jobs
+        run(out, recipe, todo, data, jobs, address, finished)
     result.steps = counts
     from isoprobe.study.collect import collect_tables
 
@@ -112,25 +123,21 @@ def _job_in_worker(out: str, recipe: Recipe, job: Job, data: dict[str, tuple[str
         torch.set_num_threads(threads)
 
 
-def _local_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data: dict, workers: int,
-                address, finished) -> None:
-    if workers == 1 or len(all_jobs) == 1:
-        for index, job in enumerate(all_jobs, start=1):
-            finished(_job_in_worker(str(out), recipe, job, data), index)
+def _local_jobs(out: Path, recipe: Recipe, todo: list[Job], data: dict, workers: int, address, finished) -> None:
+    if workers == 1 or len(todo) == 1:
+        for job in todo:
+            finished(_job_in_worker(str(out), recipe, job, data), job)
         return
     # spawn: a fresh interpreter per worker, no torch state copied from this process
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(_job_in_worker, str(out), recipe, job, data) for job in all_jobs}
-        completed = 0
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(_job_in_worker, str(out), recipe, job, data): job for job in todo}
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                completed += 1
-                finished(future.result(), completed)
+                finished(future.result(), pending.pop(future))
 
 
-def _ray_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data: dict, workers: int,
-              address, finished) -> None:
+def _ray_jobs(out: Path, recipe: Recipe, todo: list[Job], data: dict, workers: int, address, finished) -> None:
     try:
         import ray
     except ImportError:
@@ -142,12 +149,10 @@ def _ray_jobs(out: Path, recipe: Recipe, all_jobs: list[Job], data: dict, worker
     try:
         gpus = 1 if recipe.device == "cuda" else 0
         remote = ray.remote(num_cpus=recipe.threads, num_gpus=gpus)(_job_in_worker)
-        pending = [remote.remote(str(out), recipe, job, data) for job in all_jobs]
-        completed = 0
+        pending = {remote.remote(str(out), recipe, job, data): job for job in todo}
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            completed += 1
-            finished(ray.get(ready[0]), completed)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            finished(ray.get(ready[0]), pending.pop(ready[0]))
     finally:
         if started_here:
             ray.shutdown()
