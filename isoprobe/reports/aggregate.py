@@ -25,6 +25,9 @@ NULL_COLUMN = "null_by_construction"
 LEVEL = 0.95
 SINGLE_LAYER = re.compile(r"^L(\d+)$")
 LAYER_PATHWAYS = ("uni", "cross", "relay", "readout")  # the paper's Figure 5, plus CLS's two routes
+# Each data set's sEMG source modality; its other source (acc, force) is "the second modality".
+SEMG_SOURCES = {"ninapro-db2": "emg", "hdsemg65": "hdsemg"}
+ALONE = "none"  # `second` of a run with sEMG groups only
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,131 @@ def headline(compare: pd.DataFrame | None, ablation: pd.DataFrame | None) -> dic
         keep = [*model_columns(rows), "layers", "share", "ci_low", "ci_high", "unit", "n", "runs"]
         return {"source": source, **{k: _plain(best[k]) for k in keep}}
     return None
+
+
+# --- the channel sweep (analyses/channel-sweep.toml) ------------------------------------------------
+
+@dataclass(frozen=True)
+class ChannelSplit:
+    """A modality configuration as the channel sweep reads it: its sEMG groups, how many sEMG channels
+    they hold, and the other groups (the second modality), `ALONE` where there are none."""
+
+    semg: str
+    channels: int
+    second: str
+
+
+def channel_split(dataset: str, modalities: str, where: str = "table") -> ChannelSplit | None:
+    """How many sEMG channels `modalities` feeds the model (`emg[0:4],acc` -> 4, `hdsemg[::16],force` -> 8),
+    counted against the data set's recordings. None for a configuration with no sEMG, or with groups of
+    two different sEMG subsets (an equal-channel configuration: not a point of the sweep). `where` names
+    the table for the error an unknown data set or an unreadable configuration raises."""
+    from isoprobe.data.modalities import parse_modalities
+    from isoprobe.models.modelspec import RECORDINGS  # imports torch: only here, not with the report module
+
+    if dataset not in SEMG_SOURCES or dataset not in RECORDINGS:
+        raise IsoprobeError(f"{where}: data set {dataset!r} has no known sEMG modality; the channel figure reads "
+                            f"{', '.join(SEMG_SOURCES)}")
+    try:
+        groups = parse_modalities(modalities, RECORDINGS[dataset].channels)
+    except IsoprobeError as exc:
+        raise IsoprobeError(f"{where}: modalities {modalities!r} of data set {dataset}: {exc}") from None
+    semg = [g for g in groups if g.source == SEMG_SOURCES[dataset]]
+    if not semg or len({g.channels for g in semg}) > 1:
+        return None
+    second = ",".join(g.name for g in groups if g.source != SEMG_SOURCES[dataset]) or ALONE
+    return ChannelSplit(",".join(g.name for g in semg), len(semg[0].channels), second)
+
+
+def with_channels(table: pd.DataFrame, where: str) -> pd.DataFrame:
+    """`table`'s rows that are points of a channel sweep, with `semg`, `semg_channels` and `second`."""
+    splits = {key: channel_split(*key, where=where)
+              for key in table[["dataset", "modalities"]].drop_duplicates().itertuples(index=False, name=None)}
+    keys = list(zip(table.dataset, table.modalities))
+    kept = table[np.array([splits[key] is not None for key in keys], dtype=bool)]
+    found = [splits[key] for key in zip(kept.dataset, kept.modalities)]
+    return kept.assign(semg=[s.semg for s in found], semg_channels=[s.channels for s in found],
+                       second=[s.second for s in found])
+
+
+def _layer_set(label: str) -> frozenset[int]:
+    """'L3' -> {3}, 'L1-L5' -> {1..5}, 'L2,L4' -> {2, 4}; anything else -> empty."""
+    layers = set()
+    for part in str(label).split(","):
+        match = re.fullmatch(r"L(\d+)(?:-L(\d+))?", part.strip())
+        if match is None:
+            return frozenset()
+        first = int(match.group(1))
+        layers.update(range(first, int(match.group(2) or first) + 1))
+    return frozenset(layers)
+
+
+def all_layers(ablation: pd.DataFrame) -> pd.Series:
+    """Whether each row's `layers` spans every shared layer of its run: layers 1 to the deepest any row of
+    the run names ('L1-L5' where the run has L1 … L5)."""
+    sets = ablation.layers.map(_layer_set)
+    deepest = sets.map(lambda s: max(s, default=0)).groupby(ablation.run).transform("max")
+    return pd.Series([bool(s) and s == frozenset(range(1, d + 1)) for s, d in zip(sets, deepest)], index=ablation.index,
+                     dtype=bool)
+
+
+CHANNEL_COLUMNS = ("measure", "second", "modalities", "semg_channels", "layers", NULL_COLUMN, "value", "ci_low",
+                   "ci_high", "unit", "n", "runs")
+
+
+def channel_summary(runs: pd.DataFrame, ablation: pd.DataFrame | None, bootstrap: int, seed: int) -> pd.DataFrame:
+    """The channel-count figure's numbers, one row per point: for every sweep (data set, data, model)
+    whose runs cover two or more sEMG channel counts with the same second modality (or none),
+
+    - `accuracy`: test accuracy of each configuration, summarised like the accuracy figure;
+    - `gain`: accuracy with the second modality − without, paired by subject and seed on the same sEMG
+      groups, then summarised (seeds averaged within a subject, subjects resampled; with one subject,
+      seeds; a single pair has unit `pair` and no CI); `runs` counts pairs;
+    - `relative_drop`: the relative accuracy drop of masking `cross` in all shared layers at once
+      (ablation.csv, heads all) in the two-modality runs; rows null by construction keep the mark, no number.
+
+    An empty table where no sweep has two channel counts."""
+    sweep = [c for c in ("dataset", "data", "arch", "model") if c in runs]
+    points = with_channels(runs, "runs.csv")
+    counts = points.groupby([*sweep, "second"], dropna=False).semg_channels.transform("nunique")
+    swept = points[counts >= 2][sweep].drop_duplicates()
+    points = points.merge(swept, on=sweep, sort=False)
+    if points.empty:
+        return pd.DataFrame(columns=[*sweep, *CHANNEL_COLUMNS])
+    by = [*sweep, "second", "modalities", "semg_channels"]
+    options = dict(bootstrap=bootstrap, seed=seed)
+    parts = [_as_value(points, Measure("accuracy", "accuracy_ci_low", "accuracy_ci_high"), by, "runs.csv", **options)
+             .assign(measure="accuracy")]
+    alone = points[points.second == ALONE]
+    paired = points[points.second != ALONE].merge(alone, on=[*sweep, "semg", "subject", "seed"], suffixes=("", "_alone"))
+    if not paired.empty:
+        paired = paired.assign(gain=paired.accuracy - paired.accuracy_alone,
+                               modalities=paired.modalities + " − " + paired.modalities_alone)
+        gain = _as_value(paired.drop(columns="segments"), Measure("gain"), by, "runs.csv", **options)
+        single = gain.unit == "segments"  # one pair: nothing to resample (the runs' own CIs are not paired)
+        gain.loc[single, "unit"], gain.loc[single, "n"] = "pair", 1
+        parts.append(gain.assign(measure="gain"))
+    if ablation is not None:
+        cross = ablation[(ablation.pathway == "cross") & (ablation.intervention == "mask") & (ablation.heads == "all")
+                         & all_layers(ablation)]
+        cross = with_channels(cross, "ablation.csv").merge(swept, on=sweep, sort=False)
+        cross = cross[cross.second != ALONE]
+        if not cross.empty:
+            cross = cross.assign(**{NULL_COLUMN: as_bool(cross[NULL_COLUMN], f"ablation.csv, column '{NULL_COLUMN}'")})
+            parts.append(_as_value(cross, Measure("relative_drop"), [*by, "layers", NULL_COLUMN], "ablation.csv",
+                                   **options).assign(measure="relative_drop"))
+    table = pd.concat(parts, ignore_index=True).reindex(columns=[*sweep, *CHANNEL_COLUMNS])
+    table[NULL_COLUMN] = table[NULL_COLUMN].eq(True)  # accuracy and gain rows are measurements
+    order = {"accuracy": 0, "gain": 1, "relative_drop": 2}
+    table = table.sort_values([*sweep, "measure", "second", "semg_channels", "modalities"], kind="stable",
+                              key=lambda column: column.map(order) if column.name == "measure" else column)
+    return table.reset_index(drop=True)
+
+
+def _as_value(table: pd.DataFrame, measure: Measure, by: list[str], name: str, **options) -> pd.DataFrame:
+    """`summarise` of one measure, its columns named value, ci_low and ci_high."""
+    summary = summarise(table, [measure], by, name=name, **options)
+    return summary.rename(columns={measure.value: "value", measure.low_name: "ci_low", measure.high_name: "ci_high"})
 
 
 def _plain(value):

@@ -69,7 +69,7 @@ class Report:
 
 
 # table -> the figures it feeds, in page order
-FIGURES = {"runs": ("accuracy",), "ablation": ("layer_drop", "layer_heatmap"), "compare": ("compare",),
+FIGURES = {"runs": ("accuracy", "channels"), "ablation": ("layer_drop", "layer_heatmap"), "compare": ("compare",),
            "compare_layers": ("compare_layers",), "shift": ("shift_vs_drop",), "curves": ("curves",),
            "confusion": ("confusion",), "planted": ("planted",)}
 
@@ -96,6 +96,11 @@ def build_report(study: Study, config: ReportConfig) -> Report:
         figures.append(FigureSpec("accuracy", "Accuracy by architecture and modality configuration", _caption(
             "Test accuracy of each architecture (x) under each modality configuration (bars: unimodal, multimodal, "
             "equal-channel, with the modality groups used), averaged over runs.", table, b), ("runs.csv",), table))
+        table = aggregate.channel_summary(tables["runs"], tables.get("ablation"), b, s)
+        if not table.empty:  # drawn for studies that sweep the sEMG channel count (analyses/channel-sweep.toml)
+            sources = ("runs.csv", "ablation.csv") if (table.measure == "relative_drop").any() else ("runs.csv",)
+            figures.append(FigureSpec("channels", "Second modality and cross-modal share against sEMG channel count",
+                                      _channels_caption(table, b), sources, table))
     if "ablation" in tables:
         ablation = aggregate.ablation_summary(tables["ablation"], b, s)
         single = ablation[ablation.layer.notna()]
@@ -166,10 +171,30 @@ def _add(figures, left_out, figure_id, source, table, empty_reason, title, capti
         figures.append(FigureSpec(figure_id, title, caption(table), (source,), table.reset_index(drop=True)))
 
 
+def _channels_caption(table: pd.DataFrame, bootstrap: int) -> str:
+    drops = table[table.measure == "relative_drop"]
+    if drops.empty:
+        panel_b = "B (the cross-modal share) is not drawn: ablation.csv holds no all-layer cross masking of these runs."
+    else:
+        panel_b = ("B: the relative accuracy drop ((base − intervened) / base accuracy) when IsoNet masking removes "
+                   f"every cross-modal attention edge in all shared layers together ({_listed(drops.layers)}), in the "
+                   "runs with the second modality; hollow markers with ∅ are null by construction, not measurements.")
+        if (drops.unit == "segments").any():
+            panel_b += " A single run's relative drop has no CI (ablation.csv records CIs of the absolute drop only)."
+    return _caption(
+        "Runs that differ only in how many sEMG channels they feed the model (x, log₂ scale; counted from the "
+        "modality configuration against the data set's recordings), one row of panels per data set and model. "
+        "A: test accuracy (share of test windows classified right) with sEMG alone and with the second modality "
+        f"({_listed(table.second[table.second != aggregate.ALONE])}) added (left axis), and the gain, with − without in accuracy points (dashed, right axis): each run paired "
+        "with the run of the same subject and seed on the same sEMG channels, the pairs' gains summarised like "
+        "the accuracies (rows `gain`, where `runs` counts pairs). " + panel_b, table, bootstrap)
+
+
 UNIT_TEXT = {
     "subjects": "percentile bootstrap over subjects ({b} resamples of the subject means; each subject's seeds averaged first)",
     "seeds": "percentile bootstrap over the seeds of the one subject ({b} resamples)",
     "segments": "the run's own cluster bootstrap over segments (the windows of one gesture repetition resampled together)",
+    "pair": "none for a gain from a single pair of runs (one subject and seed, with and without the second modality)",
 }
 
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from isoprobe.reports.aggregate import LAYER_PATHWAYS, MODEL_COLUMNS
+from isoprobe.reports.aggregate import ALONE, LAYER_PATHWAYS, MODEL_COLUMNS
 
 NULL_MARK = "∅"
 PATHWAY_COLOURS = {"uni": "#1f77b4", "cross": "#d62728", "relay": "#2ca02c", "readout": "#9467bd"}
@@ -61,6 +61,29 @@ def _errors(rows: pd.DataFrame, value: str, low: str, high: str) -> tuple[np.nda
 def _grid(n: int, wrap: int) -> tuple[int, int]:
     cols = min(n, wrap)
     return math.ceil(n / cols), cols
+
+
+def _sweeps(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The channel figure's sweeps (data set, data, model), each a row of panels A and B."""
+    return panels(table, ["dataset", "data", "arch", "model"])
+
+
+def _seconds(table: pd.DataFrame) -> list[str]:
+    """The second-modality settings of the channel figure, sEMG alone first."""
+    return sorted(set(table.second), key=lambda second: (second != ALONE, second))
+
+
+def _channel_series(rows: pd.DataFrame, measure: str, second: str) -> pd.DataFrame:
+    return rows[(rows.measure == measure) & (rows.second == second)].sort_values("semg_channels", kind="stable")
+
+
+def _gain_colour(seconds: list[str], second: str) -> str:
+    """Colours after the accuracy lines', so a gain never looks like the accuracy it is drawn next to."""
+    return colour(len(seconds) + seconds.index(second))
+
+
+def _accuracy_name(second: str) -> str:
+    return "sEMG alone" if second == ALONE else f"sEMG + {second}"
 
 
 def _layer_positions(rows: pd.DataFrame, pathways) -> np.ndarray:
@@ -221,6 +244,65 @@ def plotly_shift(table: pd.DataFrame):
                                     hovertemplate="%{text}<br>null MMD² %{x:.4g}<extra></extra>"))
     figure.update_xaxes(title_text="MMD² of the head's input (intervened vs clean)")
     figure.update_yaxes(title_text="accuracy drop")
+    return figure
+
+
+def plotly_channels(table: pd.DataFrame):
+    import plotly.graph_objects as go
+
+    sweeps, seconds = _sweeps(table), _seconds(table)
+    cross = (table.measure == "relative_drop").any()
+    cols = 2 if cross else 1
+    titles = [t for title, _ in sweeps for t in (f"A. {title}: accuracy", f"B. {title}: cross share")[:cols]]
+    figure, at = _subplots(len(titles), titles, height=380, wrap=cols,
+                           specs=[[{"secondary_y": True}, {}][:cols]] * len(sweeps))
+    for i, (_, rows) in enumerate(sweeps):
+        a, b = at(i * cols), at(i * cols + 1)
+        for j, second in enumerate(seconds):
+            line = _channel_series(rows, "accuracy", second)
+            above, below = _errors(line, "value", "ci_low", "ci_high")
+            figure.add_trace(go.Scatter(x=line.semg_channels, y=line.value, mode="lines+markers", name=_accuracy_name(second),
+                                        legendgroup=f"accuracy {second}", showlegend=i == 0, line=dict(color=colour(j)),
+                                        error_y=dict(type="data", array=above, arrayminus=below), text=line.modalities,
+                                        customdata=np.stack([line.unit, line.n.astype(str)], axis=1),
+                                        hovertemplate="%{text}: %{y:.4f}<br>CI over %{customdata[1]} %{customdata[0]}"
+                                                      "<extra></extra>"), secondary_y=False, **a)
+            gain = _channel_series(rows, "gain", second)
+            if not gain.empty:
+                above, below = _errors(gain, "value", "ci_low", "ci_high")
+                figure.add_trace(go.Scatter(x=gain.semg_channels, y=gain.value, mode="lines+markers",
+                                            name=f"gain of + {second} (right axis)", legendgroup=f"gain {second}",
+                                            showlegend=i == 0, line=dict(color=_gain_colour(seconds, second), dash="dash"),
+                                            marker=dict(symbol="diamond"), text=gain.modalities,
+                                            error_y=dict(type="data", array=above, arrayminus=below),
+                                            customdata=np.stack([gain.unit, gain.n.astype(str)], axis=1),
+                                            hovertemplate="%{text}: %{y:+.4f}<br>CI over %{customdata[1]} %{customdata[0]}"
+                                                          "<extra></extra>"), secondary_y=True, **a)
+            drop = _channel_series(rows, "relative_drop", second)
+            if cross and not drop.empty:
+                measured, null = drop[~drop.null_by_construction], drop[drop.null_by_construction]
+                above, below = _errors(measured, "value", "ci_low", "ci_high")
+                figure.add_trace(go.Scatter(x=measured.semg_channels, y=measured.value, mode="lines+markers",
+                                            name=f"cross drop, + {second}", legendgroup=f"cross {second}",
+                                            showlegend=i == 0, line=dict(color=colour(j)), marker=dict(symbol="square"),
+                                            error_y=dict(type="data", array=above, arrayminus=below),
+                                            text=measured.modalities + " [" + measured.layers + "]",
+                                            hovertemplate="%{text}: %{y:+.4f}<extra></extra>"), **b)
+                if not null.empty:
+                    figure.add_trace(go.Scatter(x=null.semg_channels, y=np.zeros(len(null)), mode="markers+text",
+                                                text=[NULL_MARK] * len(null), textposition="top center",
+                                                marker=dict(symbol="circle-open", size=10, color=colour(j)),
+                                                name=f"{NULL_MARK} null by construction", showlegend=False,
+                                                hovertext=null.modalities + ": null by construction", hoverinfo="text"), **b)
+        ticks = sorted(set(rows.semg_channels))
+        for where in (a, b)[:cols]:
+            figure.update_xaxes(type="log", tickvals=ticks, ticktext=[str(t) for t in ticks], title_text="sEMG channels",
+                                **where)
+        figure.update_yaxes(title_text="test accuracy", secondary_y=False, **a)
+        figure.update_yaxes(title_text="gain (with − without)", secondary_y=True, showgrid=False, tickmode="auto",
+                            zeroline=True, zerolinecolor="grey", **a)
+        if cross:
+            figure.update_yaxes(title_text="relative cross drop (all layers)", rangemode="tozero", zeroline=True, **b)
     return figure
 
 
@@ -432,6 +514,63 @@ def static_shift(table: pd.DataFrame):
     return figure
 
 
+def static_channels(table: pd.DataFrame):
+    sweeps, seconds = _sweeps(table), _seconds(table)
+    cross = (table.measure == "relative_drop").any()
+    cols = 2 if cross else 1
+    figure, axes = _figure(len(sweeps) * cols, width=5.5, height=3.8, wrap=cols)
+    handles: dict = {}
+    for i, (title, rows) in enumerate(sweeps):
+        a = axes[i * cols]
+        right = a.twinx()
+        for j, second in enumerate(seconds):
+            line = _channel_series(rows, "accuracy", second)
+            above, below = _errors(line, "value", "ci_low", "ci_high")
+            handles.setdefault(_accuracy_name(second), a.errorbar(
+                line.semg_channels, line.value, yerr=[below, above], marker="o", color=colour(j), capsize=3))
+            gain = _channel_series(rows, "gain", second)
+            if not gain.empty:
+                above, below = _errors(gain, "value", "ci_low", "ci_high")
+                handles.setdefault(f"gain of + {second} (right axis)", right.errorbar(
+                    gain.semg_channels, gain.value, yerr=[below, above], marker="D", linestyle="--",
+                    color=_gain_colour(seconds, second), capsize=3))
+            if cross:
+                drop = _channel_series(rows, "relative_drop", second)
+                measured, null = drop[~drop.null_by_construction], drop[drop.null_by_construction]
+                if not measured.empty:
+                    above, below = _errors(measured, "value", "ci_low", "ci_high")
+                    handles.setdefault(f"cross drop, + {second}", axes[i * cols + 1].errorbar(
+                        measured.semg_channels, measured.value, yerr=[below, above], marker="s", color=colour(j),
+                        capsize=3))
+                for x in null.semg_channels:
+                    axes[i * cols + 1].scatter([x], [0], s=40, facecolors="none", edgecolors=colour(j))
+                    axes[i * cols + 1].annotate(NULL_MARK, (x, 0), textcoords="offset points", xytext=(0, 6), ha="center",
+                                                fontsize=8)
+                if not null.empty:
+                    from matplotlib.lines import Line2D
+
+                    handles.setdefault(f"{NULL_MARK} null by construction", Line2D(
+                        [], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black"))
+        right.axhline(0, color="grey", linewidth=0.6, linestyle=":")
+        right.set_ylabel("gain (with − without)")
+        a.set_ylabel("test accuracy")
+        a.set_title(f"A. {title}: accuracy", fontsize=10)
+        ticks = sorted(set(rows.semg_channels))
+        for ax in axes[i * cols:(i + 1) * cols]:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel("sEMG channels")
+        if cross:
+            b = axes[i * cols + 1]
+            b.axhline(0, color="grey", linewidth=0.6)
+            b.set_ylabel("relative cross drop (all layers)")
+            b.set_title(f"B. {title}: cross share", fontsize=10)
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 3),
+                  fontsize=8)
+    return figure
+
+
 def static_curves(table: pd.DataFrame):
     runs = list(dict.fromkeys(table.run))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -495,9 +634,9 @@ def static_planted(table: pd.DataFrame):
     return figure
 
 
-PLOTLY = {"accuracy": plotly_accuracy, "layer_drop": plotly_layer_drop, "layer_heatmap": plotly_heatmap,
+PLOTLY = {"accuracy": plotly_accuracy, "channels": plotly_channels, "layer_drop": plotly_layer_drop, "layer_heatmap": plotly_heatmap,
           "compare": plotly_compare, "compare_layers": plotly_compare_layers, "shift_vs_drop": plotly_shift,
           "curves": plotly_curves, "confusion": plotly_confusion, "planted": plotly_planted}
-STATIC = {"accuracy": static_accuracy, "layer_drop": static_layer_drop, "layer_heatmap": static_heatmap,
+STATIC = {"accuracy": static_accuracy, "channels": static_channels, "layer_drop": static_layer_drop, "layer_heatmap": static_heatmap,
           "compare": static_compare, "compare_layers": static_compare_layers, "shift_vs_drop": static_shift,
           "curves": static_curves, "confusion": static_confusion, "planted": static_planted}

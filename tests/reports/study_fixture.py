@@ -25,7 +25,9 @@ METHODS = {"mask (IsoNet)": "relative accuracy drop, cross scores set to −inf"
            "attention attribution": "cross share of |attention attribution| (Hao et al.)",
            "interaction index": "share of v(all) − v(none) needing both modalities"}
 MODELS = [("hierarchical", "emg,acc", "multimodal"), ("hierarchical", "emg[0:6],emg[6:12]", "equal-channel"),
-          ("hierarchical", "emg", "unimodal"), ("mmt", "emg,acc", "multimodal"), ("mlp", "acc", "unimodal")]
+          ("hierarchical", "emg", "unimodal"), ("mmt", "emg,acc", "multimodal"), ("mlp", "acc", "unimodal"),
+          # with MODELS[0] and [2], a channel sweep: 4 and 12 sEMG channels, each with and without acc
+          ("hierarchical", "emg[0:4]", "unimodal"), ("hierarchical", "emg[0:4],acc", "multimodal")]
 DATA = "synthetic mixed (synergy 0.3)"
 
 

@@ -61,8 +61,8 @@ def _loop_bootstrap(values: list[float], resamples: int, seed: int) -> tuple[flo
 def test_report_json_equals_the_tables_it_wrote(study_report):
     root, document = study_report
     ids = [f["id"] for f in document["figures"]]
-    assert ids == ["accuracy", "layer_drop", "layer_heatmap", "compare", "compare_layers", "shift_vs_drop", "curves",
-                   "confusion", "planted"]
+    assert ids == ["accuracy", "channels", "layer_drop", "layer_heatmap", "compare", "compare_layers", "shift_vs_drop",
+                   "curves", "confusion", "planted"]
     assert document["left_out"] == []
     for figure in document["figures"]:
         table = _read(root / "report" / figure["files"]["csv"])
@@ -90,7 +90,8 @@ def test_summaries_equal_a_naive_loop_over_the_input(study_report):
     drops = figures["layer_drop"]
     assert set(drops.pathway) == {"uni", "cross", "relay", "readout"} and set(drops.layers) == {"L1", "L2", "L3", "L4", "L5"}
     for row in drops.itertuples():
-        rows = ablation[(ablation.arch == row.arch) & (ablation.layers == row.layers) & (ablation.pathway == row.pathway)]
+        rows = ablation[(ablation.arch == row.arch) & (ablation.modalities == row.modalities) & (ablation.layers == row.layers)
+                        & (ablation.pathway == row.pathway)]
         assert row.null_by_construction == rows.null_by_construction.all()
         if row.null_by_construction:  # marked, never a number
             assert row.drop is None or math.isnan(row.drop)
@@ -98,19 +99,30 @@ def test_summaries_equal_a_naive_loop_over_the_input(study_report):
             assert row.drop == pytest.approx(_naive(rows, "drop")[0], rel=1e-12)
     shift = pd.read_csv(root / "tables" / "shift.csv", dtype=TEXT)
     for row in figures["shift_vs_drop"].itertuples():
-        last = shift[(shift.arch == row.arch) & (shift.intervention == row.intervention) & (shift.site == "final CLS")]
+        last = shift[(shift.arch == row.arch) & (shift.modalities == row.modalities) & (shift.intervention == row.intervention)
+                     & (shift.site == "final CLS")]
         assert row.site == "final CLS"
         assert row.drop == pytest.approx(_naive(last.assign(d=last.base_accuracy - last.accuracy), "d")[0], rel=1e-12)
         assert row.mmd2 == pytest.approx(_naive(last, "mmd2")[0], rel=1e-12)
     planted = pd.read_csv(root / "tables" / "planted.csv", dtype=TEXT)
     for row in figures["planted"].itertuples():
-        rows = planted[(planted.arch == row.arch) & (planted.check == row.check)]
+        rows = planted[(planted.arch == row.arch) & (planted.modalities == row.modalities) & (planted.check == row.check)]
         assert row.passed_runs == rows.passed.sum() and row.passed == rows.passed.all()
     shares = figures["confusion"].groupby(["run", "true"]).share.sum()
     assert np.allclose(shares, 1.0) and figures["confusion"].run.nunique() == 2
     curves = pd.read_csv(root / "tables" / "curves.csv", dtype=TEXT)
     first = curves[curves.run.isin(curves.run.drop_duplicates().head(2))].reset_index(drop=True)
     assert figures["curves"].val_accuracy.tolist() == first.val_accuracy.tolist()
+    # the channel figure's accuracies are the accuracy figure's, its cross drops the widest cross masking's
+    channels = figures["channels"]
+    accuracy = figures["accuracy"][figures["accuracy"].arch == "hierarchical"].set_index("modalities").accuracy
+    for row in channels[channels.measure == "accuracy"].itertuples():
+        assert row.value == accuracy[row.modalities]
+    assert sorted(channels.semg_channels.unique()) == [4, 12]
+    for row in channels[channels.measure == "relative_drop"].itertuples():
+        rows = ablation[(ablation.arch == row.arch) & (ablation.modalities == row.modalities) & (ablation.layers == "L1-L5")
+                        & (ablation.pathway == "cross")]
+        assert row.layers == "L1-L5" and row.value == pytest.approx(_naive(rows, "relative_drop")[0], rel=1e-12)
 
 
 def test_headline_and_summary_state_the_compare_mask_share(study_report):
