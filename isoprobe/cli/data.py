@@ -1,4 +1,4 @@
-"""`isoprobe data synth` and `isoprobe data inspect`."""
+"""`isoprobe data synth`, `isoprobe data inspect` and `isoprobe data realism`."""
 
 from __future__ import annotations
 
@@ -90,3 +90,35 @@ def inspect(
             payload = summary.to_dict() | ({"windows": window_report} if window_report else {})
             write_text_atomic(json_out, json.dumps(payload, indent=2))
             console.print(f"summary written to {escape(str(json_out))}")
+
+
+@app.command()
+def realism(
+    path: Annotated[Path, typer.Argument(help="A data folder (DB2 or HD-sEMG layout, real or synthetic) or one file.")],
+    subject: Annotated[int, typer.Option(help="Subject to measure.")] = 1,
+    dataset: Annotated[Optional[str], typer.Option(help="ninapro-db2 or hdsemg65; detected from file names if omitted.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write every statistic and target range as JSON to this file.")] = None,
+) -> None:
+    """How much the sEMG behaves like real surface EMG: statistics beside documented target ranges."""
+    from rich.table import Table
+
+    from isoprobe.data.realism import measure_folder
+
+    with user_errors(realism):
+        report = measure_folder(path, subject, dataset)
+        table = Table(title=f"sEMG realism: {escape(str(path))}, subject {subject} ({report.dataset}, "
+                            f"{report.contractions} contractions, {report.steady_seconds:.1f} s steady)")
+        for column in ("statistic", "value", "target", "in range"):
+            table.add_column(column)
+        for _, label, value, target, ok in report.rows():
+            shown = "n/a" if value is None else f"{value:.3g}"
+            verdict = "–" if ok is None else "[green]yes[/]" if ok else "[red]no[/]"
+            table.add_row(escape(label), shown, escape(target), verdict)
+        console.print(table)
+        console.print("targets: real = monopolar HD-sEMG, vastus lateralis, 8 mm 13×5 grid, ~26% MVC; "
+                      "ranges = issue 12 acceptance for synthetic data (sources: isoprobe/data/realism.py)")
+        if out is not None:
+            from isoprobe.atomic import write_text_atomic
+
+            write_text_atomic(out, json.dumps(report.to_dict(), indent=2))
+            console.print(f"statistics written to {escape(str(out))}")
