@@ -8,7 +8,7 @@ from typing import Callable
 
 from isoprobe.data import hdsemg, ninapro
 from isoprobe.data.recording import Recording
-from isoprobe.errors import ConfigError
+from isoprobe.errors import ConfigError, DataFormatError
 
 
 @dataclass(frozen=True)
@@ -55,3 +55,18 @@ def detect_dataset(root: Path) -> str | None:
     if hdsemg.subjects_in(root):
         return "hdsemg65"
     return None
+
+
+def locate(path: Path, dataset: str | None = None) -> tuple[str, DatasetSpec, Path, list[int]]:
+    """A data file or folder's layout (detected from file names unless `dataset`), its spec, the
+    folder holding it and the subjects found there; a missing path or one with no recordings is
+    refused naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(path, "no such file or folder")
+    dataset = dataset or detect_dataset(path)
+    if dataset is None:
+        raise DataFormatError(path, "holds no NinaPro DB2 (S<n>_E<k>_A1.mat) or HD-sEMG (s<n>.mat) files")
+    spec = dataset_spec(dataset)
+    folder = path.parent if path.is_file() else path
+    return dataset, spec, folder, spec.subjects_in(folder)

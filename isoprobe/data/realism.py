@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from isoprobe.data.datasets import dataset_spec, detect_dataset
+from isoprobe.data.datasets import locate
 from isoprobe.data.filters import EMG_MODALITIES, FilterConfig, filter_recording
 from isoprobe.data.recording import Recording
 from isoprobe.errors import DataFormatError
@@ -412,14 +412,7 @@ def measure(recording: Recording, path: str = "") -> RealismReport:
 def measure_folder(path: Path, subject: int = 1, dataset: str | None = None) -> RealismReport:
     """Load one subject from a data folder (layout detected from file names unless `dataset`) and measure it."""
     path = Path(path)
-    if not path.exists():
-        raise DataFormatError(path, "no such file or folder")
-    dataset = dataset or detect_dataset(path)
-    if dataset is None:
-        raise DataFormatError(path, "holds no NinaPro DB2 (S<n>_E<k>_A1.mat) or HD-sEMG (s<n>.mat) files")
-    spec = dataset_spec(dataset)
-    folder = path.parent if path.is_file() else path
-    found = spec.subjects_in(folder)
+    dataset, spec, folder, found = locate(path, dataset)
     if subject not in found:
         raise DataFormatError(path, f"has no {dataset} recording of subject {subject} "
                                     f"(subjects found: {', '.join(map(str, found)) or 'none'})")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from isoprobe.data import hdsemg, ninapro
-from isoprobe.data.datasets import dataset_spec, detect_dataset
+from isoprobe.data.datasets import locate
 from isoprobe.data.pipeline import class_name
 from isoprobe.data.synth.generate import read_ground_truth
 from isoprobe.errors import DataFormatError
@@ -49,14 +49,7 @@ class DatasetSummary:
 def summarise(path: Path, dataset: str | None = None, subjects: list[int] | None = None) -> DatasetSummary:
     """Load each subject under `path` and count what it holds."""
     path = Path(path)
-    if not path.exists():
-        raise DataFormatError(path, "no such file or folder")
-    dataset = dataset or detect_dataset(path)
-    if dataset is None:
-        raise DataFormatError(path, "holds no NinaPro DB2 (S<n>_E<k>_A1.mat) or HD-sEMG (s<n>.mat) files")
-    spec = dataset_spec(dataset)
-    folder = path.parent if path.is_file() else path
-    found = spec.subjects_in(folder)
+    dataset, spec, folder, found = locate(path, dataset)
     exercises: tuple[int, ...] = (1, 2, 3)
     if path.is_file():  # one file: its subject (and, for DB2, its exercise) only
         match = (ninapro.FILE_PATTERN if dataset == "ninapro-db2" else hdsemg.FILE_PATTERN).match(path.name)
