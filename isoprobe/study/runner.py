@@ -129,12 +129,39 @@ def _local_jobs(out: Path, recipe: Recipe, todo: list[Job], data: dict, workers:
             finished(_job_in_worker(str(out), recipe, job, data), job)
         return
     # spawn: a fresh interpreter per worker, no torch state copied from this process
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_job_in_worker, str(out), recipe, job, data): job for job in todo}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 finished(future.result(), pending.pop(future))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the study process ends, however it ends (`kill`, SIGKILL,
+    a closed terminal), instead of training on as an orphan. Linux delivers SIGTERM at the parent's
+    death (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread watches the parent's pid."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="isoprobe-parent-watch").start()
 
 
 def _ray_jobs(out: Path, recipe: Recipe, todo: list[Job], data: dict, workers: int, address, finished) -> None:

@@ -293,3 +293,60 @@ def test_a_killed_study_rerun_ends_with_the_uninterrupted_numbers(finished, tmp_
     result = CliRunner().invoke(app, ["study", str(recipe), "--out", str(out), "--jobs", "1", "--no-report"])
     assert result.exit_code == 0, result.output
     assert_same_tables(reference, out)
+
+
+def _spawned_workers_of(parent: int) -> set[int]:
+    """Pids of the multiprocessing workers whose parent is `parent` (Linux /proc)."""
+    workers = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            workers.add(int(stat.parent.name))
+    return workers
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from Linux /proc")
+def test_workers_end_when_the_study_process_is_killed(tmp_path):
+    """SIGKILL to the study process alone (not its group): its workers must not train on as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe = write_recipe(tmp_path, TINY.replace("epochs = 2", "epochs = 200"))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "isoprobe", "study", str(recipe), "--out", str(out), "--jobs", "2", "--no-report"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            if len([p for p in out.glob("runs/**/metrics.jsonl") if p.read_text().strip()]) >= 2:
+                break  # both workers are past their initializer and training
+            time.sleep(0.05)
+        workers = _spawned_workers_of(process.pid)
+        assert len(workers) == 2
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)]
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group, on failure
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper (a container's init may never reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
