@@ -6,6 +6,11 @@ in the same run. Ratios are the numbers to track; seconds depend on the machine.
 
     python benchmarks/bench_data.py               # full size (needs ~6 GB disk, ~8 GB RAM)
     python benchmarks/bench_data.py --scale 0.1   # quick check
+    python benchmarks/bench_data.py --generation  # only the generator: a full DB2 and a full HD-sEMG subject
+
+The generation times are the synthetic generator's (`isoprobe data synth`): one full-size DB2 subject
+(49 gestures × 6 repetitions, 5 s + 3 s rest, three v5 files) and one HD-sEMG 65 subject (65 gestures ×
+5 repetitions, 5 s + 5 s rest, 128 + 5 channels at 2,048 Hz, one v7.3 file), written to disk.
 """
 
 from __future__ import annotations
@@ -45,12 +50,41 @@ def naive_windows(values: np.ndarray, starts: np.ndarray, window: int) -> np.nda
     return out
 
 
+def generation_times(workdir: Path, scale: float) -> dict[str, float]:
+    """Seconds to generate and write one full-size subject of each layout (`scale` × the gestures)."""
+    configs = {
+        "ninapro-db2": SynthConfig(preset="redundant", subjects=1, gestures=max(3, round(49 * scale)),
+                                   seconds_per_repetition=5.0, rest_seconds=3.0),
+        "hdsemg65": SynthConfig(layout="hdsemg65", preset="redundant", subjects=1, gestures=max(2, round(65 * scale)),
+                                seconds_per_repetition=5.0, rest_seconds=5.0),
+    }
+    times = {}
+    for layout, config in configs.items():
+        folder = workdir / f"generate-{layout}"
+        shutil.rmtree(folder, ignore_errors=True)
+        _, times[f"generate_{layout}_s"] = timed(generate, config, folder)
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        print(f"generated {layout}: {config.n_gestures} gestures, {size / 1e9:.2f} GB in {times[f'generate_{layout}_s']:.1f} s")
+        shutil.rmtree(folder, ignore_errors=True)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full 49-gesture protocol")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the data (default: a temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--generation", action="store_true", help="time only the synthetic generator")
     args = parser.parse_args()
+
+    if args.generation:
+        workdir = Path(args.workdir or tempfile.mkdtemp(prefix="isoprobe-bench-"))
+        results = generation_times(workdir, args.scale)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="isoprobe-bench-"))
     data, cache = workdir / "data", workdir / "cache"

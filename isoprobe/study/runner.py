@@ -40,10 +40,10 @@ def prepare_data(source: DataSource, out: Path) -> tuple[str, str]:
         identity = [{"name": str(p.relative_to(root)), "size": f["size"], "sha256_ends": f["sha256_ends"]}
                     for p in files for f in [file_fingerprint(p)]]
         return str(root), step_key("data", {"dataset": source.dataset, "files": identity}, "")
-    from isoprobe.data.synth.generate import SynthConfig, generate
+    from isoprobe.data.synth.generate import SynthConfig, generate, synthetic_key
 
     root, marker = out / "data" / source.name, out / "steps" / f"data-{source.name}.json"
-    key = step_key("data", source.synthetic, "")
+    key = step_key("data", synthetic_key(source.synthetic), "")
     if not (root / "isoprobe-synth.json").is_file() or not marker.is_file() or json.loads(marker.read_text()).get("key") != key:
         generate(SynthConfig(**source.synthetic), root)
         write_text_atomic(marker, json.dumps({"key": key, "config": source.synthetic}, indent=2))

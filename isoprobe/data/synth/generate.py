@@ -16,13 +16,17 @@ import numpy as np
 
 from isoprobe.atomic import write_text_atomic
 from isoprobe.data import hdsemg, ninapro
-from isoprobe.data.synth import signals
+from isoprobe.data.synth import motor_units, signals
 from isoprobe.data.synth.signals import Segment
 from isoprobe.data.synth.structure import PRESETS, ClassPlan, plan_classes, repetition_variants
 from isoprobe.data.synth.writers import write_mat_v5, write_mat_v73
 from isoprobe.errors import ConfigError
 
 SIDECAR = "isoprobe-synth.json"
+# Bumped whenever the same configuration yields different signals: cached and study data are keyed by it.
+GENERATOR_VERSION = 2  # 2: motor-unit sEMG, shared per-repetition effort (issue 12)
+MAP_SPARSITY = 2.0  # region activation levels 0.05 + 0.95 u^MAP_SPARSITY: a gesture drives a few regions hard
+EFFORT_CV = 0.15  # per-repetition effort: lognormal, shared by sEMG and force / movement
 LAYOUTS = ("ninapro-db2", "hdsemg65")
 FIRST_MODALITY = {"ninapro-db2": "emg", "hdsemg65": "hdsemg"}
 SECOND_MODALITY = {"ninapro-db2": "acc", "hdsemg65": "force"}
@@ -114,6 +118,7 @@ def db2_labels_per_exercise(n_gestures: int) -> dict[int, list[int]]:
 def protocol(labels: list[int], config: SynthConfig, fs: float, variants: dict[int, int], rng: np.random.Generator):
     """Segments of one recording file and its raw (unrefined) label vectors.
 
+    Every repetition gets an effort factor (lognormal, CV ≈ EFFORT_CV) that its signal models share.
     Returns (relabelled segments, n_samples, raw stimulus [time], raw repetition [time]).
     """
     gesture_n = int(round(config.seconds_per_repetition * fs))
@@ -121,7 +126,8 @@ def protocol(labels: list[int], config: SynthConfig, fs: float, variants: dict[i
     segments, cursor = [Segment(0, rest_n, 0, 0)], rest_n
     for label in labels:
         for rep in range(1, config.n_repetitions + 1):
-            segments.append(Segment(cursor, cursor + gesture_n, label, rep, variants.get(rep, 0)))
+            effort = float(np.clip(rng.lognormal(0.0, EFFORT_CV), 0.6, 1.5))
+            segments.append(Segment(cursor, cursor + gesture_n, label, rep, variants.get(rep, 0), round(effort, 4)))
             segments.append(Segment(cursor + gesture_n, cursor + gesture_n + rest_n, 0, 0))
             cursor += gesture_n + rest_n
     raw_label = np.zeros(cursor, dtype=np.float64)
@@ -173,35 +179,24 @@ def synthesise(
     out = {name: np.empty((n_samples, width), dtype=np.float32) for name, (width, _) in modalities.items()}
     for index, block in enumerate(_chunks(segments)):
         start, stop = block[0].start, block[-1].stop
-        local = [Segment(s.start - start, s.stop - start, s.label, s.repetition, s.variant) for s in block]
+        local = [Segment(s.start - start, s.stop - start, s.label, s.repetition, s.variant, s.effort) for s in block]
         for m_index, (name, (_, model)) in enumerate(modalities.items()):
             rng = np.random.default_rng([*seed_key, index, m_index])
             out[name][start:stop] = model(rng, local, stop - start)
     return out
 
 
-def _emg_bank(rng: np.random.Generator, n_patterns: int, n_channels: int) -> dict[int, np.ndarray]:
-    bank = {0: np.full(n_channels, 0.55, dtype=np.float32)}
+def _region_bank(rng: np.random.Generator, n_patterns: int, n_regions: int) -> dict[int, np.ndarray]:
+    """Muscle-region activation maps, one per pattern id: [region] levels in (0, 1]; 0 is the shared map."""
+    bank = {0: np.full(n_regions, 0.5, dtype=np.float32)}
     for pid in range(1, n_patterns + 1):
-        bank[pid] = (0.08 + 0.92 * rng.random(n_channels) ** 1.3).astype(np.float32)
+        bank[pid] = (0.05 + 0.95 * rng.random(n_regions) ** MAP_SPARSITY).astype(np.float32)
     return bank
 
 
-def _grid_bank(rng: np.random.Generator, n_patterns: int, n_grids: int = 2) -> dict[int, np.ndarray]:
-    """HD-sEMG activation maps: one to three Gaussian blobs per 8×8 grid, spatially smooth."""
-    rows, cols = np.mgrid[0:8, 0:8]
-    bank = {0: np.full(64 * n_grids, 0.5, dtype=np.float32)}
-    for pid in range(1, n_patterns + 1):
-        maps = []
-        for _ in range(n_grids):
-            heat = np.full((8, 8), 0.05)
-            for _ in range(int(rng.integers(1, 4))):
-                r0, c0 = rng.uniform(0, 7, 2)
-                width = rng.uniform(1.2, 2.8)
-                heat += rng.uniform(0.4, 1.0) * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * width**2))
-            maps.append(np.clip(heat, 0, 1.2).reshape(-1))
-        bank[pid] = np.concatenate(maps).astype(np.float32)
-    return bank
+def efforts(segments: list[Segment]) -> list[list[float]]:
+    """[label, repetition, effort] of every repetition, for the sidecar."""
+    return [[s.label, s.repetition, s.effort] for s in segments if s.label != 0]
 
 
 def _orientation_bank(rng: np.random.Generator, rest: np.ndarray, n_patterns: int) -> dict[int, np.ndarray]:
@@ -230,24 +225,27 @@ def _split_repetitions(config: SynthConfig) -> dict[int, int]:
     return repetition_variants(train, test)
 
 
-def _write_db2_subject(config: SynthConfig, subject: int, plans: list[ClassPlan], out: Path, variants: dict[int, int]) -> list[Path]:
+def _write_db2_subject(config: SynthConfig, subject: int, plans: list[ClassPlan], out: Path,
+                       variants: dict[int, int]) -> dict[Path, list[list[float]]]:
+    """The subject's three exercise files: {path: [label, repetition, effort] per repetition}."""
     fs = ninapro.SAMPLING_RATE
     rng = np.random.default_rng([config.seed, subject, 0])
     n_patterns = len(plans)
     rest_orientation = np.stack([signals.rotation(a) @ np.array([0.0, 0.0, -1.0]) for a in np.deg2rad(rng.uniform(-40, 40, (12, 3)))])
-    emg_patterns = variant_patterns(plans, _emg_bank(rng, n_patterns, ninapro.CHANNELS["emg"]), "first")
+    pool = motor_units.ring_pool(np.random.default_rng([config.seed, subject, 5]), fs, n_sensors=ninapro.CHANNELS["emg"])
+    emg_patterns = variant_patterns(plans, _region_bank(rng, n_patterns, pool.n_regions), "first")
     acc_patterns = variant_patterns(plans, _orientation_bank(rng, rest_orientation, n_patterns), "second")
     glove_patterns = {(p.label, v): rng.random(DB2_GLOVE_CHANNELS).astype(np.float32) for p in plans for v in (0, 1)}
     force_patterns = variant_patterns(plans, _force_bank(rng, n_patterns, DB2_E3_FORCE_CHANNELS), "first")
     folder = out / f"DB2_s{subject}"
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = {}
     for exercise, labels in db2_labels_per_exercise(config.n_gestures).items():
         file_rng = np.random.default_rng([config.seed, subject, exercise])
         segments, n, stimulus, repetition = protocol(labels, config, fs, variants, file_rng)
         relabels, rereps = label_vectors(segments, n)
         modalities = {
-            "emg": (12, lambda r, s, m: signals.emg(r, s, emg_patterns, m, fs)),
+            "emg": (12, lambda r, s, m: motor_units.semg(r, s, emg_patterns, pool, m, fs, amplitude_v=5e-5)),
             "acc": (36, lambda r, s, m: signals.accelerometer(r, s, rest_orientation, acc_patterns, m, fs)),
             "glove": (22, lambda r, s, m: signals.force(r, s, glove_patterns, m, fs, full_scale=80.0)),
         }
@@ -272,21 +270,25 @@ def _write_db2_subject(config: SynthConfig, subject: int, plans: list[ClassPlan]
             variables["activation"] = (streams["force"] > 3.0).astype(np.float64)
         path = folder / ninapro.file_name(subject, exercise)
         write_mat_v5(path, variables)
-        written.append(path)
+        written[path] = efforts(segments)
     return written
 
 
-def _write_hd_subject(config: SynthConfig, subject: int, plans: list[ClassPlan], out: Path, variants: dict[int, int]) -> list[Path]:
+def _write_hd_subject(config: SynthConfig, subject: int, plans: list[ClassPlan], out: Path,
+                      variants: dict[int, int]) -> dict[Path, list[list[float]]]:
+    """The subject's file: {path: [label, repetition, effort] per repetition}."""
     fs = hdsemg.SAMPLING_RATE
     rng = np.random.default_rng([config.seed, subject, 0])
-    grid_patterns = variant_patterns(plans, _grid_bank(rng, len(plans)), "first")
+    pool = motor_units.grid_pool(np.random.default_rng([config.seed, subject, 5]), fs, n_grids=len(hdsemg.GRIDS),
+                                 shape=hdsemg.GRID_SHAPE)
+    grid_patterns = variant_patterns(plans, _region_bank(rng, len(plans), pool.n_regions), "first")
     force_patterns = variant_patterns(plans, _force_bank(rng, len(plans), N_FORCE_FINGERS), "second")
     labels = [p.label for p in plans]
     file_rng = np.random.default_rng([config.seed, subject, 1])
     segments, n, raw_class, raw_rep = protocol(labels, config, fs, variants, file_rng)
     adjusted_class, adjusted_rep = label_vectors(segments, n)
     modalities = {
-        "hdsemg": (128, lambda r, s, m: signals.emg(r, s, grid_patterns, m, fs, amplitude_v=1e-4)),
+        "hdsemg": (128, lambda r, s, m: motor_units.semg(r, s, grid_patterns, pool, m, fs, amplitude_v=1e-4)),
         "force": (N_FORCE_FINGERS, lambda r, s, m: signals.force(r, s, force_patterns, m, fs)),
     }
     streams = synthesise(segments, n, fs, modalities, [config.seed, subject, 1])
@@ -305,14 +307,14 @@ def _write_hd_subject(config: SynthConfig, subject: int, plans: list[ClassPlan],
             "adjusted_repetition": adjusted_rep,
         },
     )
-    return [path]
+    return {path: efforts(segments)}
 
 
 def ground_truth(config: SynthConfig, plans: list[ClassPlan], variants: dict[int, int]) -> dict:
     first, second = FIRST_MODALITY[config.layout], SECOND_MODALITY[config.layout]
     return {
         "format": "isoprobe-synth",
-        "version": 1,
+        "version": GENERATOR_VERSION,
         "config": config.to_dict(),
         "layout": config.layout,
         "modalities": [first, second],
@@ -320,7 +322,10 @@ def ground_truth(config: SynthConfig, plans: list[ClassPlan], variants: dict[int
         "classes": [plan.to_dict(first, second) for plan in plans],
         "synergy_classes": [p.label for p in plans if p.needs == "both"],
         "repetition_variants": {str(k): v for k, v in sorted(variants.items())},
-        "note": "Synergy classes form XOR pairs: variant 0/1 of a repetition decides which pattern pair is shown.",
+        "effort_cv": EFFORT_CV,
+        "note": "Synergy classes form XOR pairs: variant 0/1 of a repetition decides which pattern pair is shown. "
+                "`efforts` lists each file's [label, repetition, effort]: the factor that scaled that repetition's "
+                "muscle excitation and its force or movement alike.",
     }
 
 
@@ -339,13 +344,22 @@ def generate(config: SynthConfig, out: Path, on_subject: Callable[[int], None] |
     variants = _split_repetitions(config)
     out.mkdir(parents=True, exist_ok=True)
     result = SynthResult(out=out, ground_truth=ground_truth(config, plans, variants))
+    efforts_by_file = {}
     for subject in range(1, config.subjects + 1):
-        result.files[subject] = writer(config, subject, plans, out, variants)
+        written = writer(config, subject, plans, out, variants)
+        result.files[subject] = list(written)
+        efforts_by_file.update({str(path.relative_to(out)): rows for path, rows in written.items()})
         if on_subject is not None:
             on_subject(subject)
     result.ground_truth["files"] = {str(s): [str(p.relative_to(out)) for p in ps] for s, ps in result.files.items()}
+    result.ground_truth["efforts"] = efforts_by_file
     write_text_atomic(out / SIDECAR, json.dumps(result.ground_truth, indent=2))
     return result
+
+
+def synthetic_key(config: dict) -> dict:
+    """What identifies a synthetic data set: its configuration and the generator version."""
+    return {**config, "generator": GENERATOR_VERSION}
 
 
 def read_ground_truth(folder: Path) -> dict | None:
@@ -362,7 +376,7 @@ def ensure_synthetic(config: SynthConfig, cache_dir: Path) -> Path:
     import hashlib
     import shutil
 
-    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps(synthetic_key(config.to_dict()), sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / "synth" / f"{config.layout}-{config.preset}-{key}"
     if (folder / SIDECAR).is_file():
         return folder
