@@ -1,7 +1,8 @@
 """Signal models for the synthetic generator (DESIGN §2.3).
 
-The sEMG model is in `motor_units`. Every function is vectorised over samples and channels; loops run over protocol segments
-(a few hundred per subject), never over samples or windows.
+Accelerometer and force here; the sEMG model is in `motor_units`. Every function is vectorised
+over samples and channels; loops run over protocol segments (a few hundred per subject), never over
+samples or windows.
 """
 
 from __future__ import annotations
