@@ -117,6 +117,9 @@ def realism(
         console.print(table)
         console.print("targets: real = monopolar HD-sEMG, vastus lateralis, 8 mm 13×5 grid, ~26% MVC; "
                       "ranges = issue 12 acceptance for synthetic data (sources: isoprobe/data/realism.py)")
+        if report.layout == "ring":
+            console.print("a ring of bipolar sensors: the ranges describe monopolar HD grids and are shown for "
+                          "reference only (no verdict)")
         if out is not None:
             from isoprobe.atomic import write_text_atomic
 

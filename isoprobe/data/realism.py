@@ -11,7 +11,8 @@ distance in grid steps (so d = 1, 2 are pairs along a row or column; diagonal pa
 bin below 4); bipolar channels are differences of neighbours along the grid's column axis
 (row r+1 minus row r), the fibre direction. NinaPro DB2: the 12 sensors taken as one ring around
 the forearm, distance = circular index distance; its channels are already bipolar, so the
-monopolar kurtosis and the along-fibre delay do not apply (reported as null).
+monopolar kurtosis and the along-fibre delay do not apply (reported as null), and the ranges,
+which describe monopolar grids, get no in-range verdict.
 
 Statistics (values pooled over groups as stated):
 1. `corr_d1`, `corr_d2`, `corr_d4`: mean Pearson r of band-passed channel pairs at distance 1, 2
@@ -158,18 +159,23 @@ class RealismReport:
     steady_seconds: float
     values: dict[str, float | None]
     per_group: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    layout: str = "grid"  # "grid": monopolar electrode grids, which the ranges are for; "ring": bipolar sensors
+
+    def verdict(self, name: str) -> bool | None:
+        """In range (True/False) for grids; None for a ring of bipolar sensors: the ranges describe
+        monopolar HD grids (a bipolar ring's neighbours are meant to correlate less, for one)."""
+        return TARGETS[name].check(self.values, name) if self.layout == "grid" else None
 
     def rows(self) -> list[tuple[str, str, float | None, str, bool | None]]:
         """(name, label, value, target range, in range) for every statistic, in TARGETS order."""
-        return [(name, t.label, self.values.get(name), t.describe(), t.check(self.values, name))
-                for name, t in TARGETS.items()]
+        return [(name, t.label, self.values.get(name), t.describe(), self.verdict(name)) for name, t in TARGETS.items()]
 
     def to_dict(self) -> dict:
         return {
             "path": self.path, "dataset": self.dataset, "subject": self.subject, "sampling_rate": self.sampling_rate,
-            "contractions": self.contractions, "steady_seconds": self.steady_seconds,
+            "contractions": self.contractions, "steady_seconds": self.steady_seconds, "layout": self.layout,
             "values": dict(self.values), "per_group": {k: dict(v) for k, v in self.per_group.items()},
-            "targets": {name: t.to_dict() | {"in_range": t.check(self.values, name)} for name, t in TARGETS.items()},
+            "targets": {name: t.to_dict() | {"in_range": self.verdict(name)} for name, t in TARGETS.items()},
         }
 
 
@@ -406,7 +412,8 @@ def measure(recording: Recording, path: str = "") -> RealismReport:
         else:
             values[name] = _nanmean(numbers)
     return RealismReport(path, recording.dataset, recording.subject, fs, len(intervals),
-                         sum(b - a for a, b in intervals) / fs, values, per_group)
+                         sum(b - a for a, b in intervals) / fs, values, per_group,
+                         "ring" if groups[0].bipolar is None else "grid")
 
 
 def measure_folder(path: Path, subject: int = 1, dataset: str | None = None) -> RealismReport:

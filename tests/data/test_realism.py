@@ -138,8 +138,12 @@ def test_cli_prints_table_and_writes_json(folders, layout, tmp_path):
     expected_missing = {"kurtosis_mono", "delay_samples", "delay_signed", "delay_r"} if layout == "ninapro-db2" else set()
     assert set(payload["values"]) - set(numbers) == expected_missing
     assert payload["targets"]["median_frequency_hz"]["low"] == 45
+    verdicts = [t["in_range"] for t in payload["targets"].values()]
     if layout == "hdsemg65":
-        assert set(payload["per_group"]) == {"flexors", "extensors"}
+        assert set(payload["per_group"]) == {"flexors", "extensors"} and payload["layout"] == "grid"
+        assert sum(v is not None for v in verdicts) >= 12
+    else:  # the ranges describe monopolar grids: a bipolar ring gets no verdict
+        assert payload["layout"] == "ring" and all(v is None for v in verdicts) and "reference only" in result.output
 
 
 def test_cli_missing_folder_is_one_line(tmp_path):
