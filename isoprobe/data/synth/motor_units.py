@@ -28,7 +28,7 @@ targets and sources are in `isoprobe/data/realism.py`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import fft, signal, sparse
@@ -118,18 +118,16 @@ def _recruitment(rng: np.random.Generator, n_units: int) -> tuple[np.ndarray, np
 
 
 def grid_pool(rng: np.random.Generator, fs: float, n_grids: int = 2, shape: tuple[int, int] = (8, 8),
-              regions_per_grid: int = 8, units_per_region: int | None = None) -> MotorUnitPool:
+              regions_per_grid: int = 8, units_per_region: int = UNITS_PER_REGION) -> MotorUnitPool:
     """Monopolar electrode grids over muscles whose fibres run along the grid rows. Channels are
     grid-major, row-major within a grid (the HD-sEMG 65 layout)."""
     rows, cols = shape
     per_grid = rows * cols
     n_regions = n_grids * regions_per_grid
-    units_per_region = int(units_per_region or UNITS_PER_REGION)
     n_units = n_regions * units_per_region
     region = np.repeat(np.arange(n_regions), units_per_region)
     threshold, size, peak_rate = _recruitment(rng, n_units)
-    # region centres over (and a little beyond) the grid; units scattered around them
-    # region centres tile each grid (a jittered 2 × regions_per_grid/2 layout) in random order
+    # region centres tile each grid (a jittered 2 × regions_per_grid/2 layout, in random order); units scatter around them
     slots = np.stack(np.meshgrid(np.arange(2), np.arange(regions_per_grid // 2), indexing="ij"), -1).reshape(-1, 2)
     slot = np.concatenate([rng.permutation(len(slots)) for _ in range(n_grids)])
     centre_r = (slots[slot, 0] + 0.5) * rows / 2 - 0.5 + rng.uniform(-1.0, 1.0, n_regions)
@@ -151,16 +149,17 @@ def grid_pool(rng: np.random.Generator, fs: float, n_grids: int = 2, shape: tupl
     samples_per_row = ELECTRODE_SPACING_M / rng.uniform(4.0, 5.5, n_grids) * fs
     onset = np.rint(rng.uniform(0.5, 2.5, n_units) * samples_per_row[region // regions_per_grid]).astype(np.int64)
     row_delay = r * samples_per_row[grids]
-    pool = MotorUnitPool(region, threshold, peak_rate, weights, standing_weights, onset, row_delay,
-                         hermite_rodriguez(1, WAVE_WIDTH_S, fs), hermite_rodriguez(0, STANDING_WIDTH * WAVE_WIDTH_S, fs), grids, n_regions)
+    propagating = hermite_rodriguez(1, WAVE_WIDTH_S, fs)
+    standing = hermite_rodriguez(0, STANDING_WIDTH * WAVE_WIDTH_S, fs)
+    pool = MotorUnitPool(region, threshold, peak_rate, weights, standing_weights, onset, row_delay, propagating, standing,
+                         grids, n_regions)
     return _normalised(pool, fs)
 
 
 def ring_pool(rng: np.random.Generator, fs: float, n_sensors: int = 12, n_regions: int = 12,
-              units_per_region: int | None = None) -> MotorUnitPool:
+              units_per_region: int = UNITS_PER_REGION) -> MotorUnitPool:
     """Bipolar sensors around the forearm (NinaPro DB2): each sees the units beneath it and, through
     the tissue, its neighbours' (crosstalk decaying over about one sensor spacing)."""
-    units_per_region = int(units_per_region or UNITS_PER_REGION)
     n_units = n_regions * units_per_region
     region = np.repeat(np.arange(n_regions), units_per_region)
     threshold, size, peak_rate = _recruitment(rng, n_units)
@@ -188,8 +187,6 @@ def firing_rate(excitation: np.ndarray, threshold: np.ndarray, peak_rate: np.nda
 def _normalised(pool: MotorUnitPool, fs: float) -> MotorUnitPool:
     """Set `scale` so that every region at REFERENCE_EXCITATION gives a mean square of 1 per channel
     (mean over channels; rate × waveform energy, the mean square of a train of non-overlapping units)."""
-    from dataclasses import replace
-
     rate = firing_rate(np.full(pool.n_units, REFERENCE_EXCITATION), pool.threshold, pool.peak_rate)
     power = (rate[:, None] / fs * (pool.weights**2 + pool.standing_weights**2)).sum(axis=0)
     return replace(pool, scale=float(1.0 / np.sqrt(power.mean())))
