@@ -9,8 +9,11 @@ stated in the `planted` column. A method is trusted on real data only after it p
 - `pair`: a unimodal model cannot split a synergy pair: of the windows it puts in the right pair,
   the share in the right class stays near 0.5 (passes below PAIR_SPLIT);
 - `synergy`: a model with both modalities splits the pairs (CI low above PAIR_SPLIT);
-- `interaction`: the modality interaction index (compare) is positive where synergy classes exist
-  (CI low > 0), and its CI covers 0 where none do;
+- `interaction`: the modality interaction index (compare), v(both) − v(emg) − v(acc) + v(none) as a
+  share, is positive where classes need both modalities (synergy: CI low > 0), negative where either
+  modality alone suffices (redundancy, substitutes: v(both) = v(emg) = v(acc) gives v(none) − v(both);
+  estimate < 0), and its CI covers 0 where one modality carries everything. Where synergy and
+  redundant classes are mixed, the two offset in one index and no sign is planted: no row;
 - `structural`: on the multimodal transformer, cross-modal rows are null by construction (no
   cross-modal attention exists), whatever the layer.
 """
@@ -41,7 +44,7 @@ def planted_rows(truth: dict, run: Path, identity: dict, bootstrap: int) -> list
         rows += _accuracy_rows(pd.read_csv(predictions), classes, sources, bootstrap)
     compare = run / "compare" / "compare.csv"
     if compare.is_file():
-        rows += _interaction_rows(pd.read_csv(compare), bool(truth.get("synergy_classes")))
+        rows += _interaction_rows(pd.read_csv(compare), classes)
     ablation = run / "ablate" / "ablation.csv"
     if ablation.is_file() and identity["arch"] == "mmt":
         rows += _null_rows(pd.read_csv(ablation))
@@ -88,17 +91,24 @@ def _accuracy_rows(predictions: pd.DataFrame, classes: dict, sources: set[str], 
     return rows
 
 
-def _interaction_rows(compare: pd.DataFrame, synergy: bool) -> list[dict]:
-    rows = compare[compare.method == "interaction index"]
+def _interaction_rows(compare: pd.DataFrame, classes: dict) -> list[dict]:
+    synergy = any(c.get("partner") is not None for c in classes.values())
+    redundant = any(len(c.get("informative_alone", [])) >= 2 for c in classes.values())
+    if synergy and redundant:  # mixed: synergy (> 0) and redundancy (< 0) offset, no sign is planted
+        return []
+    quantity = "share of v(all) − v(none) needing both modalities"
     out = []
-    for row in rows.itertuples():
+    for row in compare[compare.method == "interaction index"].itertuples():
         found = (float(row.estimate), float(row.ci_low), float(row.ci_high))
         if synergy:
-            out.append(_row("interaction", "share of v(all) − v(none) needing both modalities", "interaction index",
+            out.append(_row("interaction", quantity, "interaction index",
                             "> 0: synergy classes exist (CI low > 0)", found, found[1] > 0))
+        elif redundant:
+            out.append(_row("interaction", quantity, "interaction index",
+                            "< 0: either modality alone suffices (redundancy; estimate < 0)", found, found[0] < 0))
         else:
-            out.append(_row("interaction", "share of v(all) − v(none) needing both modalities", "interaction index",
-                            "0: no class needs both (CI covers 0)", found, found[1] <= 0 <= found[2]))
+            out.append(_row("interaction", quantity, "interaction index",
+                            "0: one modality carries every class (CI covers 0)", found, found[1] <= 0 <= found[2]))
     return out
 
 

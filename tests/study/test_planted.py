@@ -73,7 +73,21 @@ def test_interaction_and_the_mmt_null(tmp_path):
     pd.DataFrame({"pathway": ["cross", "cross", "uni"], "drop": [0.0, 0.0, 0.2],
                   "null_by_construction": [True, True, False]}).to_csv(tmp_path / "ablate/ablation.csv", index=False)
     rows = by_check(planted_rows(TRUTH, tmp_path, identity("emg,acc", "mmt"), bootstrap=10))
-    assert rows["interaction"]["found"] == 0.3 and rows["interaction"]["passed"]
     assert rows["structural"]["passed"]
-    no_synergy = {**TRUTH, "synergy_classes": []}
-    assert not by_check(planted_rows(no_synergy, tmp_path, identity("emg,acc", "mmt"), 10))["interaction"]["passed"]
+    assert "interaction" not in rows  # synergy and redundant classes mixed: they offset, no sign is planted
+
+    def interaction(classes):
+        found = by_check(planted_rows({"classes": classes}, tmp_path, identity("emg,acc", "mmt"), 10))
+        return found["interaction"]["planted"].split(":")[0], found["interaction"]["passed"]
+
+    synergy = [c for c in TRUTH["classes"] if c["partner"]]
+    redundant = [{"label": 1, "partner": None, "informative_alone": ["emg", "acc"]}]
+    emg_only = [{"label": 1, "partner": None, "informative_alone": ["emg"]}]
+    assert interaction(synergy) == ("> 0", True)  # estimate 0.3 [0.1, 0.5]
+    assert interaction(redundant) == ("< 0", False)
+    assert interaction(emg_only) == ("0", False)  # the CI [0.1, 0.5] misses 0
+    pd.DataFrame({"method": ["interaction index"], "estimate": [-0.2], "ci_low": [-0.4],
+                  "ci_high": [0.05]}).to_csv(tmp_path / "compare/compare.csv", index=False)
+    assert interaction(synergy) == ("> 0", False)
+    assert interaction(redundant) == ("< 0", True)
+    assert interaction(emg_only) == ("0", True)
