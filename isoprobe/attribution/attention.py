@@ -46,6 +46,7 @@ from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.grid import attached, attention_layers, is_staged
 from isoprobe.engine.pathways import Pathway, parse_layers
+from isoprobe.engine.stats import Segments
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
 from isoprobe.options import Options, check_choices, check_counts, check_level
@@ -306,7 +307,7 @@ def attention_attributions(model: torch.nn.Module, windows: WindowSet, config: A
                                  torch.cat(delta).numpy(), torch.cat(targets).numpy())
 
 
-def attention_table(data: AttentionAttributions, segments: np.ndarray, config: AttentionConfig) -> pd.DataFrame:
+def attention_table(data: AttentionAttributions, segments: Segments, config: AttentionConfig) -> pd.DataFrame:
     """The long table (COLUMNS): per site (L1 … and "all layers") and part, the share of absolute
     attribution and the signed sum; per site, part "all": the signed total, δ and |δ|. Every number is
     computed per window, then averaged with a cluster-bootstrap CI over segments. "all layers" adds
@@ -332,7 +333,7 @@ def attention_table(data: AttentionAttributions, segments: np.ndarray, config: A
     edges[ALL_EDGES] = sum(edges.values())
     table["method"] = METHOD
     table["windows"] = len(data.signed)
-    table["segments"] = len(np.unique(segments))
+    table["segments"] = segments.n_segments
     table["edges"] = table.part.map(edges)
     return table[list(COLUMNS)]
 
@@ -348,4 +349,4 @@ def attribute(model: torch.nn.Module, windows: WindowSet, config: AttentionConfi
     HookedRootModule that does not declare `token_modalities` / `modality_names`. The model runs in
     eval mode and is restored afterwards; hooks are removed whatever happens."""
     data = attention_attributions(model, windows, config, device, progress, token_groups, modality_names)
-    return AttentionResult(config, attention_table(data, windows.segment, config))
+    return AttentionResult(config, attention_table(data, Segments.of_windows(windows), config))

@@ -20,7 +20,7 @@ import torch
 
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
-from isoprobe.engine.stats import cluster_means
+from isoprobe.engine.stats import Segments, cluster_means
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
 
@@ -37,10 +37,10 @@ Baseline = Literal["zero", "mean"]
 COLUMNS = ("method", "site", "part", "quantity", "estimate", "ci_low", "ci_high", "windows", "segments")
 
 
-def summarise(keys: Sequence[dict], values: np.ndarray, segments: np.ndarray, bootstrap: int, seed: int,
+def summarise(keys: Sequence[dict], values: np.ndarray, segments: Segments, bootstrap: int, seed: int,
               level: float = 0.95) -> pd.DataFrame:
     """One row per column of `values` [window, row]: its key columns, the mean over windows
-    (`estimate`) and a cluster-bootstrap CI over segments (`ci_low`, `ci_high`)."""
+    (`estimate`) and a stratified cluster-bootstrap CI over segments (`ci_low`, `ci_high`)."""
     values = np.asarray(values, dtype=np.float64)
     if values.shape[1] != len(keys):
         raise ValueError(f"{len(keys)} keys for {values.shape[1]} columns of values")

@@ -36,7 +36,7 @@ from isoprobe.engine.ablate import AblationConfig, ablation_logits
 from isoprobe.engine.approx import run_approx
 from isoprobe.engine.grid import InterventionEngine
 from isoprobe.engine.pathways import parse_layers
-from isoprobe.engine.stats import cluster_ratio, logit_margin
+from isoprobe.engine.stats import Segments, cluster_ratio, logit_margin
 from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
@@ -114,10 +114,10 @@ def _ablation_rows(model, windows: WindowSet, reference: WindowSet | None, confi
         for row in dict.fromkeys(c.row for c in grid.conditions):
             draws = [x for c, x in grid.logits.items() if c.row == row]
             correct = np.mean([(x.argmax(1) == target).double().numpy() for x in draws], axis=0)
-            rows.append(_ratio_row(method, row.layer_label, base_correct - correct, base_correct, windows.segment, config))
+            rows.append(_ratio_row(method, row.layer_label, base_correct - correct, base_correct, Segments.of_windows(windows), config))
             if intervention == "mask":
                 change = np.mean([logit_margin(x.double(), target).numpy() for x in draws], axis=0) - base_margin
-                rows.append(_ratio_row("mask, logit margin", row.layer_label, -change, base_margin, windows.segment, config))
+                rows.append(_ratio_row("mask, logit margin", row.layer_label, -change, base_margin, Segments.of_windows(windows), config))
     return rows
 
 
@@ -128,7 +128,7 @@ def _patching_rows(model, windows: WindowSet, config: CompareConfig, device) -> 
     rows = []
     for index, label in enumerate(result.table.layers):
         rows.append(_ratio_row("attribution patching", label, -result.per_window[:, index], result.clean_margin,
-                               windows.segment, config))
+                               Segments.of_windows(windows), config))
     return rows
 
 

@@ -55,7 +55,7 @@ from einops import einsum, reduce
 from isoprobe.attribution.common import COLUMNS, Baseline, Target, baseline_inputs, mean_windows, summarise
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
-from isoprobe.engine.stats import cluster_ratio
+from isoprobe.engine.stats import Segments, cluster_ratio
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
 from isoprobe.options import Options, check_choices, check_counts, check_level
@@ -281,11 +281,11 @@ def integrate(model: torch.nn.Module, windows: WindowSet, config: IGConfig, refe
 # --- summary -------------------------------------------------------------------------------------
 
 
-def _counts(segments: np.ndarray) -> dict:
-    return {"windows": int(len(segments)), "segments": int(len(np.unique(segments)))}
+def _counts(segments: Segments) -> dict:
+    return {"windows": int(len(segments.codes)), "segments": segments.n_segments}
 
 
-def site_table(method: str, numbers: SiteWindows, segments: np.ndarray, config: IGConfig) -> pd.DataFrame:
+def site_table(method: str, numbers: SiteWindows, segments: Segments, config: IGConfig) -> pd.DataFrame:
     """The rows of one site (see the module docstring), in the shared long format."""
     key = {"method": method, "site": numbers.site}
     shares = numbers.shares
@@ -293,8 +293,8 @@ def site_table(method: str, numbers: SiteWindows, segments: np.ndarray, config: 
     frames = []
     if counted.any():
         frames.append(summarise([key | {"part": p, "quantity": "share"} for p in numbers.parts], shares[counted],
-                                segments[counted], config.bootstrap, config.seed, config.level)
-                      .assign(**_counts(segments[counted])))
+                                segments.take(np.flatnonzero(counted)), config.bootstrap, config.seed, config.level)
+                      .assign(**_counts(segments.take(np.flatnonzero(counted)))))
     abs_delta = np.abs(numbers.delta)
     values = np.column_stack([numbers.sums, numbers.sums.sum(axis=1), numbers.difference, numbers.delta, abs_delta])
     keys = ([key | {"part": p, "quantity": "sum"} for p in numbers.parts]
@@ -315,7 +315,7 @@ def attribute(model: torch.nn.Module, windows: WindowSet, config: IGConfig, refe
     """Integrated gradients per modality on `windows` (labels `y`, segments): the attribution contract
     of `isoprobe.attribution.common`. `reference` (the training split) gives the `mean` baseline."""
     per_window, targets = integrate(model, windows, config, reference, device, progress)
-    segments = np.asarray(windows.segment)
+    segments = Segments.of_windows(windows)
     table = pd.concat([site_table(config.method, numbers, segments, config) for numbers in per_window.values()],
                       ignore_index=True)[list(COLUMNS)]
     return IGResult(config, table, per_window=per_window, targets=targets)

@@ -48,7 +48,7 @@ from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.donors import donor_indices
 from isoprobe.engine.grid import Condition, InterventionEngine
 from isoprobe.engine.pathways import JOIN
-from isoprobe.engine.stats import cluster_ratio, segment_codes
+from isoprobe.engine.stats import Segments, cluster_ratio
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
 from isoprobe.options import Options, check_choices, check_counts, check_level
@@ -265,12 +265,12 @@ def game_values(model: torch.nn.Module, windows: WindowSet, config: InteractConf
             for game, per_batch in parts.items()}
 
 
-def game_table(game: str, values: GameValues, segments: np.ndarray, config: InteractConfig) -> pd.DataFrame:
+def game_table(game: str, values: GameValues, segments: Segments, config: InteractConfig) -> pd.DataFrame:
     """The rows of one game (COLUMNS): per metric v(all), v(none), Shapley values and their shares,
     pairwise interaction indices and their shares."""
     players, n = values.players, len(values.players)
     pairs = [f"{players[i]}{PAIR}{players[j]}" for i, j in player_pairs(n)]
-    n_segments = segment_codes(segments)[1]
+    n_segments = segments.n_segments
     frames = []
     for metric in METRICS:
         v = values.values[metric]  # [coalition, window]
@@ -293,7 +293,7 @@ def game_table(game: str, values: GameValues, segments: np.ndarray, config: Inte
                           ignore_index=True)
         frames.append(frame.assign(metric=metric))
     table = pd.concat(frames, ignore_index=True)
-    table = table.assign(method=METHODS[game], site=SITES[game], windows=len(segments), segments=n_segments)
+    table = table.assign(method=METHODS[game], site=SITES[game], windows=len(segments.codes), segments=n_segments)
     return table[list(COLUMNS)]
 
 
@@ -303,5 +303,5 @@ def interact(model: torch.nn.Module, windows: WindowSet, config: InteractConfig,
     cluster-bootstrap CIs over segments; `reference` (the training split) serves the mean baseline.
     See `game_values` for the evaluation and the module docstring for the table."""
     games = game_values(model, windows, config, reference, device, progress)
-    table = pd.concat([game_table(game, games[game], windows.segment, config) for game in config.games], ignore_index=True)
+    table = pd.concat([game_table(game, games[game], Segments.of_windows(windows), config) for game in config.games], ignore_index=True)
     return InteractionResult(config, table)

@@ -47,14 +47,13 @@ def ablate(
     from isoprobe.engine.ablate import AblationConfig, conditions_for, run_ablation
     from isoprobe.engine.grid import InterventionEngine
 
-    if approx:
-        return _approximate(checkpoint, data, split, device, out, check, AblationConfig(
-            layers=layers, pathway=pathway, heads=heads, intervention=intervention, mode=mode, mask_self=mask_self,
-            donor=donor, draws=draws, bootstrap=bootstrap, permutations=permutations, seed=seed, batch_size=batch_size))
-    with user_errors(ablate):
+    with user_errors(ablate):  # one message and exit 2 for a bad option, --approx or not
         config = AblationConfig(layers=layers, pathway=pathway, heads=heads, intervention=intervention, mode=mode,
                                 mask_self=mask_self, donor=donor, draws=draws, bootstrap=bootstrap,
                                 permutations=permutations, seed=seed, batch_size=batch_size)
+    if approx:
+        return _approximate(checkpoint, data, split, device, out, check, config)
+    with user_errors(ablate):
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
         conditions_for(InterventionEngine(analysis.model, mask_self=mask_self), config)  # before the data are read
         with Progress(console=console, transient=True) as bar:
@@ -67,10 +66,13 @@ def ablate(
     console.print(f"[bold]{escape(str(checkpoint))}[/] — {intervention} on the {split} split "
                   f"({len(windows)} windows in {table.segments.iloc[0]} segments, base accuracy {result.base_accuracy:.3f})")
     console.print(terminal_table(table))
-    notes = ["CI: 95% cluster bootstrap over segments; p: paired sign-flip test over segments, Holm-corrected "
-             "across the rows; Δm: change of the mean true-class logit margin; KL(base ‖ intervened) in nats"]
+    notes = ["CI: 95%, stratified cluster bootstrap over segments (within each class); p: paired sign-flip test "
+             "over segments, Holm-corrected across the rows; Δm: change of the mean true-class logit margin; KL(base ‖ intervened) in nats"]
     if (table.draws > 1).any():
         notes.append(f"acc. and ±: mean and standard deviation of the accuracy over {table.draws.max()} donor draws")
+    caveat = table.caveat.iloc[0] if len(table) else ""
+    if caveat:
+        notes.append(f"[yellow]few segments — {caveat}[/]")
     if table.null_by_construction.any():
         notes.append(f"{NULL_MARK}: null by construction (it touches no edge the prediction can depend on); "
                      "not a finding, left out of the Holm correction")

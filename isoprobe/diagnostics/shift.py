@@ -37,7 +37,7 @@ from isoprobe.engine.ablate import AblationConfig, conditions_for
 from isoprobe.engine.donors import DonorRule, donor_indices
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode
 from isoprobe.engine.interventions import check_intervention
-from isoprobe.engine.stats import cluster_means
+from isoprobe.engine.stats import Segments, cluster_means
 from isoprobe.errors import ConfigError
 from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
@@ -158,7 +158,7 @@ def shift(model: torch.nn.Module, windows: WindowSet, config: ShiftConfig, refer
         accuracy = float(torch.cat(correct[condition]).double().mean())
         for site in sites[condition]:
             cosine = torch.cat(cosines[(condition, site)]).numpy()
-            mean, low, high = cluster_means(cosine, segments, config.bootstrap, config.seed, config.level)
+            mean, low, high = cluster_means(cosine, Segments.of_windows(windows), config.bootstrap, config.seed, config.level)
             clean_sample, shifted = torch.cat(clean_vectors[site]), torch.cat(vectors[(condition, site)])
             test = mmd_test(clean_sample, shifted, config.permutations, config.seed, paired=True, clusters=sub_segments,
                             keys=sub_keys)

@@ -16,15 +16,15 @@ from isoprobe.engine.donors import DonorRule, donor_indices
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode, build_conditions
 from isoprobe.engine.interventions import check_intervention
 from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, split_rows
-from isoprobe.engine.stats import grid_statistics, holm
+from isoprobe.engine.stats import Segments, grid_statistics, holm
 from isoprobe.errors import ConfigError
 from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
 COLUMNS = ("layers", "pathway", "heads", "intervention", "draws", "windows", "segments", "base_accuracy", "accuracy",
            "accuracy_draw_sd", "drop", "drop_ci_low", "drop_ci_high", "relative_drop", "chance", "chance_corrected_drop",
-           "chance_corrected_ci_low", "chance_corrected_ci_high", "p_value", "p_holm", "logit_margin_base", "logit_margin",
-           "logit_margin_change", "logit_margin_change_ci_low", "logit_margin_change_ci_high", "kl", "null_by_construction")
+           "chance_corrected_ci_low", "chance_corrected_ci_high", "chance_corrected_undefined", "p_value", "p_holm", "logit_margin_base", "logit_margin",
+           "logit_margin_change", "logit_margin_change_ci_low", "logit_margin_change_ci_high", "kl", "null_by_construction", "caveat")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def run_ablation(model: torch.nn.Module, windows: WindowSet, config: AblationCon
     grid = ablation_logits(model, windows, config, reference, device, progress)
     rows = list(dict.fromkeys(c.row for c in grid.conditions))  # the draws of one condition make one row
     stacked = [torch.stack([x for c, x in grid.logits.items() if c.row == row]) for row in rows]  # [draw, window, class]
-    stats = grid_statistics(grid.clean, stacked, torch.as_tensor(windows.y).long(), windows.segment,
+    stats = grid_statistics(grid.clean, stacked, torch.as_tensor(windows.y).long(), Segments.of_windows(windows),
                             config.bootstrap, config.permutations, config.seed, config.level)
     null = np.array([grid.engine.null_by_construction(row) for row in rows])
     # Rows null by construction are not hypotheses: they stay out of the Holm family.

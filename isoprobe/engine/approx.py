@@ -36,7 +36,7 @@ from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.ablate import AblationConfig, conditions_for
 from isoprobe.engine.grid import Condition, InterventionEngine, attached
 from isoprobe.engine.interventions import head_mask
-from isoprobe.engine.stats import cluster_means, logit_margin
+from isoprobe.engine.stats import Segments, cluster_means, logit_margin
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
 from isoprobe.results import TableResult
@@ -230,7 +230,7 @@ def run_approx(model: torch.nn.Module, windows: WindowSet, config: AblationConfi
         if progress is not None:
             progress(index + 1, n_batches)
     estimate = torch.cat(estimates).double().numpy()  # [window, condition]
-    mean, low, high = cluster_means(estimate, windows.segment, config.bootstrap, config.seed, config.level)
+    mean, low, high = cluster_means(estimate, Segments.of_windows(windows), config.bootstrap, config.seed, config.level)
     mass, largest = masked_mass(engine, conditions, held, len(windows))
     exact_means = np.full(len(conditions), np.nan)
     if checked:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from isoprobe.data.modalities import split_groups
-from isoprobe.engine.stats import cluster_means
+from isoprobe.engine.stats import Segments, cluster_means
 
 PAIR_SPLIT = 0.65  # within-pair accuracy between chance (0.5) and a split pair (≈ 1)
 BOOTSTRAP_SEED = 0
@@ -52,7 +52,7 @@ def planted_rows(truth: dict, run: Path, identity: dict, bootstrap: int) -> list
 
 
 def _segment_mean(values: np.ndarray, frame: pd.DataFrame, bootstrap: int) -> tuple[float, float, float]:
-    segments = frame.label.to_numpy() * 1000 + frame.repetition.to_numpy()
+    segments = Segments.of(frame.label.to_numpy() * 1000 + frame.repetition.to_numpy(), frame.label.to_numpy())
     mean, low, high = cluster_means(values.astype(np.float64), segments, bootstrap, BOOTSTRAP_SEED)
     return float(mean), float(low), float(high)
 

@@ -23,7 +23,7 @@ from isoprobe.analysis import load_analysis
 from isoprobe.data.pipeline import DataConfig
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.engine.ablate import AblationConfig, ablation_logits
-from isoprobe.engine.stats import cluster_means
+from isoprobe.engine.stats import Segments, cluster_means
 from isoprobe.errors import ConfigError
 from isoprobe.options import Options, check_counts, check_level
 from isoprobe.results import TableResult
@@ -75,7 +75,7 @@ def evaluate_with_and_without(path: Path, pathway: str, config: SweepConfig, dev
     clean = (grid.clean.argmax(1) == target).double().numpy()
     masked = (grid.logits[grid.conditions[0]].argmax(1) == target).double().numpy()
     values = np.stack([clean, masked, clean - masked], axis=1)
-    mean, low, high = cluster_means(values, windows.segment, config.bootstrap, config.seed, config.level)
+    mean, low, high = cluster_means(values, Segments.of_windows(windows), config.bootstrap, config.seed, config.level)
     row = {"windows": len(windows), "segments": len(np.unique(windows.segment)), "checkpoint": str(path)}
     for i, name in enumerate(("clean", "masked", "drop")):
         key = "drop" if name == "drop" else f"{name}_accuracy"

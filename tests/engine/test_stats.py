@@ -1,7 +1,7 @@
 """Statistics of an ablation grid (`isoprobe.engine.stats`) against independent references written
-here: the cluster-bootstrap intervals against an explicit loop over segments fed the same resample
-counts (and against a window-level bootstrap, which must come out narrower on clustered errors),
-the sign-flip test against brute-force enumeration of sign patterns with itertools and against
+here: the stratified bootstrap's weights against the textbook variance of a stratified mean, the
+coverage of the intervals by simulation (with the former interval as the negative control), the
+sign-flip test against brute-force enumeration of sign patterns with itertools and against
 binomial tails from math.comb, Holm's correction against the textbook step-down procedure, the
 chance-corrected drop and the draw statistics against hand numbers and naive loops, the invariance
 of a row to the order of windows and to order-preserving renaming of segments, and the logit margin
@@ -16,13 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from isoprobe.engine.stats import (bootstrap_counts, grid_statistics, holm, kl_divergence, logit_margin,
+from scipy.stats import t as scipy_t
+
+from isoprobe.engine.stats import (Segments, bootstrap_interval, grid_statistics, holm, kl_divergence, logit_margin,
                                    sign_flip_p)
+from isoprobe.errors import ConfigError
 
 KEYS = {"draws", "windows", "segments", "base_accuracy", "accuracy", "accuracy_draw_sd", "drop", "drop_ci_low",
         "drop_ci_high", "relative_drop", "chance", "chance_corrected_drop", "chance_corrected_ci_low",
         "chance_corrected_ci_high", "p_value", "logit_margin_base", "logit_margin", "logit_margin_change",
-        "logit_margin_change_ci_low", "logit_margin_change_ci_high", "kl"}
+        "logit_margin_change_ci_low", "logit_margin_change_ci_high", "kl", "chance_corrected_undefined", "caveat"}
 
 
 def logits_for(predicted: np.ndarray, n_classes: int, rng: np.random.Generator) -> torch.Tensor:
@@ -49,100 +52,139 @@ def same(a: float, b: float) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------
-# cluster bootstrap
+# stratified cluster bootstrap
 
 
-SIZES = np.array([1, 2, 3, 5, 8, 13, 2, 4, 6, 9, 3, 7])  # 12 segments of unequal sizes
-BASE_RIGHT = np.array([0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])  # wrong only on the one-window segment, so that
-# no resample has base accuracy at chance (where the chance-corrected drop is undefined); per segment,
-# listed in sorted order of ids
-INT_RIGHT = np.array([1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 0])
+def test_weights_keep_every_class_and_give_the_textbook_variance():
+    """Rao–Wu weights: every resample keeps each class's segment count (so the class mix and chance stay
+    as evaluated), and the bootstrap variance of a stratified mean is the unbiased textbook variance
+    Σ_h W_h² s_h² / n_h (Cochran 1977, eq. 5.6), computed here by loops, even for two segments per class
+    (where a naive n-of-n draw gives half of it)."""
+    sizes = {0: 2, 1: 2, 2: 3, 3: 5, 4: 1, 5: 1, 6: 2}  # class -> segments; classes 4 and 5 have one each
+    classes = np.concatenate([[h] * n for h, n in sizes.items()])
+    segments = np.arange(len(classes))
+    design = Segments.of(np.repeat(segments, 4), np.repeat(classes, 4))  # 4 windows per segment
+    B = 40000
+    weights = design.weights(B, seed=3)
+    assert weights.shape == (B, len(classes))
+    pooled = np.where(np.isin(classes, [4, 5]), 4, classes)  # the two one-segment classes form one stratum
+    for h in np.unique(pooled):
+        np.testing.assert_allclose(weights[:, pooled == h].sum(axis=1), (pooled == h).sum(), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(weights, design.weights(B, seed=3))
+    assert not np.array_equal(weights, design.weights(B, seed=4))
+
+    y = np.random.default_rng(0).normal(size=len(classes)) * 3  # one value per segment
+    boot = weights @ y / weights.sum(axis=1)  # the resampled mean over segments
+    n = len(classes)
+    textbook = 0.0
+    for h in np.unique(pooled):
+        values = [y[i] for i in range(n) if pooled[i] == h]
+        mean = sum(values) / len(values)
+        s2 = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        textbook += (len(values) / n) ** 2 * s2 / len(values)
+    assert boot.var() == pytest.approx(textbook, rel=0.03)
+    assert design.degrees_of_freedom == n - len(np.unique(pooled))
+    # naive n-of-n within each class: (n_h − 1)/n_h of the variance, half of it at n_h = 2
+    rng = np.random.default_rng(1)
+    naive = np.zeros((B, n))
+    for h in np.unique(pooled):
+        members = np.flatnonzero(pooled == h)
+        naive[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=B)
+    assert (naive @ y / n).var() < 0.8 * textbook
 
 
-def clustered(seed: int, n_classes: int = 4):
-    """Windows whose correctness (clean and intervened) is constant within each segment; segment ids
-    are scattered integers and the windows are shuffled, so segments interleave in window order."""
-    rng = np.random.default_rng(seed)
-    ids = np.sort(rng.choice(np.arange(100, 1000), size=len(SIZES), replace=False))
-    shuffle = rng.permutation(SIZES.sum())
-    segment_of = np.repeat(np.arange(len(SIZES)), SIZES)[shuffle]  # rank of each window's segment
-    target = rng.integers(0, n_classes, size=len(segment_of))
-    wrong = (target + 1 + rng.integers(0, n_classes - 1, size=len(target))) % n_classes
-    base = logits_for(np.where(BASE_RIGHT[segment_of] == 1, target, wrong), n_classes, rng)
-    wrong = (target + 1 + rng.integers(0, n_classes - 1, size=len(target))) % n_classes
-    intervened = logits_for(np.where(INT_RIGHT[segment_of] == 1, target, wrong), n_classes, rng)
-    return base, intervened, torch.tensor(target), ids[segment_of], segment_of
+def test_a_lone_one_segment_class_is_held_fixed():
+    design = Segments.of([0, 0, 1, 1, 2, 3], [7, 7, 8, 8, 8, 8])  # class 7 has segment 0 alone
+    weights = design.weights(500, seed=0)
+    np.testing.assert_array_equal(weights[:, 0], 1.0)
+    assert set(np.unique(weights[:, 1:])) == {0.0, 1.5, 3.0}  # two draws of three segments, times 3/2
+    assert design.degrees_of_freedom == 2
 
 
-@pytest.mark.parametrize("level", [0.95, 0.8])
-def test_cluster_bootstrap_equals_a_segment_level_loop(level):
-    """DESIGN §4 acceptance point: the drop's interval is a percentile interval over resamples of whole
-    segments. The reference takes the same resample counts and recomputes each resample's drop (and
-    chance-corrected drop and margin change) one segment at a time."""
-    base, intervened, target, segments, rank = clustered(seed=3)
-    B, seed, n_classes = 2000, 11, base.shape[1]
-    (row,) = grid_statistics(base, [intervened[None]], target, segments, B, permutations=0, seed=seed, level=level)
-    assert row["segments"] == len(SIZES) and row["windows"] == SIZES.sum()
-
-    # per-segment sums, gathered by a loop over windows
-    S = len(SIZES)
-    windows, base_right, int_right = np.zeros(S), np.zeros(S), np.zeros(S)
-    classes, margin_change = np.zeros((S, n_classes)), np.zeros(S)
-    base64, int64, t = base.double().numpy(), intervened.double().numpy(), target.numpy()
-    for w in range(len(t)):
-        s = rank[w]
-        windows[s] += 1
-        base_right[s] += base64[w].argmax() == t[w]
-        int_right[s] += int64[w].argmax() == t[w]
-        classes[s, t[w]] += 1
-        margin_change[s] += margin(int64[w], t[w]) - margin(base64[w], t[w])
-    np.testing.assert_array_equal(base_right, BASE_RIGHT * SIZES)  # the fixture is what it claims
-    np.testing.assert_array_equal(int_right, INT_RIGHT * SIZES)
-
-    drops, corrected, margins = [], [], []
-    for counts in bootstrap_counts(S, B, seed):
-        drawn, right_base, right_int, change = 0.0, 0.0, 0.0, 0.0
-        drawn_classes = np.zeros(n_classes)
-        for s in range(S):
-            drawn += counts[s] * windows[s]
-            right_base += counts[s] * base_right[s]
-            right_int += counts[s] * int_right[s]
-            change += counts[s] * margin_change[s]
-            drawn_classes += counts[s] * classes[s]
-        chance = drawn_classes.max() / drawn
-        assert right_base / drawn > chance  # no resample where the corrected drop is undefined
-        drops.append((right_base - right_int) / drawn)
-        corrected.append(drops[-1] / (right_base / drawn - chance))
-        margins.append(change / drawn)
-    tail = (1 - level) / 2
-    for name, samples, tolerance in [("drop", drops, 1e-12), ("chance_corrected", corrected, 1e-12),
-                                     ("logit_margin_change", margins, 1e-10)]:
-        low, high = np.quantile(samples, [tail, 1 - tail])
-        assert row[f"{name}_ci_low"] == pytest.approx(low, abs=tolerance)
-        assert row[f"{name}_ci_high"] == pytest.approx(high, abs=tolerance)
-
-    # a window-level (paired) bootstrap treats the correlated windows as independent: too narrow
-    rng = np.random.default_rng(0)
-    difference = (base.argmax(1) == target).double().numpy() - (intervened.argmax(1) == target).double().numpy()
-    resampled = difference[rng.integers(0, len(difference), size=(B, len(difference)))].mean(axis=1)
-    window_low, window_high = np.quantile(resampled, [tail, 1 - tail])
-    assert window_high - window_low < row["drop_ci_high"] - row["drop_ci_low"]
+def test_a_segment_with_two_classes_is_an_error():
+    with pytest.raises(ConfigError, match="segment 5"):
+        Segments.of([4, 4, 5, 5], [0, 0, 1, 2])
+    with pytest.raises(TypeError, match="Segments.of"):
+        grid_statistics(torch.zeros(2, 2), [torch.zeros(1, 2, 2)], torch.tensor([0, 1]), np.array([0, 1]), 10, 0, 0)
 
 
-def test_bootstrap_counts():
-    S, B = 10, 4000
-    counts = bootstrap_counts(S, B, seed=5)
-    assert counts.shape == (B, S)
-    np.testing.assert_array_equal(counts.sum(axis=1), np.full(B, S))  # each resample draws S segments
-    np.testing.assert_array_equal(counts, np.round(counts))
-    assert (counts >= 0).all()
-    np.testing.assert_array_equal(counts, bootstrap_counts(S, B, seed=5))
-    assert not np.array_equal(counts, bootstrap_counts(S, B, seed=6))
-    # each count is Binomial(S, 1/S): mean 1, variance 1 − 1/S; column means within 5 standard errors
-    standard_error = math.sqrt((1 - 1 / S) / B)
-    assert np.abs(counts.mean(axis=0) - 1).max() < 5 * standard_error
-    np.testing.assert_allclose(counts.var(axis=0), 1 - 1 / S, atol=0.1)
-    assert bootstrap_counts(S, 0, seed=5).shape == (0, S)
+def simulated_evaluation(p, k, repetitions, windows, rho, rng):
+    """Segments of K classes × repetitions × windows: each segment's accuracy and knock-out share drawn
+    from Betas around its class's p_h and k_h with intra-segment correlation rho; logits one-hot."""
+    K = len(p)
+    c = 1 / rho - 1
+    cls = np.repeat(np.arange(K), repetitions)
+    p_s, k_s = rng.beta(p[cls] * c, (1 - p[cls]) * c), rng.beta(k[cls] * c, (1 - k[cls]) * c)
+    seg = np.repeat(np.arange(len(cls)), windows)
+    target = cls[seg]
+    base_right = rng.random(len(seg)) < p_s[seg]
+    int_right = base_right & (rng.random(len(seg)) >= k_s[seg])
+    one_hot = lambda right: torch.tensor(np.eye(K, dtype=np.float32)[np.where(right, target, (target + 1) % K)])
+    return one_hot(base_right), one_hot(int_right), torch.tensor(target), seg
+
+
+def naive_interval(base_right, int_right, target, seg, B, seed, K):
+    """The former interval: n-of-n segments drawn across classes, chance recomputed in each resample,
+    percentiles (the negative control of the coverage test)."""
+    S = seg.max() + 1
+    counts = np.random.default_rng(seed).multinomial(S, np.full(S, 1 / S), size=B)
+    sums = lambda v: np.bincount(seg, weights=v, minlength=S)
+    size = counts @ sums(np.ones(len(seg)))
+    base_b = counts @ sums(base_right) / size
+    drop_b = base_b - counts @ sums(int_right) / size
+    chance_b = np.max([counts @ sums(target == h) for h in range(K)], axis=0) / size
+    corrected_b = drop_b / (base_b - chance_b)
+    return np.quantile(drop_b, [0.025, 0.975]), np.quantile(corrected_b, [0.025, 0.975])
+
+
+def test_coverage_of_the_drop_and_the_chance_corrected_drop_by_simulation():
+    """DESIGN §4: 17 classes × 2 test repetitions × 20 windows, correlated within segments, 1,000 replicate
+    evaluations with a known truth (drop = mean_h p_h k_h; chance = 1/17; chance-corrected =
+    drop / (base − chance)): the 95% CIs cover it within 3 binomial standard errors of 0.95. The former
+    interval (unstratified, chance recomputed per resample) fails the same check."""
+    K, R, W, replicates = 17, 2, 20, 1000
+    rng = np.random.default_rng([7, 0])
+    p, k = rng.uniform(0.35, 0.95, K), rng.uniform(0.05, 0.6, K)
+    drop = float(np.mean(p * k))
+    corrected = drop / (float(np.mean(p)) - 1 / K)
+    rng = np.random.default_rng(11)
+    hits = np.zeros((2, 2))  # [new, former] × [drop, corrected]
+    for r in range(replicates):
+        base, intervened, target, seg = simulated_evaluation(p, k, R, W, 0.3, rng)
+        (row,) = grid_statistics(base, [intervened[None]], target, Segments.of(seg, target.numpy()), 1000, 0, seed=r)
+        hits[0] += (row["drop_ci_low"] <= drop <= row["drop_ci_high"],
+                    row["chance_corrected_ci_low"] <= corrected <= row["chance_corrected_ci_high"])
+        right = lambda x: (x.argmax(1) == target).double().numpy()
+        old_drop, old_corrected = naive_interval(right(base), right(intervened), target.numpy(), seg, 1000, r, K)
+        hits[1] += (old_drop[0] <= drop <= old_drop[1], old_corrected[0] <= corrected <= old_corrected[1])
+    coverage = hits / replicates
+    tolerance = 3 * math.sqrt(0.95 * 0.05 / replicates)
+    assert np.abs(coverage[0] - 0.95).max() <= tolerance, coverage[0]
+    assert np.abs(coverage[1] - 0.95).max() > tolerance, coverage[1]  # the former interval: 0.920 for the corrected drop
+
+
+def test_an_interval_needs_most_resamples_defined():
+    """Where base ≤ chance in some resamples the chance-corrected drop is undefined there: the share is
+    reported, and above 1 − level the CI is NaN (not a CI conditional on survival)."""
+    resampled = np.array([[1.0, 1.0], [2.0, np.nan], [3.0, 2.0], [4.0, 3.0]] * 10)  # column 1: 25% NaN
+    low, high = bootstrap_interval(resampled, np.array([2.5, 2.0]), degrees_of_freedom=10, level=0.95)
+    assert np.isfinite(low[0]) and np.isnan(low[1]) and np.isnan(high[1])
+    low, high = bootstrap_interval(resampled, np.array([2.5, 2.0]), degrees_of_freedom=10, level=0.7)
+    assert np.isfinite(low[1])  # 25% ≤ 1 − 0.7
+    # estimate ± t × sd, against scipy's t quantile computed here
+    spread = np.std(resampled[:, 0], ddof=1)
+    assert low[0] == pytest.approx(2.5 - scipy_t.ppf(0.85, 10) * spread, rel=1e-12)
+    assert np.isnan(bootstrap_interval(resampled, np.array([2.5, 2.0]), 0)[0]).all()  # no degrees of freedom
+
+    target = np.array([0, 0, 1, 1, 2, 2, 3, 3])  # chance 0.25, two segments per class
+    base_right = np.array([1, 0, 1, 0, 0, 0, 0, 1], dtype=bool)  # base 0.375, barely above chance
+    one_hot = lambda right: torch.tensor(np.eye(4, dtype=np.float32)[np.where(right, target, (target + 1) % 4)])
+    (row,) = grid_statistics(one_hot(base_right), [one_hot(np.zeros(8, dtype=bool))[None]], torch.tensor(target),
+                             Segments.of(np.arange(8), target), bootstrap=400, permutations=0, seed=0)
+    assert row["chance"] == 0.25
+    assert row["chance_corrected_drop"] == pytest.approx(0.375 / 0.125)
+    assert row["chance_corrected_undefined"] > 0.05
+    assert math.isnan(row["chance_corrected_ci_low"]) and math.isfinite(row["drop_ci_low"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -272,7 +314,7 @@ def test_chance_corrected_drop_against_hand_numbers():
     seven = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 0])  # right on windows 0-3 and 6-8: 7 of 10
     wrong = (target + 1) % 3
     rows = grid_statistics(logits_for(base_pred, 3, rng), [logits_for(x, 3, rng)[None] for x in (majority, seven, wrong)],
-                           torch.tensor(target), np.repeat(np.arange(5), 2), bootstrap=50, permutations=0, seed=0)
+                           torch.tensor(target), Segments.of(np.arange(10), target), bootstrap=50, permutations=0, seed=0)
     expected = [  # (accuracy, drop, chance-corrected drop = (0.9 − acc)/(0.9 − 0.6))
         (0.6, 0.3, 1.0),
         (0.7, 0.2, 2 / 3),
@@ -296,7 +338,7 @@ def test_chance_corrected_drop_is_nan_when_the_base_is_not_above_chance():
     rng = np.random.default_rng(2)
     base = logits_for(np.array([0, 0, 1, 2, 2, 2]), 3, rng)  # 3 of 6 right: base = chance
     rows = grid_statistics(base, [logits_for(np.array([1, 1, 1, 1, 2, 2]), 3, rng)[None]], torch.tensor(target),
-                           np.arange(6), bootstrap=200, permutations=0, seed=0)
+                           Segments.of(np.arange(6), target), bootstrap=200, permutations=0, seed=0)
     row = rows[0]
     assert row["drop"] == pytest.approx(0.5 - 2 / 6)
     assert math.isnan(row["chance_corrected_drop"])
@@ -311,7 +353,7 @@ def test_draws_give_mean_accuracy_and_sample_spread():
     draws = torch.stack([logits_for(np.where(rng.random(n) < 0.3 + 0.15 * k, target, (target + 1) % 3), 3, rng)
                          for k in range(K)])
     single = logits_for(np.where(rng.random(n) < 0.5, target, (target + 2) % 3), 3, rng)[None]
-    many, one = grid_statistics(base, [draws, single], torch.tensor(target), np.repeat(np.arange(10), 3),
+    many, one = grid_statistics(base, [draws, single], torch.tensor(target), Segments.of(np.arange(n), target),
                                 bootstrap=20, permutations=0, seed=0)
     per_draw = []
     for k in range(K):
@@ -328,12 +370,15 @@ def test_draws_give_mean_accuracy_and_sample_spread():
 
 
 def random_grid(seed: int, n: int = 45, n_classes: int = 4, n_segments: int = 9, draws=(1, 3, 2)):
+    """Windows of n_segments segments, each holding one class (as a repetition of a gesture does)."""
     rng = np.random.default_rng(seed)
-    target = rng.integers(0, n_classes, size=n)
+    segment_class = rng.permutation(np.arange(n_segments) % n_classes)
+    of_segment = rng.integers(0, n_segments, size=n)
+    target = segment_class[of_segment]
     base = torch.tensor(rng.normal(size=(n, n_classes)) + 2.5 * np.eye(n_classes)[target], dtype=torch.float32)
     intervened = [base[None] + torch.tensor(rng.normal(size=(k, n, n_classes)) * 1.5, dtype=torch.float32)
                   for k in draws]
-    segments = rng.choice(np.arange(50, 80), size=n_segments, replace=False)[rng.integers(0, n_segments, size=n)]
+    segments = rng.choice(np.arange(50, 80), size=n_segments, replace=False)[of_segment]
     return base, intervened, torch.tensor(target), segments
 
 
@@ -341,7 +386,8 @@ def test_rows_against_numpy():
     """Point estimates of every row against float64 numpy, and the p-value against enumeration over the
     segment totals of the paired differences (summed by a loop)."""
     base, intervened, target, segments = random_grid(seed=5)
-    rows = grid_statistics(base, intervened, target, segments, bootstrap=200, permutations=0, seed=2)
+    rows = grid_statistics(base, intervened, target, Segments.of(segments, target.numpy()), bootstrap=200, permutations=0,
+                           seed=2)
     b, t = base.double().numpy(), target.numpy()
     n = len(t)
     base_correct = b.argmax(1) == t
@@ -377,11 +423,14 @@ def test_rows_against_numpy():
 def test_rows_do_not_depend_on_window_order_or_segment_names():
     base, intervened, target, segments = random_grid(seed=6)
     args = dict(bootstrap=300, permutations=50, seed=4)
-    rows = grid_statistics(base, intervened, target, segments, **args)
+    design = lambda ids, t=target: Segments.of(ids, t.numpy())
+    rows = grid_statistics(base, intervened, target, design(segments), **args)
     perm = np.random.default_rng(0).permutation(len(target))
-    shuffled = grid_statistics(base[perm], [x[:, perm] for x in intervened], target[perm], segments[perm], **args)
+    shuffled = grid_statistics(base[perm], [x[:, perm] for x in intervened], target[perm],
+                               design(segments[perm], target[perm]), **args)
     for row, other in zip(rows, shuffled):
-        for key in KEYS:
+        assert row["caveat"] == other["caveat"]
+        for key in KEYS - {"caveat"}:
             # sums of float margins and of fractional (multi-draw) correctness are re-associated by a
             # shuffle, so agreement is to rounding; the single-draw row's counts are integers and exact
             assert other[key] == pytest.approx(row[key], rel=1e-12, abs=1e-12, nan_ok=True), key
@@ -391,11 +440,11 @@ def test_rows_do_not_depend_on_window_order_or_segment_names():
 
     # renaming segments by an order-preserving map numbers them the same: identical rows
     for renamed in (segments * 3 + 1000, np.array([f"seg-{s:04d}" for s in segments])):
-        again = grid_statistics(base, intervened, target, renamed, **args)
+        again = grid_statistics(base, intervened, target, design(renamed), **args)
         assert all(same(row[key], other[key]) for row, other in zip(rows, again) for key in KEYS)
     # negative control: reversing the order renumbers the segments, so the resamples (not the point
     # estimates, nor the exact p-value, which is symmetric in the segments) change
-    reversed_rows = grid_statistics(base, intervened, target, -segments, **args)
+    reversed_rows = grid_statistics(base, intervened, target, design(-segments), **args)
     for row, other in zip(rows, reversed_rows):
         assert (row["drop"], row["p_value"]) == (other["drop"], other["p_value"])
     assert any((row["drop_ci_low"], row["drop_ci_high"]) != (other["drop_ci_low"], other["drop_ci_high"])
