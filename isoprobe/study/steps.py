@@ -13,6 +13,11 @@ import pandas as pd
 from isoprobe.atomic import write_text_atomic
 from isoprobe.study.recipe import Recipe
 
+# Part of every analysis step's key (not training's): bump it when what an analysis computes changes for
+# the same configuration, so a rerun of a finished study redoes its analyses and keeps its trained models.
+# 2: stratified bootstrap, unbiased paired MMD², estimands in compare, planted rules with regions.
+ANALYSIS_VERSION = 2
+
 
 def data_config(job, data_root: str):
     return job.model_spec().data_config(data_root, job.subject)
@@ -27,14 +32,15 @@ def step_config(step: str, recipe: Recipe, job) -> dict | None:
         return {"model": job.model_spec().to_dict(), "data": data, "seed": job.seed,
                 "pathway_dropout": job.model.pathway_dropout}
     if step == "eval":
-        return {"split": "test", "bootstrap": recipe.bootstrap}
+        return {"split": "test", "bootstrap": recipe.bootstrap, "analysis_version": ANALYSIS_VERSION}
     table = getattr(recipe, step)
     if table is None or not job.analysable:
         return None
-    return {**table, "bootstrap": recipe.bootstrap}
+    return {**table, "bootstrap": recipe.bootstrap, "analysis_version": ANALYSIS_VERSION}
 
 
 def run_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    config = {key: value for key, value in config.items() if key != "analysis_version"}  # keys the step, no option
     return {"train": _train, "eval": _eval, "ablate": _ablate, "compare": _compare, "shift": _shift}[step](
         config, run, data_root, recipe, job)
 

@@ -1,4 +1,5 @@
-"""Planted-truth checks on hand-made predictions: each found value against a direct count."""
+"""Planted-truth checks on hand-made predictions and tables: each found value against a direct count,
+and every rule with a case that passes and a case that fails."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isoprobe.study.planted import PAIR_SPLIT, planted_rows
+from isoprobe.study.planted import BLIND_MARGIN, INTERACTION_MARGIN, PAIR_SPLIT, blind_chance, planted_rows
 
 TRUTH = {"classes": [
     {"label": 1, "partner": None, "informative_alone": ["emg", "acc"]},
@@ -17,7 +18,7 @@ TRUTH = {"classes": [
 
 
 def write_predictions(run, label, predicted, repetition):
-    (run / "eval").mkdir(parents=True)
+    (run / "eval").mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"start": np.arange(len(label)), "repetition": repetition, "label": label,
                   "predicted": predicted}).to_csv(run / "eval" / "predictions.csv", index=False)
 
@@ -30,28 +31,71 @@ def by_check(rows):
     return {r["check"]: r for r in rows}
 
 
+def checks(truth, run, modalities="acc", arch="hierarchical"):
+    return by_check(planted_rows(truth, run, identity(modalities, arch), bootstrap=400))
+
+
+def test_blind_chance_against_a_direct_count():
+    frame = pd.DataFrame({"label": [1, 1, 2, 2, 3, 3], "predicted": [1, 1, 1, 3, 3, 3]})
+    tested = np.array([True, True, True, True, False, False])
+    # q: class 1 predicted 3/6, class 2 0/6; π over the tested windows: 1/2 each
+    assert blind_chance(frame, tested) == pytest.approx(0.5 * 3 / 6 + 0.5 * 0)
+
+
 def test_a_unimodal_run_is_checked_on_what_its_modality_identifies_and_on_the_pairs(tmp_path):
     rng = np.random.default_rng(0)
     label = np.repeat([1, 2, 3, 4], 30)
-    repetition = np.tile(np.repeat([1, 2, 3], 10), 4)
+    repetition = np.tile(np.repeat(np.arange(1, 7), 5), 4)
     predicted = label.copy()
     pair_windows = np.flatnonzero(label >= 3)
     predicted[pair_windows] = rng.choice([3, 4], size=pair_windows.size)  # a coin within the pair
-    predicted[:5] = 2  # five class-1 windows wrong
+    predicted[[0, 6, 12, 18, 24]] = 2  # five class-1 windows wrong, one in each of five repetitions
     write_predictions(tmp_path, label, predicted, repetition)
-    rows = by_check(planted_rows(TRUTH, tmp_path, identity("acc"), bootstrap=200))
+    rows = checks(TRUTH, tmp_path)
     # acc identifies class 1 alone, not class 2
     assert rows["alone"]["found"] == pytest.approx(25 / 30)
     assert rows["alone"]["passed"] and rows["alone"]["ci_low"] <= rows["alone"]["found"] <= rows["alone"]["ci_high"]
+    assert rows["alone"]["low"] == pytest.approx(blind_chance(pd.read_csv(tmp_path / "eval/predictions.csv"), label == 1))
     within = (predicted[pair_windows] == label[pair_windows]).mean()
     assert rows["pair"]["found"] == pytest.approx(within)
-    assert rows["pair"]["passed"] == (within < PAIR_SPLIT)
+    assert rows["pair"]["passed"] == (rows["pair"]["ci_high"] < PAIR_SPLIT)
     assert "synergy" not in rows
     # class 2 needs emg: an acc model recognising all of it has found something acc cannot carry
     assert rows["blind"]["found"] == 1.0 and not rows["blind"]["passed"]
-    emg_only = by_check(planted_rows({"classes": [{**c, "informative_alone": ["emg"]} if c["label"] == 1 else c
-                                                  for c in TRUTH["classes"]]}, tmp_path, identity("acc"), 200))
+    emg_only = checks({"classes": [{**c, "informative_alone": ["emg"]} if c["label"] == 1 else c
+                                   for c in TRUTH["classes"]]}, tmp_path)
     assert emg_only["blind"]["found"] == pytest.approx(55 / 60)  # classes 1 and 2, both invisible to acc
+
+
+def test_alone_fails_at_chance_and_blind_passes_at_chance(tmp_path):
+    """An acc model that guesses among classes 1 and 2 at random: chance accuracy on both; `alone` (class
+    1) fails, `blind` (class 2) passes."""
+    rng = np.random.default_rng(1)
+    label = np.repeat([1, 2], 2000)
+    repetition = np.tile(np.repeat(np.arange(1, 21), 100), 2)
+    write_predictions(tmp_path, label, rng.choice([1, 2], size=label.size), repetition)
+    truth = {"classes": TRUTH["classes"][:2]}
+    rows = checks(truth, tmp_path)
+    assert rows["alone"]["low"] == pytest.approx(0.5, abs=0.05)  # the model keeps to two classes: chance 1/2
+    assert not rows["alone"]["passed"]
+    assert rows["blind"]["passed"] and rows["blind"]["high"] == pytest.approx(rows["alone"]["low"] + BLIND_MARGIN, abs=0.05)
+
+
+def test_blind_fails_on_clearly_above_chance_accuracy(tmp_path):
+    """The former rule (CI low < 2/K) accepted this: 17 classes, accuracy about 0.15 (chance 0.06) on the
+    classes acc cannot see."""
+    rng = np.random.default_rng(2)
+    labels = np.arange(1, 18)
+    label = np.repeat(labels, 20)
+    repetition = np.tile(np.repeat(np.arange(1, 3), 10), 17)
+    predicted = rng.choice(labels, size=label.size)
+    hit = rng.random(label.size) < 0.08
+    predicted[hit] = label[hit]
+    write_predictions(tmp_path, label, predicted, repetition)
+    truth = {"classes": [{"label": int(c), "partner": None, "informative_alone": ["emg"]} for c in labels]}
+    rows = checks(truth, tmp_path)
+    assert rows["blind"]["ci_low"] < 2 / 17 < rows["blind"]["found"]  # what the old rule let pass
+    assert not rows["blind"]["passed"]
 
 
 def test_a_multimodal_run_must_split_the_pairs(tmp_path):
@@ -60,34 +104,65 @@ def test_a_multimodal_run_must_split_the_pairs(tmp_path):
     predicted = label.copy()
     predicted[label == 3] = 4  # every class-3 window given to its partner
     write_predictions(tmp_path, label, predicted, repetition)
-    rows = by_check(planted_rows(TRUTH, tmp_path, identity("emg,acc"), bootstrap=200))
+    rows = checks(TRUTH, tmp_path, "emg,acc")
     assert rows["synergy"]["found"] == pytest.approx(0.5) and not rows["synergy"]["passed"]
     assert "alone" not in rows and "pair" not in rows
+    write_predictions(tmp_path, label, label, repetition)  # every pair split
+    assert checks(TRUTH, tmp_path, "emg,acc")["synergy"]["passed"]
 
 
-def test_interaction_and_the_mmt_null(tmp_path):
-    (tmp_path / "compare").mkdir()
-    (tmp_path / "ablate").mkdir()
-    pd.DataFrame({"method": ["mask (IsoNet)", "interaction index"], "estimate": [0.1, 0.3], "ci_low": [0.0, 0.1],
-                  "ci_high": [0.2, 0.5]}).to_csv(tmp_path / "compare/compare.csv", index=False)
-    pd.DataFrame({"pathway": ["cross", "cross", "uni"], "drop": [0.0, 0.0, 0.2],
-                  "null_by_construction": [True, True, False]}).to_csv(tmp_path / "ablate/ablation.csv", index=False)
-    rows = by_check(planted_rows(TRUTH, tmp_path, identity("emg,acc", "mmt"), bootstrap=10))
-    assert rows["structural"]["passed"]
-    assert "interaction" not in rows  # synergy and redundant classes mixed: they offset, no sign is planted
+def test_pair_is_judged_on_the_ci_not_the_point(tmp_path):
+    """Within-pair accuracy 0.6 (below PAIR_SPLIT) on few, uneven segments: the CI reaches above 0.65,
+    so the unimodal model is not shown to be unable to split the pair."""
+    label = np.repeat([3, 4], 20)
+    repetition = np.tile(np.repeat([1, 2], 10), 2)
+    predicted = label.copy()
+    predicted[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]] = 4  # class 3, repetition 1: all given to the partner
+    predicted[[20, 21, 22, 23, 24, 25]] = 3
+    write_predictions(tmp_path, label, predicted, repetition)
+    row = checks(TRUTH, tmp_path)["pair"]
+    assert row["found"] == pytest.approx(24 / 40) and row["found"] < PAIR_SPLIT
+    assert row["ci_high"] > PAIR_SPLIT and not row["passed"]
 
-    def interaction(classes):
-        found = by_check(planted_rows({"classes": classes}, tmp_path, identity("emg,acc", "mmt"), 10))
-        return found["interaction"]["planted"].split(":")[0], found["interaction"]["passed"]
 
-    synergy = [c for c in TRUTH["classes"] if c["partner"]]
-    redundant = [{"label": 1, "partner": None, "informative_alone": ["emg", "acc"]}]
-    emg_only = [{"label": 1, "partner": None, "informative_alone": ["emg"]}]
-    assert interaction(synergy) == ("> 0", True)  # estimate 0.3 [0.1, 0.5]
-    assert interaction(redundant) == ("< 0", False)
-    assert interaction(emg_only) == ("0", False)  # the CI [0.1, 0.5] misses 0
-    pd.DataFrame({"method": ["interaction index"], "estimate": [-0.2], "ci_low": [-0.4],
-                  "ci_high": [0.05]}).to_csv(tmp_path / "compare/compare.csv", index=False)
-    assert interaction(synergy) == ("> 0", False)
-    assert interaction(redundant) == ("< 0", True)
-    assert interaction(emg_only) == ("0", True)
+def write_compare(run, estimate, low, high):
+    (run / "compare").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"method": ["mask (IsoNet)", "interaction index"], "estimate": [0.1, estimate], "ci_low": [0.0, low],
+                  "ci_high": [0.2, high]}).to_csv(run / "compare/compare.csv", index=False)
+
+
+@pytest.mark.parametrize("found, synergy, redundant, one_modality", [
+    ((0.3, 0.1, 0.5), True, False, False),
+    ((0.1, -0.02, 0.2), False, False, False),  # CI crosses 0
+    ((-0.2, -0.4, -0.05), False, True, False),
+    ((-0.2, -0.4, 0.05), False, False, False),  # estimate < 0, the CI does not exclude 0: the old rule passed it
+    ((0.01, -0.03, 0.04), False, False, True),
+    ((0.03, -0.08, 0.14), False, False, False),  # covers 0, but too wide to show ≈ 0
+])
+def test_interaction_rules(tmp_path, found, synergy, redundant, one_modality):
+    write_compare(tmp_path, *found)
+
+    def passed(classes):
+        return checks({"classes": classes}, tmp_path, "emg,acc")["interaction"]["passed"]
+
+    assert passed([c for c in TRUTH["classes"] if c["partner"]]) == synergy
+    assert passed([{"label": 1, "partner": None, "informative_alone": ["emg", "acc"]}]) == redundant
+    assert passed([{"label": 1, "partner": None, "informative_alone": ["emg"]}]) == one_modality
+    assert "interaction" not in checks(TRUTH, tmp_path, "emg,acc")  # synergy and redundancy mixed: no sign planted
+
+
+def write_ablation(run, drop, margin, null):
+    (run / "ablate").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"pathway": ["cross", "cross", "uni"], "drop": [0.0, drop, 0.2], "logit_margin_change": [0.0, margin, -1.0],
+                  "null_by_construction": [True, null, False]}).to_csv(run / "ablate/ablation.csv", index=False)
+
+
+def test_structural_needs_the_flag_and_no_change(tmp_path):
+    write_ablation(tmp_path, 0.0, 0.0, True)
+    assert checks(TRUTH, tmp_path, "emg,acc", "mmt")["structural"]["passed"]
+    assert "structural" not in checks(TRUTH, tmp_path, "emg,acc", "hierarchical")
+    write_ablation(tmp_path, 0.0, 0.0, False)  # a cross row the model lets exist
+    assert not checks(TRUTH, tmp_path, "emg,acc", "mmt")["structural"]["passed"]
+    write_ablation(tmp_path, 0.0, 3e-6, True)  # flagged, yet the margin moved: the flag lied
+    row = checks(TRUTH, tmp_path, "emg,acc", "mmt")["structural"]
+    assert row["found"] == pytest.approx(3e-6) and not row["passed"]
