@@ -15,7 +15,8 @@ The grid is the paper's: each of the five shared layers alone and all five toget
 Before timing, the two must give the same logits (clean and every condition; max |difference|
 ≤ 1e-5 in fp32, 1e-2 under bf16 autocast, where the same kernels are expected to give 0 as well),
 no hook may stay attached afterwards, and both must take the explicit-scores attention path exactly
-at the intervened layers (counted: Σ over conditions of their number of layers) and the fused
+at the intervened layers (counted: Σ over conditions of their number of layers; conditions null by
+construction run in neither, both return the clean logits) and the fused
 `scaled_dot_product_attention` path everywhere else. Timed interleaved (grid naive, naive grid, …)
 after a warm-up (the check, plus one run of each without --quick), median of the repeats; the ratio
 grid / naive is the number to track (CPU target ≤ 0.6). "work" is the same ratio counted in
@@ -46,11 +47,11 @@ one `run_ablation` makes with its default configuration: 1,000 bootstrap resampl
 sign-flip patterns, seed 0.
 
 The reference, in the same run, is the plain way to get the drop CIs: a Python loop over the 1,000
-resamples, each drawing segments with replacement (np.random) and computing each row's drop with
-numpy on the drawn windows. It draws other random numbers, so before timing the two must agree in
-distribution: the same point drops (≤ 1e-12), and each drop-CI endpoint within 0.6 bootstrap SDs of
-the row's drop of the reference's (5 Monte Carlo SDs of the difference of two independent 2.5 %
-quantiles from 1,000 resamples; see STATS_TOLERANCE_MC_SD). As a negative control, a bootstrap of
+resamples, each drawing segments with replacement within each class (np.random; Rao & Wu's rescaled
+bootstrap) and computing each row's drop with numpy on the weighted windows, then drop ± t × SD. It
+draws other random numbers, so before timing the two must agree in distribution: the same point drops
+(≤ 1e-12), and each drop-CI endpoint within 5 Monte Carlo SDs of the reference's (about 0.33 bootstrap
+SDs of the row's drop; see STATS_TOLERANCE_MC_SD). As a negative control, a bootstrap of
 windows instead of segments must fall outside that tolerance. Timed interleaved after the check,
 median of the repeats, with the process pinned to two CPUs (torch two threads; numpy's BLAS too
 where threadpoolctl is installed). Reported: vectorised and reference seconds, their ratio (the
@@ -90,7 +91,8 @@ from bench_train import assert_no_active_hooks, model_config  # noqa: E402
 
 import isoprobe.models.components.attention as attention_module  # noqa: E402
 from isoprobe.engine.grid import Condition, GridRun, InterventionEngine, build_conditions  # noqa: E402
-from isoprobe.engine.stats import grid_statistics  # noqa: E402
+from isoprobe.engine.stats import Segments, grid_statistics  # noqa: E402
+from scipy.stats import t as scipy_t  # noqa: E402
 from isoprobe.models import MMTConfig, build_model  # noqa: E402
 
 LAYERS = range(5)
@@ -121,13 +123,18 @@ def conditions() -> list[Condition]:
     return build_conditions("single", LAYERS, list(PATHWAYS))
 
 
-def work_ratio(conds: list[Condition], n_layers: int) -> dict:
+def work_ratio(conds: list[Condition], n_layers: int, runs=lambda condition: True) -> dict:
     """Shared-layer evaluations of each method: grid = clean pass + the layers from each condition's
-    first intervened layer up; naive = (1 + conditions) full passes."""
-    grid = n_layers + sum(n_layers - min(c.layers) for c in conds)
-    naive = n_layers * (1 + len(conds))
-    return {"grid_blocks": grid, "naive_blocks": naive, "grid_embeds": 1, "naive_embeds": 1 + len(conds),
-            "explicit_blocks": sum(len(c.layers) for c in conds), "ratio": grid / naive}
+    first intervened layer up; naive = (1 + conditions) full passes. Conditions null by construction
+    (`runs` false: the last layer's uni and cross on the hierarchical model, every cross on the mmt)
+    run in neither: both return the clean logits, run_naive after one clean pass of its own."""
+    ran = [c for c in conds if runs(c)]
+    passes = 1 + len(ran) + (len(ran) < len(conds))
+    grid = n_layers + sum(n_layers - min(c.layers) for c in ran)
+    naive = n_layers * passes
+    return {"grid_blocks": grid, "naive_blocks": naive, "grid_embeds": 1, "naive_embeds": passes,
+            "explicit_blocks": sum(len(c.layers) for c in ran), "null_conditions": len(conds) - len(ran),
+            "ratio": grid / naive}
 
 
 @contextlib.contextmanager
@@ -194,7 +201,7 @@ class Runner:
         difference = max([float((clean_g - clean_n).float().abs().max())]
                          + [float((a - b).float().abs().max()) for a, b in zip(conds_g, conds_n)])
         effect = max(float((a - clean_g).float().abs().max()) for a in conds_g)
-        expected = work_ratio(self.conditions, self.engine.n_layers)["explicit_blocks"]
+        expected = work_ratio(self.conditions, self.engine.n_layers, self.engine.runs)["explicit_blocks"]
         name = self.setting.name
         assert len(conds_g) == len(conds_n) == len(self.conditions), f"{name}: wrong number of conditions"
         assert difference <= TOLERANCE[self.setting.bf16], f"{name}: grid and naive logits differ by {difference:.3g}"
@@ -229,12 +236,13 @@ class Runner:
         """Median ms of each stage over the rounds, and the grid and naive times they predict."""
         ms = {name: 1000 * statistics.median(r[name] for r in rounds) for name in rounds[0]}
         n, conds = self.engine.n_layers, self.conditions
-        explicit = sum(len(c.layers) for c in conds)
-        grid_fused = work_ratio(conds, n)["grid_blocks"] - explicit
-        naive_fused = n * (1 + len(conds)) - explicit
+        work = work_ratio(conds, n, self.engine.runs)
+        explicit, ran = work["explicit_blocks"], len(conds) - work["null_conditions"]
+        grid_fused = work["grid_blocks"] - explicit
+        naive_fused = work["naive_blocks"] - explicit
         ms["predicted grid"] = (ms["embed"] + grid_fused * ms["block fused"] + explicit * ms["block explicit"]
-                                + (1 + len(conds)) * ms["heads"])
-        ms["predicted naive"] = (1 + len(conds)) * (ms["embed"] + ms["heads"]) + naive_fused * ms["block fused"] \
+                                + (1 + ran) * ms["heads"])
+        ms["predicted naive"] = work["naive_embeds"] * (ms["embed"] + ms["heads"]) + naive_fused * ms["block fused"] \
             + explicit * ms["block explicit"]
         return ms
 
@@ -254,7 +262,7 @@ def bench_setting(setting: Setting, repeats: int, warmup: int = 1) -> dict:
         for method in order:
             seconds[method].append(runner.timed(method))
         rounds.append(runner.stage_round())  # sampled in the same period as the two methods
-    work = work_ratio(runner.conditions, runner.engine.n_layers)
+    work = work_ratio(runner.conditions, runner.engine.n_layers, runner.engine.runs)
     result = {"setting": setting.name, "arch": setting.arch, "device": setting.device, "batch": setting.batch,
               "bf16": setting.bf16, "conditions": len(runner.conditions), "repeats": repeats, "work": work, **checks}
     for method, times in seconds.items():
@@ -296,8 +304,10 @@ def markdown(results: list[dict]) -> str:
         lines.append(f"| {r['arch']} | {r['setting']} | {r['batch']} | {g['ms']:,.1f} | {n['ms']:,.1f} | "
                      f"{g['windows_per_s']:,.0f} | {n['windows_per_s']:,.0f} | {r['max_logit_difference']:.1e} | "
                      f"{r['work']['ratio']:.2f} | **{r['ratio']:.2f}** | {r['paired_ratio']:.2f} |")
+    null = ", ".join(dict.fromkeys(f"{r['arch']} {r['work'].get('null_conditions', 0)}" for r in results))
     lines += ["", f"{results[0]['conditions']} mask conditions (5 single layers and all layers × uni, cross) plus the "
-              "clean forward; windows/s: windows through the whole grid per second. work: shared-layer evaluations "
+              f"clean forward; null by construction, so run by neither method (clean logits returned): {null}. "
+              "windows/s: windows through the whole grid per second. work: shared-layer evaluations "
               f"grid / naive ({results[0]['work']['grid_blocks']} / {results[0]['work']['naive_blocks']}). grid / naive: ratio of the median times; paired: median over repeats of the "
               "ratio of the two back-to-back timings."]
     staged = [r for r in results if r.get("stages_ms")]
@@ -320,20 +330,17 @@ def markdown(results: list[dict]) -> str:
 STATS_WINDOWS, STATS_CLASSES, STATS_ROWS = 10_000, 17, 18
 STATS_BOOTSTRAP, STATS_PERMUTATIONS, STATS_LEVEL, STATS_SEED = 1000, 9999, 0.95, 0
 STATS_TARGET_S, STATS_CORES = 1.0, 2
-# Two percentile intervals from independent sets of B resamples differ by Monte Carlo error alone. The
-# p-quantile of B draws has an SD of about sqrt(p(1-p)/B)/φ(z_p) bootstrap SDs σ of the statistic
-# (normal approximation; a drop is a mean over ≥ 34 segments): 0.085 σ for p = 0.025, B = 1000, so
-# two estimates differ with an SD of 0.12 σ. Five of those (0.60 σ) fail by chance with probability
-# ~6e-7 per endpoint (< 1e-4 over the 144 endpoints of the four settings), while a bootstrap of
-# windows instead of segments lands 1.3–1.9 σ away on these inputs (the negative control).
+# Two intervals drop ± t·SD from independent sets of B resamples differ by Monte Carlo error alone: the
+# SD of B draws has a relative SD of about 1/sqrt(2(B − 1)) (normal approximation; a drop is a mean over
+# ≥ 34 segments), so an endpoint differs by t·σ·sqrt(2/(2(B − 1))) ≈ 0.07 σ for t ≈ 2.1, B = 1000 (σ: the
+# bootstrap SD of the row's drop). Five of those SDs fail by chance with probability ~6e-7 per endpoint,
+# while a bootstrap of windows instead of segments lands well outside (the negative control).
 STATS_TOLERANCE_MC_SD = 5.0
 
 
-def stats_tolerance_sd(bootstrap: int = STATS_BOOTSTRAP, level: float = STATS_LEVEL) -> float:
+def stats_tolerance_sd(bootstrap: int = STATS_BOOTSTRAP, level: float = STATS_LEVEL, degrees_of_freedom: int = 17) -> float:
     """Tolerance on a CI endpoint, in bootstrap SDs of the row's drop (see STATS_TOLERANCE_MC_SD)."""
-    tail = (1 - level) / 2
-    normal = statistics.NormalDist()
-    return STATS_TOLERANCE_MC_SD * math.sqrt(2 * tail * (1 - tail) / bootstrap) / normal.pdf(normal.inv_cdf(tail))
+    return STATS_TOLERANCE_MC_SD * scipy_t.ppf((1 + level) / 2, degrees_of_freedom) / math.sqrt(bootstrap - 1)
 
 
 @dataclass(frozen=True)
@@ -381,29 +388,38 @@ def stats_inputs(setting: StatsSetting, seed: int = 0) -> tuple[torch.Tensor, li
 
 def vectorised_statistics(base: torch.Tensor, intervened: list[torch.Tensor], target: torch.Tensor,
                           segments: np.ndarray, permutations: int = STATS_PERMUTATIONS) -> list[dict]:
-    return grid_statistics(base, intervened, target, segments, bootstrap=STATS_BOOTSTRAP, permutations=permutations,
-                           seed=STATS_SEED, level=STATS_LEVEL)
+    return grid_statistics(base, intervened, target, Segments.of(segments, target.numpy()), bootstrap=STATS_BOOTSTRAP,
+                           permutations=permutations, seed=STATS_SEED, level=STATS_LEVEL)
 
 
 def reference_drops(base: torch.Tensor, intervened: list[torch.Tensor], target: torch.Tensor, segments: np.ndarray,
                     bootstrap: int = STATS_BOOTSTRAP, seed: int = STATS_SEED, level: float = STATS_LEVEL) -> dict:
-    """The drop of each row and its percentile interval, the plain way: a Python loop over the
-    resamples, each drawing as many segments as there are with replacement (np.random, another stream
-    than `grid_statistics`: other draws, the same distribution) and computing each row's drop with
-    numpy on all the windows of the drawn segments. A row's correctness per window is the mean over
-    its draws. Returns drop, low, high [row] and the resampled drops [resample, row]."""
+    """The drop of each row and its interval, the plain way: a Python loop over the resamples, each
+    drawing, within every class of n segments, n − 1 of them with replacement (np.random, another
+    stream than `grid_statistics`: other draws, the same distribution), weighting each drawn segment
+    n/(n − 1) (Rao & Wu's rescaled bootstrap), and computing each row's drop with numpy from the
+    weighted windows; the interval is drop ± t_{segments − classes} × the resamples' SD. A row's
+    correctness per window is the mean over its draws. Returns drop, low, high [row] and the resampled
+    drops [resample, row]."""
     rng = np.random.default_rng(seed)
     target = target.numpy()
     base_correct = (base.numpy().argmax(axis=1) == target).astype(np.float64)  # [window]
     correct = np.stack([(x.numpy().argmax(axis=-1) == target).mean(axis=0) for x in intervened], axis=1)  # [window, row]
-    members = [np.flatnonzero(segments == s) for s in np.unique(segments)]  # windows of each segment
+    ids = np.unique(segments)
+    members = {s: np.flatnonzero(segments == s) for s in ids}  # windows of each segment
+    classes = {}
+    for s in ids:
+        classes.setdefault(int(target[members[s][0]]), []).append(s)
     samples = np.empty((bootstrap, len(intervened)))
     for b in range(bootstrap):
-        windows = np.concatenate([members[s] for s in rng.integers(len(members), size=len(members))])
-        samples[b] = base_correct[windows].mean() - correct[windows].mean(axis=0)
-    tail = (1 - level) / 2
-    return {"drop": base_correct.mean() - correct.mean(axis=0), "low": np.quantile(samples, tail, axis=0),
-            "high": np.quantile(samples, 1 - tail, axis=0), "samples": samples}
+        weight = np.zeros(len(target))
+        for group in classes.values():
+            for s in rng.choice(group, size=len(group) - 1, replace=True):
+                weight[members[s]] += len(group) / (len(group) - 1)
+        samples[b] = (weight @ base_correct - weight @ correct) / weight.sum()
+    drop = base_correct.mean() - correct.mean(axis=0)
+    half = scipy_t.ppf((1 + level) / 2, len(ids) - len(classes)) * samples.std(axis=0, ddof=1)
+    return {"drop": drop, "low": drop - half, "high": drop + half, "samples": samples}
 
 
 def ci_deviation(rows: list[dict], reference: dict) -> float:
@@ -420,10 +436,10 @@ def stats_check(setting: StatsSetting, inputs: tuple, rows: list[dict], referenc
     negative control: the vectorised statistics with each window its own segment (a bootstrap of
     windows) must fail that tolerance."""
     base, intervened, target, segments = inputs
-    name, tolerance = setting.name, stats_tolerance_sd()
+    name, tolerance = setting.name, stats_tolerance_sd(degrees_of_freedom=setting.segments - STATS_CLASSES)
     drop_difference = float(np.abs(np.array([r["drop"] for r in rows]) - reference["drop"]).max())
     deviation = ci_deviation(rows, reference)
-    windows = vectorised_statistics(base, intervened, target, np.arange(len(target)), permutations=0)
+    windows = vectorised_statistics(base, intervened, target, np.arange(len(target)), permutations=0)  # window = segment
     control = ci_deviation(windows, reference)
     assert len(rows) == STATS_ROWS and all(r["segments"] == setting.segments and r["draws"] == setting.draws for r in rows), \
         f"{name}: wrong rows, segments or draws"

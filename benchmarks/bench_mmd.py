@@ -20,7 +20,9 @@ On the same data in the same run:
                   points), the pooled kernel once, the permutations as chunked quadratic forms;
   (b) reference   the same bandwidth and kernel (`median_bandwidth`, `rbf_kernel`), the same
                   permutations (`permutation_assignments`), and for each permutation the statistic
-                  recomputed by indexing the kernel matrix: the sums of K[x, x], K[y, y], K[x, y].
+                  recomputed by indexing the kernel matrix: the sums of K[x, x], K[y, y], K[x, y]
+                  (paired: x and y indexed in the order of the pairs, and K[x, y] without its
+                  diagonal, each pair's own term, which the paired U-statistic leaves out).
 
 The two must give the same p-value exactly and the same statistic to 1e-9 relative. The vectorised
 test is run once untimed (warm-up), then timed `--repeats` times around the reference's
@@ -86,13 +88,19 @@ def reference(x, y, permutations: int, paired: bool, clusters) -> tuple[float, f
     k0 = rbf_kernel(pooled, median_bandwidth(pooled, seed=0)).fill_diagonal_(0)
 
     def statistic(first: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """MMD²_u of the rows in `first` against the rest, and its terms' magnitude (the tie scale)."""
-        ix = torch.as_tensor(np.flatnonzero(first), device=k0.device)
-        iy = torch.as_tensor(np.flatnonzero(~first), device=k0.device)
+        """The statistic of the rows in `first` against the rest (unpaired: MMD²_u; paired: the
+        U-statistic over pairs), and its terms' magnitude (the tie scale)."""
+        if paired:  # pair i's two rows, pair by pair: the x–y block's diagonal holds each pair's own term
+            pairs = np.arange(n)
+            ix, iy = np.where(first[:n], pairs, pairs + n), np.where(first[:n], pairs + n, pairs)
+        else:
+            ix, iy = np.flatnonzero(first), np.flatnonzero(~first)
+        ix, iy = torch.as_tensor(ix, device=k0.device), torch.as_tensor(iy, device=k0.device)
         rows_x, rows_y = k0[ix], k0[iy]
+        block = rows_x[:, iy]
         xx = rows_x[:, ix].sum() / (n * (n - 1))
         yy = rows_y[:, iy].sum() / (m * (m - 1))
-        xy = 2 * rows_x[:, iy].sum() / (n * m)
+        xy = 2 * ((block.sum() - block.diagonal().sum()) / (n * (n - 1)) if paired else block.sum() / (n * m))
         return xx + yy - xy, xx + yy + xy
 
     observed, scale = statistic(np.arange(n + m) < n)

@@ -24,7 +24,8 @@ Each layer's attributions are summed over heads and over the parts of a partitio
   readout         CLS reading a modality token
   self            a token reading itself (the diagonal, CLS's own edge included)
   uni:cls         only for layouts with several group-0 tokens: one of them reading another
-A part with no edge in the token layout is left out (a model without CLS has no relay or readout).
+A part with no edge in the token layout is left out (a model without CLS has no relay or readout);
+a part whose edges the model never uses (the mmt's cross) is kept, summed over no edge: exactly 0.
 Absolute values are taken per entry (head, query, key) before summing, so heads cannot cancel in
 the shares: share(part) = Σ_part |Attr| / Σ_all |Attr|.
 """
@@ -55,7 +56,7 @@ from isoprobe.results import TableResult
 METHOD = "attention"
 ALL_LAYERS = "all layers"
 ALL_EDGES = "all"  # the part of the per-layer totals and completeness rows
-COLUMNS = (*COMMON_COLUMNS, "edges")  # edges: query-key pairs in the part, per layer
+COLUMNS = (*COMMON_COLUMNS, "edges")  # edges: query-key pairs in the part that the model lets exist, per layer
 
 # captum's quadrature rules. Hao et al. use the right Riemann sum (their Eq. 3, m = 20 steps);
 # Gauss–Legendre reaches a smaller completeness error for the same number of forward passes.
@@ -106,9 +107,10 @@ class AttentionResult(TableResult):
 @dataclass(frozen=True)
 class AttentionAttributions:
     """Per-window numbers behind the table. layers: the attributed shared layers (0-based);
-    parts: part name -> boolean [query_pos, key_pos] edges; signed, absolute: [window, layer, part]
-    sums over heads and the part's edges of Attr and |Attr|; delta: [window, layer] completeness
-    error F(1) − F(0) − Σ Attr; target: [window] the class whose logit is explained."""
+    parts: part name -> boolean [query_pos, key_pos] edges (those the model lets exist); signed,
+    absolute: [window, layer, part] sums over heads and the part's edges of Attr and |Attr|; delta:
+    [window, layer] completeness error F(1) − F(0) − Σ Attr; target: [window] the class whose logit
+    is explained."""
 
     layers: tuple[int, ...]
     parts: dict[str, torch.Tensor]
@@ -130,6 +132,20 @@ def edge_parts(token_groups: torch.Tensor, modality_names: Sequence[str]) -> dic
     parts.update({name: Pathway(name).edges(groups, names) for name in ("cross", "relay", "readout")})
     parts["self"] = diagonal
     return {name: edges for name, edges in parts.items() if edges.any()}
+
+
+def existing_edges(model: torch.nn.Module, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each part's edges that the model lets exist (`attention_edges`, where it says; all edges
+    otherwise). A part left without any (the mmt's cross) keeps its row and sums over no edge:
+    exactly 0, not the rounding the attributions of other edges carry."""
+    allowed = getattr(model, "attention_edges", None)
+    if allowed is None or not parts:
+        return parts
+    positions = len(next(iter(parts.values())))
+    if tuple(allowed.shape) != (positions, positions):
+        raise ConfigError("token_groups", positions, f"one id per position: the model's attention has "
+                          f"{allowed.shape[-1]} positions")
+    return {name: edges & allowed.cpu() for name, edges in parts.items()}
 
 
 def _pattern_hook(layer: int) -> str:
@@ -276,7 +292,7 @@ def attention_attributions(model: torch.nn.Module, windows: WindowSet, config: A
     n_layers = _check_model(model)
     layers = parse_layers(config.layers, n_layers)
     groups, names = _grouping(model, token_groups, modality_names)
-    parts = edge_parts(groups, names)
+    parts = existing_edges(model, edge_parts(groups, names))
     model = model.to(device)
     input_names = tuple(getattr(model, "modality_names", None) or windows.x)
     membership = torch.stack(list(parts.values()))  # [part, q, k]

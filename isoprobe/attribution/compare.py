@@ -34,7 +34,7 @@ from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.shift import ShiftConfig, shift
 from isoprobe.engine.ablate import AblationConfig, ablation_logits
 from isoprobe.engine.approx import run_approx
-from isoprobe.engine.grid import InterventionEngine
+from isoprobe.engine.grid import Condition, InterventionEngine
 from isoprobe.engine.pathways import parse_layers
 from isoprobe.engine.stats import Segments, cluster_ratio, logit_margin
 from isoprobe.options import Options, check_choices, check_counts, check_level
@@ -53,8 +53,8 @@ DEFINITIONS = {  # one line each (they are printed after the method's name at 80
 LAYERED = ("mask (IsoNet)", "mean ablation", "resample ablation", "mask, logit margin", "attribution patching",
            "attention attribution")
 COLUMNS = ("method", "layers", "estimate", "ci_low", "ci_high", "definition", "shift_cosine", "shift_mmd2", "shift_p",
-           "shift_null_mmd2")
-LAYER_COLUMNS = ("layer", "method", "estimate", "ci_low", "ci_high")
+           "shift_null95")
+LAYER_COLUMNS = ("layer", "method", "estimate", "ci_low", "ci_high", "null_by_construction")
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,13 @@ class CompareConfig(Options):
 
 @dataclass(frozen=True)
 class CompareResult(TableResult):
-    """table: one row per method (COLUMNS); per_layer: one row per (layer, method) (LAYER_COLUMNS);
+    """table: one row per method (COLUMNS); per_layer: one row per (layer, method) (LAYER_COLUMNS),
+    `null_by_construction` where `cross` in that layer cannot change the prediction (to be drawn hollow);
     agreement: Spearman ρ across layers for every pair of layered methods. For the three ablations of all
     the layers, the shift_* columns say how far each moved the representation the head reads
-    (`isoprobe.diagnostics.shift`): cosine with the clean one, MMD², its permutation p and the
-    clean-halves null — a larger shift for the same drop points to damage rather than lost signal."""
+    (`isoprobe.diagnostics.shift`): cosine with the clean one, the paired unbiased MMD², its permutation
+    p and the 95th percentile of that permutation null — a larger shift for the same drop points to
+    damage rather than lost signal."""
 
     per_layer: pd.DataFrame = field(default_factory=pd.DataFrame)
     agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -176,15 +178,20 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
     for method, intervention in (("mask (IsoNet)", "mask"), ("mean ablation", "mean"), ("resample ablation", "resample")):
         if intervention in final.index:
             at = (long.method == method) & (long.layers == all_label)
-            for column in ("cosine", "mmd2", "p_value", "null_mmd2"):
-                long.loc[at, "shift_" + column.replace("_value", "")] = final.loc[intervention, column]
-    for column in ("shift_cosine", "shift_mmd2", "shift_p", "shift_null_mmd2"):
+            for column, shown in (("cosine", "shift_cosine"), ("mmd2", "shift_mmd2"), ("p_value", "shift_p"),
+                                  ("mmd2_null95", "shift_null95")):
+                long.loc[at, shown] = final.loc[intervention, column]
+    for column in ("shift_cosine", "shift_mmd2", "shift_p", "shift_null95"):
         long[column] = long.get(column, np.nan)
     long["definition"] = [DEFINITIONS[m.split(" (")[0] if m.startswith("interaction") else m] for m in long.method]
     report(6)
     summary = long[~long.layers.str.fullmatch(r"L\d+") | (len(layers) == 1)]
     summary = summary.set_index("method").loc[[m for m in dict.fromkeys(long.method) if m in set(summary.method)]].reset_index()
-    per_layer = long[long.layers.str.fullmatch(r"L\d+")].rename(columns={"layers": "layer"})[list(LAYER_COLUMNS)]
+    per_layer = long[long.layers.str.fullmatch(r"L\d+")].rename(columns={"layers": "layer"})
+    # Every layered method looks at `cross` in one layer: where that cannot change the prediction (no
+    # cross edge in the model; the last layer of a model read from CLS) its 0 is no finding.
+    null = [engine.null_by_construction(Condition((int(label[1:]) - 1,), "cross")) for label in per_layer.layer]
+    per_layer = per_layer.assign(null_by_construction=np.array(null, dtype=bool))[list(LAYER_COLUMNS)]
     order = {m: i for i, m in enumerate(LAYERED)}
     per_layer = per_layer.assign(_layer=per_layer.layer.str[1:].astype(int), _method=per_layer.method.map(order))
     per_layer = per_layer.sort_values(["_layer", "_method"]).drop(columns=["_layer", "_method"])

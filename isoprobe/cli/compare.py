@@ -58,11 +58,11 @@ def compare(
         console.print(f"  {row.method}: {row.definition}", style="dim", highlight=False)
     shifted = result.table[result.table.shift_mmd2.notna()]
     if len(shifted):
-        moved = Table("ablation", "drop", "cosine", "MMD²", "p", "null MMD²", box=None, pad_edge=False, collapse_padding=True,
+        moved = Table("ablation", "drop", "cosine", "MMD²", "p", "null 95%", box=None, pad_edge=False, collapse_padding=True,
                       title="how far each moved the representation the head reads (same layers)", title_justify="left")
         for row in shifted.itertuples():
             moved.add_row(_short(row.method), f"{row.estimate:+.1%}", f"{row.shift_cosine:.3f}", f"{row.shift_mmd2:+.4f}",
-                          f"{row.shift_p:.2g}", f"{row.shift_null_mmd2:+.4f}")
+                          f"{row.shift_p:.2g}", f"{row.shift_null95:+.4f}")
         console.print(moved)
     if len(result.per_layer):
         grid = result.per_layer.pivot(index="layer", columns="method", values="estimate")

@@ -1,6 +1,6 @@
 """Distribution shift of representations under an intervention (DESIGN §5): the cosine similarity of
 intervened and clean representations per window, and the kernel two-sample statistic MMD² with a
-permutation test and a clean-versus-clean null.
+permutation test and the 95th percentile of its permutation null.
 
 Conventions, fixed here and quoted by the reports:
 
@@ -12,14 +12,28 @@ Conventions, fixed here and quoted by the reports:
   BANDWIDTH_POINTS points the median is taken over a seeded subsample of that many (`subsample`).
   Gretton et al. (2012, JMLR 13:723, §8) set σ to the median distance itself, a kernel √2 times wider:
   pass `bandwidth=` to use another convention;
-- statistic: the unbiased MMD²_u of Gretton et al. (2012), eq. 3:
-      1/(n(n−1)) Σ_{i≠j} k(x_i, x_j) + 1/(m(m−1)) Σ_{i≠j} k(y_i, y_j) − 2/(nm) Σ_{i,j} k(x_i, y_j),
-  an unbiased estimate of MMD²: its expectation is 0 when nothing differs, so it is often slightly
-  negative then;
+- statistic, one per scheme, each an unbiased estimate of MMD² (expectation 0 when nothing differs,
+  so it is often slightly negative then):
+  unpaired, independent samples x [n] and y [m]: MMD²_u of Gretton et al. (2012), eq. 3,
+      1/(n(n−1)) Σ_{i≠j} k(x_i, x_j) + 1/(m(m−1)) Σ_{i≠j} k(y_i, y_j) − 2/(nm) Σ_{i,j} k(x_i, y_j);
+  paired, y[i] the counterpart of x[i] (m = n): the U-statistic over the pairs z_i = (x_i, y_i),
+      1/(n(n−1)) Σ_{i≠j} [k(x_i, x_j) + k(y_i, y_j) − k(x_i, y_j) − k(x_j, y_i)]
+  (Gretton et al.'s form for m = n), which leaves each pair's own k(x_i, y_i) out of the cross term.
+  The unpaired formula keeps those terms, and a window's two representations are close: on paired
+  data it lies below the paired one by (2/n)(mean_i k(x_i, y_i) − mean_{i≠j} k(x_i, y_j)), a downward
+  bias (measured with no shift at all, x_i = u_i + e_i and y_i = u_i + e'_i of width 16, n = 400:
+  −2.2e-3 on average over 200 seeds, 230 standard errors below 0). Each bracket is
+  ⟨φ(x_i) − φ(y_i), φ(x_j) − φ(y_j)⟩ in the kernel's feature space, so the paired statistic measures
+  the moves that windows share: its expectation is 0 whenever each window's clean and intervened
+  representations are exchangeable, and it is 0 exactly when at most one window moved (the code
+  returns 0.0 for identical samples rather than the rounding of its sums);
 - p-value: (hits + 1)/(B + 1) over B random permutations (Phipson & Smyth 2010, "Permutation
   p-values should never be zero"), a hit being a permuted statistic ≥ the observed one less a tie
   tolerance of TIE_RTOL × (the sum of the three terms' magnitudes): permutations that cannot change
-  the statistic (identical samples, the swap of every pair) count as ties, not as rounding luck.
+  the statistic (identical samples, the swap of every pair) count as ties, not as rounding luck;
+- null95: the 95th percentile (numpy's linear interpolation) of the same B permuted statistics, the
+  size of the statistic when nothing moved, on its own scale: the observed value exceeds it about
+  as often as p < 0.05.
 
 Two permutation schemes:
 
@@ -37,7 +51,8 @@ one quadratic form each. With K₀ the pooled kernel without its diagonal, T = 1
   Syy = T − 2aᵀr + Sxx, so one [chunk, n+m] × [n+m, n+m] product per chunk;
 - paired, swap signs s ∈ {±1}^n (s = Cσ for cluster signs σ, C the [pair, cluster] membership):
   the within-sample total is W = ½ 1ᵀB₀1 + ½ σᵀ(CᵀG₀C)σ with G = Kxx + Kyy − Kxy − Kyx and
-  B = Kxx + Kyy + Kxy + Kyx (both without their diagonal), and the cross total is (T − W)/2, so one
+  B = Kxx + Kyy + Kxy + Kyx (both without their diagonal); the cross total over all i, j is (T − W)/2,
+  and over i ≠ j it is (T − W)/2 − D with D = Σ_i k(x_i, y_i), which no swap moves; so one
   [chunk, units] × [units, units] product per chunk (units: pairs, or clusters).
 Random draws come from `np.random.default_rng([stream, seed])`, one uniform per unit and permutation,
 drawn row after row: the chunk size, the device and the dtype never change which permutations are
@@ -68,16 +83,18 @@ CHUNK_ELEMENTS = 1 << 22  # entries of one chunk's assignment matrix (32 MB in f
 # null spread (7e-5 there, shrinking like 1/n). float32 is an approximation: its rounding comes within
 # two orders of magnitude of that spread, so its p-values can differ from float64's by a few hits.
 TIE_RTOL = {torch.float64: 1e-9, torch.float32: 1e-6}
-_PERMUTATION_STREAM, _SUBSAMPLE_STREAM, _SPLIT_STREAM = 0x33D, 0x5AB, 0x5917  # apart from engine.stats and donors
+_PERMUTATION_STREAM, _SUBSAMPLE_STREAM = 0x33D, 0x5AB  # apart from engine.stats and donors
 
 
 @dataclass(frozen=True)
 class MMDTest:
-    """One two-sample test. units: what the permutations exchange (pooled rows for unpaired; pairs,
-    or clusters when given, for paired). p_value is NaN when permutations is 0."""
+    """One two-sample test. mmd2: the scheme's unbiased statistic (module docstring); null95: the 95th
+    percentile of its permutation null; units: what the permutations exchange (pooled rows for unpaired;
+    pairs, or clusters when given, for paired). p_value and null95 are NaN when permutations is 0."""
 
     mmd2: float
     p_value: float
+    null95: float
     bandwidth: float
     n: int
     m: int
@@ -130,15 +147,23 @@ def rbf_kernel(z: torch.Tensor, bandwidth: float) -> torch.Tensor:
     return _squared_distances(z).mul_(-1 / (2 * _check_bandwidth(bandwidth) ** 2)).exp_()
 
 
-def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, *, seed: int = 0,
-                  dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> float:
-    """Unbiased MMD² (Gretton et al. 2012, eq. 3) between x [n, d_model] and y [m, d_model], n, m ≥ 2.
+def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, *, paired: bool = False,
+                  seed: int = 0, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> float:
+    """The unbiased MMD² between x [n, d_model] and y [m, d_model], n, m ≥ 2, as `mmd_test` computes it.
 
+    paired False: independent samples, Gretton et al. (2012) eq. 3 (its cross term sums all n·m
+    pairs). paired True: y[i] is the counterpart of x[i] (m = n); the U-statistic over pairs, whose
+    cross term leaves out each pair's own k(x_i, y_i) — 0.0 exactly when y equals x. On the same data
+    the paired value exceeds the unpaired one by (2/n)(mean_i k(x_i, y_i) − mean_{i≠j} k(x_i, y_j))
+    (module docstring).
     bandwidth None: the median heuristic over the pooled sample (its subsample, beyond BANDWIDTH_POINTS,
     seeded by `seed`); pass an `MMDTest.bandwidth` to reproduce that test's statistic."""
     x, y = _pair_of_samples(x, y, dtype, device)
+    _units(len(x), len(y), paired, None, None)  # paired: equal lengths
     bandwidth = _bandwidth_or_median(torch.cat([x, y]), bandwidth, seed, None)
-    return float(_statistic(_without_diagonal(rbf_kernel(torch.cat([x, y]), bandwidth)), len(x))[0])
+    if paired and torch.equal(x, y):
+        return 0.0
+    return float(_statistic(_without_diagonal(rbf_kernel(torch.cat([x, y]), bandwidth)), len(x), paired)[0])
 
 
 def permutation_assignments(n: int, m: int, permutations: int, seed: int, paired: bool = False,
@@ -162,7 +187,8 @@ def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int, seed: int, ban
              paired: bool = False, clusters: np.ndarray | None = None, *, keys: np.ndarray | None = None,
              dtype: torch.dtype = torch.float64, device: torch.device | str | None = None,
              chunk: int | None = None) -> MMDTest:
-    """Permutation test of "x and y come from one distribution" on the unbiased MMD².
+    """Permutation test of "x and y come from one distribution" on the scheme's unbiased MMD²
+    (`mmd2_unbiased`), with the 95th percentile of the permuted statistics (`null95`).
 
     x: [n, d_model]; y: [m, d_model] (m = n when paired, y[i] the counterpart of x[i]); clusters: [n]
     segment ids of the pairs (paired only: a segment's pairs swap together); keys: distinct values
@@ -173,15 +199,17 @@ def mmd_test(x: torch.Tensor, y: torch.Tensor, permutations: int, seed: int, ban
     null = permutation_statistics(x, y, permutations, seed, bandwidth, paired, clusters, keys=keys, dtype=dtype,
                                   device=device, chunk=chunk)
     hits = int((null.statistics >= null.observed - TIE_RTOL[dtype] * null.scale).sum())
+    null95 = float(np.quantile(null.statistics.cpu().numpy(), 0.95)) if permutations else float("nan")
     return MMDTest(mmd2=null.observed, p_value=(hits + 1) / (permutations + 1) if permutations else float("nan"),
-                   bandwidth=null.bandwidth, n=null.n, m=null.m, permutations=permutations,
+                   null95=null95, bandwidth=null.bandwidth, n=null.n, m=null.m, permutations=permutations,
                    scheme="paired" if paired else "unpaired", units=null.units)
 
 
 @dataclass(frozen=True)
 class PermutationNull:
-    """The observed MMD²_u, its permutation distribution statistics [permutation] (on the device, in
-    the dtype of the computation), and what `mmd_test` needs to count hits."""
+    """The observed statistic (the scheme's unbiased MMD²), its permutation distribution statistics
+    [permutation] (on the device, in the dtype of the computation), and what `mmd_test` needs to count
+    hits."""
 
     observed: float
     statistics: torch.Tensor
@@ -208,7 +236,12 @@ def permutation_statistics(x: torch.Tensor, y: torch.Tensor, permutations: int, 
     pooled = torch.cat([x, y])
     bandwidth = _bandwidth_or_median(pooled, bandwidth, seed, _pooled_keys(n, paired, keys))
     k0 = _without_diagonal(rbf_kernel(pooled, bandwidth))
-    observed, scale = _statistic(k0, n)
+    observed, scale = _statistic(k0, n, paired)
+    if paired and torch.equal(x, y):
+        # nothing moved: every bracket of the U-statistic cancels for every swap, so the statistic and its
+        # whole null are 0; summing the blocks would give rounding (1e-17) instead of an exact 0
+        return PermutationNull(observed=0.0, statistics=torch.zeros(permutations, dtype=dtype, device=x.device),
+                               scale=float(scale), bandwidth=bandwidth, n=n, m=m, units=n_units)
     evaluate = _paired_statistic(k0, n, unit_of, n_units) if paired else _unpaired_statistic(k0, n)
     statistics = [torch.zeros(0, dtype=dtype, device=x.device)]
     for draws in _uniform_chunks(n_units, permutations, seed, chunk or max(1, CHUNK_ELEMENTS // n_units)):
@@ -216,34 +249,6 @@ def permutation_statistics(x: torch.Tensor, y: torch.Tensor, permutations: int, 
         statistics.append(evaluate(torch.as_tensor(pattern, device=x.device)))
     return PermutationNull(observed=float(observed), statistics=torch.cat(statistics), scale=float(scale),
                            bandwidth=bandwidth, n=n, m=m, units=n_units)
-
-
-def null_mmd2(x: torch.Tensor, clusters: np.ndarray | None = None, seed: int = 0, bandwidth: float | None = None, *,
-              keys: np.ndarray | None = None, dtype: torch.dtype = torch.float64,
-              device: torch.device | str | None = None) -> float:
-    """MMD² between two random halves of one (clean) sample x [n, d_model]: the statistic's scale when
-    nothing shifted. clusters: [n] segment ids; then a random half of the segments (⌊S/2⌋) against the
-    rest, so windows of one segment never sit on both sides. Each half holds about n/2 windows, and the
-    null spread of MMD²_u shrinks like 1/n: a test with n per side has about half this spread.
-    bandwidth None: the median heuristic over x (pass the test's bandwidth to compare like with like)."""
-    z = _as_matrix("x", x, dtype, device)
-    n = len(z)
-    rng = np.random.default_rng([_SPLIT_STREAM, seed])
-    if clusters is not None:
-        codes, n_clusters = _cluster_codes(clusters, n)
-        if n_clusters < 2:
-            raise ConfigError("clusters", f"{n_clusters} cluster", "needs at least 2 clusters to split in halves")
-        first = np.isin(codes, rng.permutation(n_clusters)[: n_clusters // 2])
-    else:
-        order = _key_order(keys, n)
-        first = np.zeros(n, dtype=bool)
-        first[order[rng.permutation(n)[: n // 2]]] = True
-    if first.sum() < 2 or (~first).sum() < 2:
-        raise ConfigError("x", f"halves of {int(first.sum())} and {int((~first).sum())} windows",
-                          "needs at least 2 windows on each side of the split")
-    bandwidth = _bandwidth_or_median(z, bandwidth, seed, keys)
-    index = torch.as_tensor(np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)]), device=z.device)
-    return float(_statistic(_without_diagonal(rbf_kernel(z[index], bandwidth)), int(first.sum()))[0])
 
 
 def cosine_per_window(a: torch.Tensor, b: torch.Tensor, *, dtype: torch.dtype = torch.float64,
@@ -320,13 +325,16 @@ def _without_diagonal(k: torch.Tensor) -> torch.Tensor:
     return k.fill_diagonal_(0)
 
 
-def _statistic(k0: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """MMD²_u of the first n pooled rows against the rest, from the kernel without its diagonal
-    [N, N] -> (statistic, sum of the three terms' magnitudes: the scale of the tie tolerance)."""
+def _statistic(k0: torch.Tensor, n: int, paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n pooled rows against the rest, from the kernel without its diagonal [N, N] ->
+    (statistic, sum of the three terms' magnitudes: the scale of the tie tolerance). Unpaired: MMD²_u,
+    the cross sum over all n·m pairs; paired: the U-statistic, the cross sum over i ≠ j (the diagonal of
+    the x–y block, each pair's own k(x_i, y_i), left out)."""
     m = len(k0) - n
     within_x = k0[:n, :n].sum() / (n * (n - 1))
     within_y = k0[n:, n:].sum() / (m * (m - 1))
-    cross = k0[:n, n:].sum() / (n * m)
+    block = k0[:n, n:]
+    cross = (block.sum() - block.diagonal().sum()) / (n * (n - 1)) if paired else block.sum() / (n * m)
     return within_x + within_y - 2 * cross, within_x.abs() + within_y.abs() + 2 * cross.abs()
 
 
@@ -347,7 +355,7 @@ def _unpaired_statistic(k0: torch.Tensor, n: int):
 
 
 def _paired_statistic(k0: torch.Tensor, n: int, unit_of: np.ndarray, n_units: int):
-    """MMD²_u for swap patterns [chunk, units] bool (True: the unit's pairs swap) -> [chunk]."""
+    """The paired U-statistic for swap patterns [chunk, units] bool (True: the unit's pairs swap) -> [chunk]."""
     kxx, kyy, kxy = k0[:n, :n], k0[n:, n:], k0[:n, n:]
     # k0 has no diagonal; the pooled diagonal of the x–y block is k(x_i, y_i), which no swap moves
     # within the samples, so B and G drop it too
@@ -362,11 +370,13 @@ def _paired_statistic(k0: torch.Tensor, n: int, unit_of: np.ndarray, n_units: in
         columns = torch.zeros(n, n_units, dtype=k0.dtype, device=k0.device).index_add_(1, unit, g)
         merged = torch.zeros(n_units, n_units, dtype=k0.dtype, device=k0.device).index_add_(1, unit, columns.T)
     total = k0.sum()
+    own = (kxy.diagonal().sum() + k0[n:, :n].diagonal().sum()) / 2  # D = Σ_i k(x_i, y_i), as T counts it
 
     def evaluate(swap: torch.Tensor) -> torch.Tensor:
         signs = 1 - 2 * swap.to(k0.dtype)
         within = base + ((signs @ merged) * signs).sum(dim=1) / 2  # Sxx + Syy after the swaps
-        return within / (n * (n - 1)) - (total - within) / (n * n)  # cross total = (T − within)/2
+        cross = (total - within) / 2 - own  # Σ_{i≠j} k(x_i, y_j) after the swaps
+        return (within - 2 * cross) / (n * (n - 1))
 
     return evaluate
 

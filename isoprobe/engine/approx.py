@@ -142,6 +142,9 @@ def estimate_masking(engine: InterventionEngine, inputs: Sequence[torch.Tensor],
         with torch.enable_grad():
             gradients = dict(zip(layers, torch.autograd.grad(metric, [patterns[l] for l in layers], allow_unused=True)))
     estimates = torch.zeros(len(inputs[0]), len(conditions), device=logits.device, dtype=torch.float64)
+    # A condition null by construction cannot change the prediction (InterventionEngine): its
+    # estimate stays exactly 0, as its exact effect is.
+    estimated = [not engine.null_by_construction(condition) for condition in conditions]
     held = {}
     with torch.no_grad():
         for layer, (indices, masks) in layer_masks.items():
@@ -149,9 +152,10 @@ def estimate_masking(engine: InterventionEngine, inputs: Sequence[torch.Tensor],
             pattern = patterns[layer].detach().to(dtype)
             gradient = gradients[layer]
             gradient = torch.zeros_like(pattern) if gradient is None else gradient.to(dtype)
-            for start in range(0, len(indices), chunk):
-                part = slice(start, start + chunk)
-                estimates[:, indices[part]] += pattern_change_effect(pattern, gradient, masks[part])
+            positions = [position for position, index in enumerate(indices) if estimated[index]]
+            for start in range(0, len(positions), chunk):
+                part = positions[start : start + chunk]
+                estimates[:, [indices[p] for p in part]] += pattern_change_effect(pattern, gradient, masks[part])
             held[layer] = einsum(pattern.float(), masks, "batch head q k, condition head q k -> condition head q")
     return GateEstimates(logits.detach(), estimates, held)
 

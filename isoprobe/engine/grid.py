@@ -7,6 +7,10 @@ each condition restarts from the residual stream at its first intervened layer, 
 the modality encoders and the layers below are shared; layers without an intervention stay on the
 fused attention path. The result equals a loop of one `run_with_hooks` per condition.
 
+A condition that touches nothing (no head, or no edge the model lets exist) runs no hook, and one
+null by construction returns the clean logits: "nothing changed" is then exact, not the rounding
+difference between the fused and the explicit attention path (see `InterventionEngine.runs`).
+
 The engine always evaluates in eval mode (no dropout), restoring the caller's mode afterwards.
 """
 
@@ -135,9 +139,10 @@ def attached(model: torch.nn.Module, hooks: Sequence[Hook]):
 
 @dataclass
 class GridRun:
-    """What `run_grid` returns for one batch. logits: [batch, class]; activations: hook name ->
-    the activation that hook point saw (a layer below a condition's first intervened layer keeps
-    its clean value: it is the same computation)."""
+    """What `run_grid` returns for one batch. logits: [batch, class] (for a condition null by
+    construction, the `clean` tensor itself); activations: hook name -> the activation that hook
+    point saw (a layer below a condition's first intervened layer keeps its clean value: it is the
+    same computation; a condition that touches nothing keeps them all)."""
 
     clean: torch.Tensor
     logits: list[torch.Tensor]
@@ -156,6 +161,7 @@ class InterventionEngine:
         self.staged = is_staged(model)
         self.strategies: dict[str, Intervention] = {}
         self._edges: dict[str, torch.Tensor] = {}
+        self._reach_of: dict[str, tuple[bool, bool]] = {}  # see `_reach`
         # per (pathway, heads, hook kind): the masks built on each device
         self._masks: dict[tuple[str, tuple[int, ...] | None, str], dict] = {}
 
@@ -186,23 +192,45 @@ class InterventionEngine:
             self.edges(condition.pathway)
             self.strategy(condition.intervention).check(self, condition)
 
-    def null_by_construction(self, condition: Condition) -> bool:
-        """True when the condition cannot change the prediction, whatever the weights: at each of its
-        layers it touches no edge the model lets exist (the mmt's block-diagonal attention), or no
-        head, or — at the last layer — only query rows the prediction head never reads (the
-        hierarchical model's CLS head reads the CLS row alone). Models that do not say which edges
-        exist (`attention_edges`) or which positions the head reads (`prediction_positions`) are
+    def _reach(self, pathway: str) -> tuple[bool, bool]:
+        """(whether the pathway holds an edge the model lets exist, whether one of those edges lies in a
+        query row the prediction head reads), computed once per pathway. Models that do not say which
+        edges exist (`attention_edges`) or which positions the head reads (`prediction_positions`) are
         taken to allow all edges and read all positions."""
-        if condition.heads == ():
+        if pathway not in self._reach_of:
+            edges = self.edges(pathway)
+            allowed = getattr(self.model, "attention_edges", None)
+            if allowed is not None:
+                edges = edges & allowed.to(edges.device)
+            rows = edges.any(dim=1)  # [query_pos]: queries that lose or change a key
+            read = getattr(self.model, "prediction_positions", None)
+            read_rows = rows if read is None else rows & read.to(rows.device)
+            self._reach_of[pathway] = (bool(rows.any()), bool(read_rows.any()))
+        return self._reach_of[pathway]
+
+    def touches_nothing(self, condition: Condition) -> bool:
+        """True when the condition selects no head, or no edge the model lets exist (the mmt's
+        block-diagonal attention has no `cross` edge; a model of one modality has none at all): its
+        forward pass is the clean one, so the engine runs no hook for it and hands back the clean
+        logits and activations themselves, bit for bit. (Running it would only move its layers from
+        the fused to the explicit attention path: rounding, on the order of 1e-6, never an effect.)"""
+        return condition.heads == () or not self._reach(condition.pathway)[0]
+
+    def null_by_construction(self, condition: Condition) -> bool:
+        """True when the condition cannot change the prediction, whatever the weights: it touches
+        nothing (`touches_nothing`), or it touches edges at the last layer only, and only in query rows
+        the prediction head never reads (the hierarchical model's CLS head reads the CLS row alone).
+        The engine returns the clean logits for such a condition; it still runs it where activations
+        are captured (they do change at the positions the head does not read)."""
+        if self.touches_nothing(condition):
             return True
-        edges = self.edges(condition.pathway)
-        allowed = getattr(self.model, "attention_edges", None)
-        if allowed is not None:
-            edges = edges & allowed.to(edges.device)
-        rows = edges.any(dim=1)  # [query_pos]: queries that lose or change a key
-        read = getattr(self.model, "prediction_positions", None)
-        last = rows if read is None else rows & read.to(rows.device)
-        return not any((last if layer == self.n_layers - 1 else rows).any() for layer in condition.layers)
+        exists, read = self._reach(condition.pathway)
+        return not any(read if layer == self.n_layers - 1 else exists for layer in condition.layers)
+
+    def runs(self, condition: Condition, activations: bool = False) -> bool:
+        """Whether the engine runs the condition's forward pass: not when it touches nothing, nor when
+        it is null by construction and only its logits are wanted (they are the clean ones)."""
+        return not self.touches_nothing(condition) and (activations or not self.null_by_construction(condition))
 
     def hooks(self, condition: Condition, state: BatchState | None = None) -> list[Hook]:
         """TransformerLens forward hooks that apply `condition` (state: the batch's donors, for resample)."""
@@ -212,11 +240,13 @@ class InterventionEngine:
     def prepare_batch(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
                       donors: Sequence[Sequence[torch.Tensor]] = ()) -> BatchState:
         """Check the conditions and do their interventions' per-batch work (the donors' clean
-        contributions for resample): the state `hooks` needs to apply them to these inputs."""
+        contributions for resample): the state `hooks` needs to apply them to these inputs. A
+        condition that touches nothing needs none (it never runs)."""
         self.check(conditions)
         state = BatchState(inputs, donors)
-        for name in dict.fromkeys(c.intervention for c in conditions):
-            self.strategy(name).prepare(self, conditions, state)
+        acting = [c for c in conditions if not self.touches_nothing(c)]
+        for name in dict.fromkeys(c.intervention for c in acting):
+            self.strategy(name).prepare(self, acting, state)
         return state
 
     @torch.no_grad()
@@ -260,10 +290,20 @@ class InterventionEngine:
     @torch.no_grad()
     def run_naive(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
                   donors: Sequence[Sequence[torch.Tensor]] = ()) -> list[torch.Tensor]:
-        """Reference: one full `run_with_hooks` per condition. Logits [batch, class] per condition."""
+        """Reference: one full `run_with_hooks` per condition. Logits [batch, class] per condition; a
+        condition null by construction gets the clean logits (one plain forward, shared)."""
         with evaluating(self.model):
             state = self.prepare_batch(inputs, conditions, donors)
-            return [self.model.run_with_hooks(*inputs, fwd_hooks=self.hooks(c, state)) for c in conditions]
+            clean: list[torch.Tensor] = []
+            logits = []
+            for condition in conditions:
+                if self.runs(condition):
+                    logits.append(self.model.run_with_hooks(*inputs, fwd_hooks=self.hooks(condition, state)))
+                else:
+                    if not clean:
+                        clean.append(self.model(*inputs))
+                    logits.append(clean[0])
+            return logits
 
     @torch.no_grad()
     def run_grid(self, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
@@ -273,7 +313,9 @@ class InterventionEngine:
 
         inputs: one [batch, time, channel] tensor per modality; donors: for `resample`, the donor
         windows of each draw, row-aligned with `inputs`; capture: hook names whose activations to
-        return per condition (e.g. `blocks.4.hook_resid_post`, `hook_cls`)."""
+        return per condition (e.g. `blocks.4.hook_resid_post`, `hook_cls`). A condition null by
+        construction gets the clean logits tensor itself (and one that touches nothing the clean
+        activations too): see `runs`."""
         model = self.model
         with evaluating(model):
             state = self.prepare_batch(inputs, conditions, donors)
@@ -289,13 +331,16 @@ class InterventionEngine:
             logits, activations = [], []
             for condition in conditions:
                 seen: dict[str, torch.Tensor] = {}
-                with attached(model, self.hooks(condition, state) + self._capture(capture, seen)):
-                    if self.staged:
-                        x = residual[min(condition.layers)]
-                        for layer in range(min(condition.layers), self.n_layers):
-                            x = model.block_stage(layer, x)
-                        logits.append(model.heads_stage(x)["main"])
-                    else:
-                        logits.append(model(*inputs))
+                out = clean
+                if self.runs(condition, activations=bool(capture)):
+                    with attached(model, self.hooks(condition, state) + self._capture(capture, seen)):
+                        if self.staged:
+                            x = residual[min(condition.layers)]
+                            for layer in range(min(condition.layers), self.n_layers):
+                                x = model.block_stage(layer, x)
+                            out = model.heads_stage(x)["main"]
+                        else:
+                            out = model(*inputs)
+                logits.append(clean if self.null_by_construction(condition) else out)
                 activations.append({**clean_activations, **seen} if capture else {})
         return GridRun(clean, logits, clean_activations, activations)

@@ -2,8 +2,21 @@
 
 Uncertainty respects the design of the study (DESIGN §4): seeds of one subject are not independent
 replicates of the population, so seeds are averaged within a subject first and the subjects are
-resampled. With one subject the seeds are the only replicates; with a single run the run's own
-cluster-bootstrap CI over segments is kept. Every summary row says which (`unit`) and how many (`n`).
+resampled (percentile bootstrap of the mean of the subject values). Subjects are resampled, not
+segments within them: each subject's value carries its own segment noise, so segments are not
+resampled again (a second, inner resampling would count that variance twice; Davison & Hinkley 1997,
+Bootstrap Methods, §3.8, two-stage sampling). With one subject its seeds are the replicates; with a
+single run the run's own cluster-bootstrap CI over segments is kept.
+
+A bootstrap over two or three values is no interval, so below MIN_UNITS replicate units (subjects; seeds
+where there is one subject) the pooled row has no CI and the summary lists each unit instead. Every
+summary table has one row per group with `level` = "pooled" (the mean over the units, with `unit`
+saying which units and whether they were resampled, `n` how many, `runs` how many runs), and, below
+MIN_UNITS, one row per unit right after it: `level` = "subject" (the subject's seeds averaged; its run's
+own segment CI where the subject has a single run, else none) or "seed" (one run, its own segment CI),
+named in the `subject` and `seed` columns (empty on pooled rows). Figures draw the pooled rows as the
+summary and, where there are unit rows, each unit as a small marker with its own CI. The planted
+checks list every run whatever the count (`level` = "run"): each run's rule has its own verdict.
 """
 
 from __future__ import annotations
@@ -28,6 +41,16 @@ LAYER_PATHWAYS = ("uni", "cross", "relay", "readout")  # the paper's Figure 5, p
 # Each data set's sEMG source modality; its other source (acc, force) is "the second modality".
 SEMG_SOURCES = {"ninapro-db2": "emg", "hdsemg65": "hdsemg"}
 ALONE = "none"  # `second` of a run with sEMG groups only
+MIN_UNITS = 5  # fewer replicate units than this: no pooled CI, each unit listed and drawn instead
+LEVEL_COLUMN = "level"
+LEVEL_COLUMNS = (LEVEL_COLUMN, "subject", "seed")
+POOLED, SUBJECT, SEED, RUN = "pooled", "subject", "seed", "run"  # values of `level`
+# values of `unit`: what a row's CI resamples, or why it has none
+SUBJECTS, SEEDS, SEGMENTS = "subjects", "seeds", "segments"
+FEW_SUBJECTS = f"subjects, each drawn; no pooled CI below {MIN_UNITS}"
+FEW_SEEDS = f"seeds of one subject, each drawn; no pooled CI below {MIN_UNITS}"
+AVERAGED = "seeds averaged; no CI of its own"
+CAVEAT_RUNS = 6  # runs named in a caveat note before "and N more"
 
 
 @dataclass(frozen=True)
@@ -61,10 +84,11 @@ def subject_bootstrap(values: np.ndarray, bootstrap: int, seed: int, level: floa
 
 def summarise(table: pd.DataFrame, measures: Sequence[Measure], by: Sequence[str], *, bootstrap: int = 2000,
               seed: int = 0, name: str = "table") -> pd.DataFrame:
-    """One row per group of `by`: each measure's mean with a CI, plus `unit` (subjects, seeds or
-    segments), `n` (how many units; segments: the run's `segments` column where it has one) and
-    `runs`. Rows null by construction (DESIGN §4) keep their mark and get no numbers: they are not
-    measurements, so nothing of theirs is averaged or shown as one.
+    """One pooled row per group of `by`, followed below MIN_UNITS units by one row per unit (see the
+    module): each measure's value with its CI, `level`, `subject`, `seed`, `unit`, `n` (how many units;
+    segments: the run's `segments` column where it has one) and `runs`. Rows null by construction
+    (DESIGN §4) keep their mark and get no numbers and no unit rows: they are not measurements, so
+    nothing of theirs is averaged or shown as one.
 
     `name` is the table's file name, for the error a (subject, seed) repeated within a group raises."""
     by = list(by)
@@ -77,38 +101,88 @@ def summarise(table: pd.DataFrame, measures: Sequence[Measure], by: Sequence[str
             raise IsoprobeError(f"{name}: subject {first.subject}, seed {first.seed} appears in more than one row of "
                                 f"{dict(zip(by, key))} (runs {sorted(set(group[repeated].run))}); the rows to summarise "
                                 "must differ in subject or seed")
-        subjects = group.subject.nunique()
-        if len(group) == 1:
-            unit = "segments"
-            n = int(group.segments.iloc[0]) if "segments" in group and pd.notna(group.segments.iloc[0]) else pd.NA
-        elif subjects >= 2:
-            unit, n = "subjects", subjects
-        else:
-            unit, n = "seeds", group.seed.nunique()
-        row = dict(zip(by, key))
         null = bool(group[NULL_COLUMN].any()) if NULL_COLUMN in group else False
-        for measure in measures:
-            row.update(_summary(group, measure, unit, bootstrap, seed, null))
-        row.update(unit=unit, n=n, runs=len(group))
-        rows.append(row)
-    columns = by + [c for m in measures for c in (m.value, m.low_name, m.high_name)] + ["unit", "n", "runs"]
-    return pd.DataFrame(rows, columns=columns)
+        rows += _group_rows(dict(zip(by, key)), group, measures, null, bootstrap, seed)
+    columns = by + list(LEVEL_COLUMNS) + [c for m in measures for c in (m.value, m.low_name, m.high_name)] + \
+        ["unit", "n", "runs"]
+    summary = pd.DataFrame(rows, columns=columns)
+    for column in ("subject", "seed", "n"):  # identifiers and counts stay as written (no 1 -> 1.0), empty as None
+        summary[column] = pd.Series([row[column] for row in rows], index=summary.index, dtype=object)
+    return summary
 
 
-def _summary(group: pd.DataFrame, measure: Measure, unit: str, bootstrap: int, seed: int, null: bool) -> dict:
-    names = (measure.value, measure.low_name, measure.high_name)
-    if null:
-        return dict.fromkeys(names, np.nan)
-    if unit == "segments":
-        row = group.iloc[0]
-        low = row[measure.ci_low] if measure.ci_low else np.nan
-        high = row[measure.ci_high] if measure.ci_high else np.nan
-        return dict(zip(names, (float(row[measure.value]), float(low), float(high))))
-    # subjects: seeds averaged within each subject first; seeds: one value per seed
-    level = "subject" if unit == "subjects" else "seed"
-    values = group.groupby(level, sort=True)[measure.value].agg(lambda v: np.mean(v.to_numpy(float))).to_numpy(float)
-    low, high = subject_bootstrap(values, bootstrap, seed)
-    return dict(zip(names, (float(values.mean()), low, high)))
+def _group_rows(head: dict, group: pd.DataFrame, measures: Sequence[Measure], null: bool, bootstrap: int,
+                seed: int) -> list[dict]:
+    if len(group) == 1:  # a single run: its own CI over segments
+        return [head | {LEVEL_COLUMN: POOLED, "subject": None, "seed": None} | _run_row(group.iloc[0], measures, null)]
+    level = SUBJECT if group.subject.nunique() >= 2 else SEED
+    units = [members for _, members in group.groupby(level, sort=True)]
+    few = len(units) < MIN_UNITS
+    pooled = head | {LEVEL_COLUMN: POOLED, "subject": None, "seed": None}
+    for measure in measures:
+        names = (measure.value, measure.low_name, measure.high_name)
+        if null:
+            pooled.update(dict.fromkeys(names, np.nan))
+            continue
+        # subjects: seeds averaged within each subject first; seeds: one value per seed
+        values = np.array([_mean(members[measure.value]) for members in units])
+        low, high = (np.nan, np.nan) if few else subject_bootstrap(values, bootstrap, seed)
+        pooled.update(zip(names, (float(values.mean()), low, high)))
+    unit = {SUBJECT: (SUBJECTS, FEW_SUBJECTS), SEED: (SEEDS, FEW_SEEDS)}[level][few]
+    pooled.update(unit=unit, n=len(units), runs=len(group))
+    if null or not few:
+        return [pooled]
+    out = [pooled]
+    for members in units:
+        row = head | {LEVEL_COLUMN: level, "subject": _plain(members.subject.iloc[0]),
+                      "seed": _plain(members.seed.iloc[0]) if len(members) == 1 else None}
+        if len(members) == 1:  # the unit is one run: its value and its own CI over segments
+            out.append(row | _run_row(members.iloc[0], measures, null))
+            continue
+        for measure in measures:  # a subject's seeds averaged: a value without a CI of its own
+            row.update(zip((measure.value, measure.low_name, measure.high_name),
+                           (_mean(members[measure.value]), np.nan, np.nan)))
+        out.append(row | dict(unit=AVERAGED, n=len(members), runs=len(members)))
+    return out
+
+
+def _run_row(run: pd.Series, measures: Sequence[Measure], null: bool) -> dict:
+    """One run's values with its own CI columns (NaN where the table records none), unit `segments`."""
+    row = {}
+    for measure in measures:
+        names = (measure.value, measure.low_name, measure.high_name)
+        if null:
+            row.update(dict.fromkeys(names, np.nan))
+            continue
+        low = run[measure.ci_low] if measure.ci_low else np.nan
+        high = run[measure.ci_high] if measure.ci_high else np.nan
+        row.update(zip(names, (float(run[measure.value]), float(low), float(high))))
+    segments = _plain(run["segments"]) if "segments" in run.index else None
+    return row | dict(unit=SEGMENTS, n=None if segments is None else int(segments), runs=1)
+
+
+def _mean(values: pd.Series) -> float:
+    return float(np.mean(values.to_numpy(float)))
+
+
+def pooled(summary: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows of a summary (one per group)."""
+    return summary[summary[LEVEL_COLUMN] == POOLED]
+
+
+def unit_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The per-unit rows of a summary (subjects or seeds, where a group has fewer than MIN_UNITS)."""
+    return summary[summary[LEVEL_COLUMN] != POOLED]
+
+
+def with_null(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """`table` with NULL_COLUMN as booleans: read where the table has it, False where it has none (older
+    compare tables) or a row leaves it empty."""
+    if NULL_COLUMN not in table:
+        return table.assign(**{NULL_COLUMN: False})
+    column = table[NULL_COLUMN]
+    column = column.astype(object).where(column.notna(), False)
+    return table.assign(**{NULL_COLUMN: as_bool(column, f"{name}, column '{NULL_COLUMN}'")})
 
 
 def model_columns(table: pd.DataFrame) -> list[str]:
@@ -139,13 +213,18 @@ def ablation_summary(ablation: pd.DataFrame, bootstrap: int, seed: int) -> pd.Da
 
 
 def compare_summary(compare: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
-    return summarise(compare, [Measure("estimate", "ci_low", "ci_high")], [*model_columns(compare), "method", "layers", "definition"],
-                     bootstrap=bootstrap, seed=seed, name="compare.csv")
+    """compare.csv across runs; rows null by construction (an optional column: older tables lack it) get no number."""
+    return summarise(with_null(compare, "compare.csv"), [Measure("estimate", "ci_low", "ci_high")],
+                     [*model_columns(compare), "method", "layers", "definition", NULL_COLUMN], bootstrap=bootstrap,
+                     seed=seed, name="compare.csv")
 
 
 def compare_layers_summary(compare_layers: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
-    summary = summarise(compare_layers, [Measure("estimate", "ci_low", "ci_high")], [*model_columns(compare_layers), "method", "layer"],
-                        bootstrap=bootstrap, seed=seed, name="compare_layers.csv")
+    """compare's per-layer estimates across runs; a layer where `cross` cannot change the prediction (the
+    optional `null_by_construction` column, e.g. every layer of the multimodal transformer) gets no number."""
+    summary = summarise(with_null(compare_layers, "compare_layers.csv"), [Measure("estimate", "ci_low", "ci_high")],
+                        [*model_columns(compare_layers), "method", "layer", NULL_COLUMN], bootstrap=bootstrap,
+                        seed=seed, name="compare_layers.csv")
     summary.insert(summary.columns.get_loc("layer") + 1, "layer_number", layer_number(summary.layer))
     return summary
 
@@ -159,21 +238,61 @@ def final_site(shift: pd.DataFrame) -> pd.DataFrame:
 
 
 def shift_summary(shift: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
-    return summarise(final_site(shift), [Measure("drop"), Measure("mmd2"), Measure("null_mmd2")],
+    return summarise(final_site(shift), [Measure("drop"), Measure("mmd2"), Measure("mmd2_null95")],
                      [*model_columns(shift), "layers", "pathway", "heads", "intervention", "site"],
                      bootstrap=bootstrap, seed=seed, name="shift.csv")
 
 
+PLANTED_RULE = ("tested", "low", "high")  # the number a rule tests and the region it must lie in
+
+
 def planted_summary(planted: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
-    """Each check's finding across runs, with how many runs passed it (`passed`: all of them)."""
-    by = [*model_columns(planted), "check", "quantity", "method", "planted"]
+    """Each check across runs: a pooled row, then one row per run (`level` run).
+
+    Pooled: the mean finding with the pooled CI every figure uses (none below MIN_UNITS units),
+    `passed_runs` (how many runs passed) and `passed` (all did); `low`/`high` the region when every run
+    shares it, else empty (a threshold such as chance differs between runs: each run row has its own);
+    `planted` each distinct wording of the runs, joined by ' | '. A run row: its finding with its own CI
+    over segments, the number its rule tests (`tested`), its region and its own verdict."""
+    by = [*model_columns(planted), "check", "quantity", "method", "tested"]
     table = planted.assign(passed=as_bool(planted.passed, "planted.csv, column 'passed'"))
-    summary = summarise(table, [Measure("found", "ci_low", "ci_high")], by, bootstrap=bootstrap, seed=seed,
-                        name="planted.csv")
-    passes = table.groupby(by, sort=False, dropna=False).passed.agg(passed_runs="sum", passed="all").reset_index()
-    summary = summary.merge(passes, on=by, how="left", sort=False)
-    summary["passed_runs"] = summary.passed_runs.astype(int)
-    return summary
+    summary = pooled(summarise(table, [Measure("found", "ci_low", "ci_high")], by, bootstrap=bootstrap, seed=seed,
+                               name="planted.csv"))
+    rows = []
+    for (key, group), total in zip(table.groupby(by, sort=False, dropna=False), summary.to_dict("records")):
+        regions = group[["low", "high"]].drop_duplicates()
+        same = len(regions) == 1
+        rows.append(total | dict(run=None, planted=" | ".join(dict.fromkeys(group.planted.astype(str))),
+                                 low=float(regions.low.iloc[0]) if same else np.nan,
+                                 high=float(regions.high.iloc[0]) if same else np.nan,
+                                 passed=bool(group.passed.all()), passed_runs=int(group.passed.sum())))
+        for run in group.to_dict("records"):
+            rows.append(dict(zip(by, key)) | {
+                LEVEL_COLUMN: RUN, "subject": _plain(run["subject"]), "seed": _plain(run["seed"]), "run": run["run"],
+                "planted": run["planted"], "found": float(run["found"]), "ci_low": float(run["ci_low"]),
+                "ci_high": float(run["ci_high"]), "low": float(run["low"]), "high": float(run["high"]),
+                "passed": bool(run["passed"]), "passed_runs": int(run["passed"]), "unit": SEGMENTS, "n": None, "runs": 1})
+    columns = [*by, *LEVEL_COLUMNS, "run", "planted", "found", "ci_low", "ci_high", "low", "high", "passed",
+               "passed_runs", "unit", "n", "runs"]
+    out = pd.DataFrame(rows, columns=columns)
+    for column in ("subject", "seed", "n"):
+        out[column] = pd.Series([row.get(column) for row in rows], index=out.index, dtype=object)
+    return out
+
+
+def caveat_notes(table: pd.DataFrame, name: str) -> list[str]:
+    """One line per distinct few-segment caveat in `table` (its optional `caveat` column, empty where the
+    run's segments allow a 5% test and a covering CI; older tables lack it), naming the runs concerned."""
+    if "caveat" not in table:
+        return []
+    text = table.caveat.astype(object).where(table.caveat.notna(), "").astype(str).str.strip()
+    notes = []
+    for caveat, runs in table[text != ""].groupby(text[text != ""], sort=False).run:
+        names = list(dict.fromkeys(runs.astype(str)))
+        listed = ", ".join(names[:CAVEAT_RUNS]) + (f" and {len(names) - CAVEAT_RUNS} more" if len(names) > CAVEAT_RUNS
+                                                   else "")
+        notes.append(f"Few segments ({name}, {len(names)} run{'s' if len(names) != 1 else ''}: {listed}): {caveat}.")
+    return notes
 
 
 def first_runs(table: pd.DataFrame, runs: int) -> pd.DataFrame:
@@ -200,26 +319,38 @@ def curves_shown(curves: pd.DataFrame, runs: int) -> pd.DataFrame:
 def headline(compare: pd.DataFrame | None, ablation: pd.DataFrame | None) -> dict | None:
     """The cross-modal share the summary paragraph states: IsoNet masking of `cross` in all the
     layers (compare's 'mask (IsoNet)', else ablation's widest cross/mask condition's relative drop),
-    for the hierarchical multimodal model where there is one. A summary row as a dict, or None."""
+    for the hierarchical multimodal model where there is one. A pooled summary row as a dict, with
+    `units`: its unit rows (each subject's or seed's share and own CI; empty from MIN_UNITS units on)
+    — or None."""
     candidates = []
     if compare is not None:
-        rows = compare[compare.method == "mask (IsoNet)"]
-        candidates.append(("compare.csv", rows.rename(columns={"estimate": "share"})))
+        summary = compare.rename(columns={"estimate": "share"})
+        candidates.append(("compare.csv", summary, summary[(summary.method == "mask (IsoNet)") & ~summary[NULL_COLUMN]]))
     if ablation is not None:
         rows = ablation[(ablation.pathway == "cross") & (ablation.intervention == "mask") & (ablation.heads == "all")
                         & ablation.layer.isna() & ~ablation[NULL_COLUMN]]
-        rows = rows.rename(columns={"relative_drop": "share", "relative_drop_ci_low": "ci_low",
-                                    "relative_drop_ci_high": "ci_high"})
-        candidates.append(("ablation.csv", rows))
-    for source, rows in candidates:
-        rows = rows.dropna(subset=["share"])
+        names = {"relative_drop": "share", "relative_drop_ci_low": "ci_low", "relative_drop_ci_high": "ci_high"}
+        candidates.append(("ablation.csv", ablation.rename(columns=names), rows.rename(columns=names)))
+    for source, summary, rows in candidates:
+        rows = pooled(rows).dropna(subset=["share"])
         if rows.empty:
             continue
         preference = (rows.arch == "hierarchical").astype(int) * 2 + (rows.configuration == "multimodal").astype(int)
-        best = rows.loc[preference.sort_values(ascending=False, kind="stable").index[0]]
+        at = preference.sort_values(ascending=False, kind="stable").index[0]
+        best = rows.loc[at]
         keep = [*model_columns(rows), "layers", "share", "ci_low", "ci_high", "unit", "n", "runs"]
-        return {"source": source, **{k: _plain(best[k]) for k in keep}}
+        units = [{k: _plain(unit[k]) for k in (LEVEL_COLUMN, "subject", "seed", "share", "ci_low", "ci_high")}
+                 for _, unit in units_after(summary, at).iterrows()]
+        return {"source": source, **{k: _plain(best[k]) for k in keep}, "units": units}
     return None
+
+
+def units_after(summary: pd.DataFrame, label) -> pd.DataFrame:
+    """The unit rows of the pooled row at index `label`: those that follow it up to the next pooled row."""
+    position = summary.index.get_loc(label)
+    following = summary.iloc[position + 1:]
+    pooled_next = np.flatnonzero(following[LEVEL_COLUMN].to_numpy() == POOLED)
+    return following.iloc[:pooled_next[0] if len(pooled_next) else len(following)]
 
 
 # --- the channel sweep (analyses/channel-sweep.toml) ------------------------------------------------
@@ -288,8 +419,8 @@ def all_layers(ablation: pd.DataFrame) -> pd.Series:
                      dtype=bool)
 
 
-CHANNEL_COLUMNS = ("measure", "second", "modalities", "semg_channels", "layers", NULL_COLUMN, "value", "ci_low",
-                   "ci_high", "unit", "n", "runs")
+CHANNEL_COLUMNS = ("measure", "second", "modalities", "semg_channels", "layers", NULL_COLUMN, *LEVEL_COLUMNS, "value",
+                   "ci_low", "ci_high", "unit", "n", "runs")
 
 
 def channel_summary(runs: pd.DataFrame, ablation: pd.DataFrame | None, bootstrap: int, seed: int) -> pd.DataFrame:
@@ -303,6 +434,7 @@ def channel_summary(runs: pd.DataFrame, ablation: pd.DataFrame | None, bootstrap
     - `relative_drop`: the relative accuracy drop of masking `cross` in all shared layers at once
       (ablation.csv, heads all) in the two-modality runs; rows null by construction keep the mark, no number.
 
+    Below MIN_UNITS units each point's unit rows follow it, as in every summary (see the module).
     An empty table where no sweep has two channel counts."""
     sweep = [c for c in ("dataset", "data", "arch", "model") if c in runs]
     points = with_channels(runs, "runs.csv")
@@ -321,7 +453,7 @@ def channel_summary(runs: pd.DataFrame, ablation: pd.DataFrame | None, bootstrap
         paired = paired.assign(gain=paired.accuracy - paired.accuracy_alone,
                                modalities=paired.modalities + " − " + paired.modalities_alone)
         gain = _as_value(paired.drop(columns="segments"), Measure("gain"), by, "runs.csv", **options)
-        single = gain.unit == "segments"  # one pair: nothing to resample (the runs' own CIs are not paired)
+        single = gain.unit == SEGMENTS  # one pair: nothing to resample (the runs' own CIs are not paired)
         gain.loc[single, "unit"], gain.loc[single, "n"] = "pair", 1
         parts.append(gain.assign(measure="gain"))
     if ablation is not None:

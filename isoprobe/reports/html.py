@@ -18,7 +18,9 @@ import pandas as pd
 from isoprobe.atomic import atomic_folder
 from isoprobe.errors import ConfigError
 from isoprobe.reports import aggregate
+from isoprobe.reports.aggregate import FEW_SEEDS, FEW_SUBJECTS, MIN_UNITS, SEEDS, SEGMENTS, SUBJECTS
 from isoprobe.reports.inputs import Study, load_study
+from isoprobe.reports.plots import number
 
 FORMAT, VERSION = "isoprobe-report", 1
 HTML_ROWS = 60  # longer tables are linked, not inlined
@@ -47,13 +49,15 @@ class ReportConfig:
 
 @dataclass
 class FigureSpec:
-    """One figure: what it is called and says, the tables it came from and the numbers it plots."""
+    """One figure: what it is called and says, the tables it came from, the numbers it plots and notes
+    printed under it (e.g. runs with too few segments for their CIs and tests to mean much)."""
 
     id: str
     title: str
     caption: str
     sources: tuple[str, ...]
     table: pd.DataFrame
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,44 +102,58 @@ def build_report(study: Study, config: ReportConfig) -> Report:
             "equal-channel, with the modality groups used), averaged over runs.", table, b), ("runs.csv",), table))
         table = aggregate.channel_summary(tables["runs"], tables.get("ablation"), b, s)
         if not table.empty:  # drawn for studies that sweep the sEMG channel count (analyses/channel-sweep.toml)
-            sources = ("runs.csv", "ablation.csv") if (table.measure == "relative_drop").any() else ("runs.csv",)
+            drops = (table.measure == "relative_drop").any()
+            sources = ("runs.csv", "ablation.csv") if drops else ("runs.csv",)
+            notes = tuple(aggregate.caveat_notes(_runs_of(tables["ablation"], table[table.measure == "relative_drop"]),
+                                                 "ablation.csv")) if drops else ()
             figures.append(FigureSpec("channels", "Second modality and cross-modal share against sEMG channel count",
-                                      _channels_caption(table, b), sources, table))
+                                      _channels_caption(table, b), sources, table, notes))
     if "ablation" in tables:
         ablation = aggregate.ablation_summary(tables["ablation"], b, s)
         single = ablation[ablation.layer.notna()]
         pathways = single[single.pathway.isin(aggregate.LAYER_PATHWAYS)]
+        layered = tables["ablation"][aggregate.layer_number(tables["ablation"].layers).notna().to_numpy(bool)]
+        notes = tuple(aggregate.caveat_notes(layered, "ablation.csv"))  # the runs the two figures draw
         _add(figures, left_out, "layer_drop", "ablation.csv", pathways, "no single-layer uni, cross, relay or readout rows",
              "Per-layer pathway masking (the paper's Figure 5)", lambda t: _caption(
                  f"Accuracy drop (base − intervened accuracy) when one pathway is intervened on ({_listed(t.intervention)}) "
                  "in one shared layer at a time: uni = token edges within a modality, cross = token edges between "
                  "modalities, relay = modality tokens reading CLS, readout = CLS reading modality tokens. "
                  f"Hollow markers with {'∅'} are null by construction (the condition touches no edge the prediction can "
-                 "depend on, e.g. uni/cross at the last layer): not measurements, so no bar and no number.", t, b))
-        _add(figures, left_out, "layer_heatmap", "ablation.csv", single, "no single-layer rows",
+                 "depend on, e.g. uni/cross at the last layer): not measurements, so no bar and no number.", t, b), notes)
+        _add(figures, left_out, "layer_heatmap", "ablation.csv",
+             aggregate.pooled(single).drop(columns=list(aggregate.LEVEL_COLUMNS)), "no single-layer rows",
              "Layer × pathway drops", lambda t: _caption(
                  "Mean accuracy drop for every pathway ablated in one layer at a time (red: accuracy falls). "
-                 "∅: null by construction; blank: not run. The CIs of the cells are in the table below.", t, b))
+                 "∅: null by construction; blank: not run. The CIs of the cells, and below "
+                 f"{MIN_UNITS} units each unit's drop, are in the per-layer figure and its table.", t, b), notes)
     if "compare" in tables:
         compare = aggregate.compare_summary(tables["compare"], b, s)
         figures.append(FigureSpec("compare", "The cross-modal share by every method", _caption(
             "Each estimate of `isoprobe compare` of how much of the decision runs through direct cross-modal "
             "attention, over the layers in brackets (definitions in the table: relative accuracy drops under "
             "masking, mean and resample ablation; the margin share; attribution patching; attention attribution; "
-            "pathway Shapley share; the modality interaction index).", compare, b), ("compare.csv",), compare))
+            "pathway Shapley share; the modality interaction index)." + (
+                " Hollow markers with ∅ are null by construction: not measurements, so no number."
+                if compare[aggregate.NULL_COLUMN].any() else ""), compare, b), ("compare.csv",), compare))
     if "compare_layers" in tables:
         table = aggregate.compare_layers_summary(tables["compare_layers"], b, s)
         figures.append(FigureSpec("compare_layers", "The cross-modal share per layer, by method", _caption(
-            "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them.",
+            "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them, the "
+            "methods side by side around each layer. Hollow markers with ∅ are null by construction (`cross` in that "
+            "layer cannot change the prediction: no cross-modal attention exists, as in the multimodal transformer, or "
+            "only CLS reaches the head): not measurements, so no line through them and no number.",
             table, b), ("compare_layers.csv",), table))
     if "shift" in tables:
         table = aggregate.shift_summary(tables["shift"], b, s)
         figures.append(FigureSpec("shift_vs_drop", "Distribution shift against drop, per intervention", _caption(
-            "For each condition of `isoprobe shift` at its last site (the representation the head reads): unbiased "
-            "MMD² (RBF kernel, median-heuristic bandwidth) between intervened and clean representations (x) against "
-            "the accuracy drop of the same condition (base − intervened accuracy, y). Vertical ticks: the null MMD² "
-            "between two halves of the clean windows; a point left of its tick moved the representation less than "
-            "resampling the data does. A larger shift for the same drop points to damage rather than lost signal.",
+            "For each condition of `isoprobe shift` at its last site (the representation the head reads): the paired "
+            "unbiased MMD² (RBF kernel, median-heuristic bandwidth; each window's own clean–intervened term left out, "
+            "so its expectation is 0 when nothing moved) between intervened and clean representations (x) against "
+            "the accuracy drop of the same condition (base − intervened accuracy, y). Vertical ticks: the 95th "
+            "percentile of the statistic's permutation null (clean and intervened swapped by segment); a point left "
+            "of its tick is within what swapping alone gives. A larger shift for the same drop points to damage "
+            "rather than lost signal.",
             table, b), ("shift.csv",), table))
     if "curves" in tables:
         table = aggregate.curves_shown(tables["curves"], config.runs_shown)
@@ -154,9 +172,14 @@ def build_report(study: Study, config: ReportConfig) -> Report:
     if "planted" in tables:
         table = aggregate.planted_summary(tables["planted"], b, s)
         figures.append(FigureSpec("planted", "Planted truth against what each method found", _caption(
-            "Synthetic data only: for each check, the value each method found (dot, green: passed, red: failed in "
-            "at least one run) next to what the planted structure implies (×, where it is a number; the `planted` "
-            "column states it). `passed_runs` counts the runs that passed.", table, b), ("planted.csv",), table))
+            "Synthetic data only: for each check (rows `level` run), each run's finding with its own 95% CI over "
+            "segments, green where that run passed its rule and red where it failed. A rule tests one number (named "
+            "after 'tests': the estimate, the CI's low or high end, or the whole CI) and passes when it lies in a "
+            "region: shaded for each run, its finite bounds dashed (a bound such as chance differs between runs). "
+            "Black diamond: the mean over the runs of a check (rows `level` pooled; `passed_runs` of `runs` passed, "
+            "`passed` when all did; `low` and `high` filled only where every run has the same region); × the "
+            "planted value where it is a number (the `planted` column states each rule).", table, b, PLANTED_TEXT),
+            ("planted.csv",), table))
     figures.sort(key=lambda f: [i for names in FIGURES.values() for i in names].index(f.id))
     top = aggregate.headline(compare, ablation)
     runs = len(set().union(*(set(t.run) for t in tables.values())))
@@ -164,23 +187,31 @@ def build_report(study: Study, config: ReportConfig) -> Report:
     return Report(title, _summary(tables, top, runs), top, runs, figures, left_out, config, study.meta)
 
 
-def _add(figures, left_out, figure_id, source, table, empty_reason, title, caption) -> None:
+def _add(figures, left_out, figure_id, source, table, empty_reason, title, caption, notes=()) -> None:
     if table.empty:
         left_out.append({"figure": figure_id, "table": source, "reason": empty_reason})
     else:
-        figures.append(FigureSpec(figure_id, title, caption(table), (source,), table.reset_index(drop=True)))
+        figures.append(FigureSpec(figure_id, title, caption(table), (source,), table.reset_index(drop=True), notes))
+
+
+def _runs_of(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` whose model and modalities a summary shows."""
+    keys = [c for c in aggregate.MODEL_COLUMNS if c in table and c in summary]
+    return table.merge(summary[keys].drop_duplicates(), on=keys, sort=False)
 
 
 def _channels_caption(table: pd.DataFrame, bootstrap: int) -> str:
-    drops = table[table.measure == "relative_drop"]
+    drops = aggregate.pooled(table[table.measure == "relative_drop"])
     if drops.empty:
         panel_b = "B (the cross-modal share) is not drawn: ablation.csv holds no all-layer cross masking of these runs."
     else:
         panel_b = ("B: the relative accuracy drop ((base − intervened) / base accuracy) when IsoNet masking removes "
                    f"every cross-modal attention edge in all shared layers together ({_listed(drops.layers)}), in the "
                    "runs with the second modality; hollow markers with ∅ are null by construction, not measurements.")
-        if (drops.unit == "segments").any():
-            panel_b += " A single run's relative drop has no CI (ablation.csv records CIs of the absolute drop only)."
+        each = aggregate.unit_rows(table[table.measure == "relative_drop"])
+        if (drops.unit == SEGMENTS).any() or not each.empty:
+            panel_b += (" A single run's relative drop (a lone run's, or each unit's below "
+                        f"{MIN_UNITS}) has no CI: ablation.csv records CIs of the absolute drop only.")
     return _caption(
         "Runs that differ only in how many sEMG channels they feed the model (x, log₂ scale; counted from the "
         "modality configuration against the data set's recordings), one row of panels per data set and model. "
@@ -191,27 +222,43 @@ def _channels_caption(table: pd.DataFrame, bootstrap: int) -> str:
 
 
 UNIT_TEXT = {
-    "subjects": "percentile bootstrap over subjects ({b} resamples of the subject means; each subject's seeds averaged first)",
-    "seeds": "percentile bootstrap over the seeds of the one subject ({b} resamples)",
-    "segments": "the run's own cluster bootstrap over segments (the windows of one gesture repetition resampled together)",
+    SUBJECTS: "percentile bootstrap over subjects ({b} resamples of the mean of the subject values; each subject's "
+              "seeds averaged first; subjects resampled; each subject's value carries its own segment noise, so segments "
+              "are not resampled again)",
+    SEEDS: "percentile bootstrap over the seeds of the one subject ({b} resamples)",
+    SEGMENTS: "the run's own cluster bootstrap over segments (the windows of one gesture repetition resampled together)",
     "pair": "none for a gain from a single pair of runs (one subject and seed, with and without the second modality)",
+    FEW_SUBJECTS: f"no pooled CI, since a bootstrap over fewer than {MIN_UNITS} subjects is no interval: each subject's "
+                  "value is drawn as a small marker (its seeds averaged; where the subject has a single run, with that "
+                  "run's own CI over segments as an error bar, if the table records one; rows `level` subject) and the "
+                  "mean over subjects without an error bar",
+    FEW_SEEDS: f"no pooled CI, since a bootstrap over fewer than {MIN_UNITS} seeds is no interval: each seed's run is "
+               "drawn as a small marker with its own CI over segments as an error bar, if the table records one (rows "
+               "`level` seed), and the mean over seeds without an error bar",
 }
+# The planted figure draws every run (rows `level` run) whatever the number of units.
+PLANTED_TEXT = {FEW_SUBJECTS: f"none for the mean over runs (black, fewer than {MIN_UNITS} subjects: no pooled CI)",
+                FEW_SEEDS: f"none for the mean over runs (black, fewer than {MIN_UNITS} seeds: no pooled CI)"}
 
 
-def _caption(text: str, table: pd.DataFrame, bootstrap: int) -> str:
-    """`text` and the 95% CI's unit of resampling, as the summary rows record it."""
+def _caption(text: str, table: pd.DataFrame, bootstrap: int, units: dict | None = None) -> str:
+    """`text` and the 95% CI's unit of resampling, as the pooled summary rows record it (`units`: the
+    words for a unit where they differ from UNIT_TEXT's)."""
     parts = []
-    bounds = [c for c in table.columns if c.endswith("ci_low") or c.endswith("ci_high")]
-    for unit, rows in table.groupby("unit", sort=False):
-        if unit == "segments" and rows[bounds].isna().all().all():
+    pooled = aggregate.pooled(table) if aggregate.LEVEL_COLUMN in table else table
+    bounds = [c for c in pooled.columns if c.endswith("ci_low") or c.endswith("ci_high")]
+    for unit, rows in pooled.groupby("unit", sort=False):
+        if unit == SEGMENTS and rows[bounds].isna().all().all():
             parts.append("none (single runs, and this table records no CI for a run)")
             continue
         counts = rows.n.dropna().astype(int)
-        count = (f"n = {counts.min()}" + (f"–{counts.max()}" if counts.max() != counts.min() else "") + f" {unit}"
+        kind = {FEW_SUBJECTS: SUBJECTS, FEW_SEEDS: SEEDS}.get(unit, unit)
+        count = (f"n = {counts.min()}" + (f"–{counts.max()}" if counts.max() != counts.min() else "") + f" {kind}"
                  if len(counts) else "n not recorded")
-        share = f"; {len(rows)} of {len(table)} rows" if table.unit.nunique() > 1 else ""
-        parts.append(f"{UNIT_TEXT[unit].format(b=bootstrap)}, {count}{share}")
-    means = "Values are means over runs where a row has several (column `runs`). " if (table.runs > 1).any() else ""
+        share = f"; {len(rows)} of {len(pooled)} rows" if pooled.unit.nunique() > 1 else ""
+        words = {**UNIT_TEXT, **(units or {})}[unit].format(b=bootstrap)
+        parts.append(f"{words}, {count}{share}")
+    means = "Values are means over runs where a row has several (column `runs`). " if (pooled.runs > 1).any() else ""
     return f"{text} {means}95% CIs: {'; '.join(parts)}."
 
 
@@ -227,12 +274,27 @@ def _summary(tables: dict, top: dict | None, runs: int) -> str:
             f"{ids.seed.nunique()} seed{'s' if ids.seed.nunique() != 1 else ''}). ")
     if top is None:
         return text + "No result of masking cross-modal attention in the tables (compare.csv, ablation.csv)."
-    over = f"{top['n']} {top['unit']}" if top["n"] is not None else f"{top['unit']} within the run"
-    ci = (f" (95% CI {top['ci_low']:.1%} to {top['ci_high']:.1%}, bootstrap over {over})"
-          if top["ci_low"] is not None and top["ci_high"] is not None else " (no CI)")
     return text + (f"Headline: masking every cross-modal attention edge in {top['layers']} of the {top['arch']} "
-                   f"{top['modalities']} model removes {top['share']:.1%} of its accuracy{ci}: the cross-modal "
-                   f"share by IsoNet masking (from {top['source']}; the paper reports about 30%).")
+                   f"{top['modalities']} model removes {top['share']:.1%} of its accuracy{_headline_ci(top)}: the "
+                   f"cross-modal share by IsoNet masking (from {top['source']}; the paper reports about 30%).")
+
+
+def _headline_ci(top: dict) -> str:
+    """The headline's uncertainty in words: its pooled CI, or below MIN_UNITS each unit's share with its own CI."""
+    def ci(row) -> str:
+        return (f"95% CI {row['ci_low']:.1%} to {row['ci_high']:.1%}"
+                if row["ci_low"] is not None and row["ci_high"] is not None else "")
+
+    unit, n = top["unit"], top["n"]
+    if ci(top):
+        over = f"bootstrap over {n} {unit}" if unit in (SUBJECTS, SEEDS) else "the run's own, over segments"
+        return f" ({ci(top)}, {over})"
+    if unit in (FEW_SUBJECTS, FEW_SEEDS):
+        kind = SUBJECTS if unit == FEW_SUBJECTS else SEEDS
+        each = "; ".join(f"{'seed ' + str(u['seed']) if u['level'] == aggregate.SEED else 'subject ' + str(u['subject'])} "
+                         f"{u['share']:.1%}" + (f" ({ci(u)})" if ci(u) else "") for u in top["units"])
+        return f" (the mean of {n} {kind}, too few for a pooled CI below {MIN_UNITS}; each: {each})"
+    return " (no CI)"
 
 
 # --- writing -------------------------------------------------------------------------------------------
@@ -248,7 +310,7 @@ def render(report: Report, folder: Path) -> None:
     (folder / "tables").mkdir()
     (folder / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
     sections, entries = [], []
-    for number, spec in enumerate(report.figures, 1):
+    for position, spec in enumerate(report.figures, 1):
         files = {"png": f"figures/{spec.id}.png", "svg": f"figures/{spec.id}.svg",
                  "csv": f"tables/{spec.id}.csv", "md": f"tables/{spec.id}.md"}
         spec.table.to_csv(folder / files["csv"], index=False)
@@ -261,10 +323,10 @@ def render(report: Report, folder: Path) -> None:
         div = pio.to_html(interactive, full_html=False, include_plotlyjs=False, div_id=f"figure-{spec.id}",
                           default_height=f"{interactive.layout.height or 450}px",
                           config={"displaylogo": False, "responsive": True})
-        sections.append(_figure_html(number, spec, div, files))
+        sections.append(_figure_html(position, spec, div, files))
         entries.append({"id": spec.id, "div": f"figure-{spec.id}", "title": spec.title, "caption": spec.caption,
-                        "sources": list(spec.sources), "files": files, "columns": list(spec.table.columns),
-                        "rows": records(spec.table)})
+                        "notes": list(spec.notes), "sources": list(spec.sources), "files": files,
+                        "columns": list(spec.table.columns), "rows": records(spec.table)})
     document = {"format": FORMAT, "version": VERSION, "title": report.title, "summary": report.summary,
                 "headline": report.headline, "runs": report.runs, "figures": entries, "left_out": report.left_out,
                 "options": report.config.to_dict(), "recipe": report.meta.get("recipe"),
@@ -286,30 +348,45 @@ def _plain(value):
     return value
 
 
-def _figure_html(number: int, spec: FigureSpec, div: str, files: dict) -> str:
+def _figure_html(position: int, spec: FigureSpec, div: str, files: dict) -> str:
     links = " · ".join(f'<a href="{path}">{kind.upper()}</a>' for kind, path in files.items())
-    return (f'<section class="figure" id="section-{spec.id}">\n<h3>{number}. {html.escape(spec.title)}</h3>\n{div}\n'
-            f'<p class="caption">{html.escape(spec.caption)}</p>\n<p class="files">Static figure and numbers: {links} '
-            f'(from {", ".join(spec.sources)})</p>\n</section>')
+    notes = "".join(f'<p class="caveat">{html.escape(note)}</p>\n' for note in spec.notes)
+    return (f'<section class="figure" id="section-{spec.id}">\n<h3>{position}. {html.escape(spec.title)}</h3>\n{div}\n'
+            f'<p class="caption">{html.escape(spec.caption)}</p>\n{notes}<p class="files">Static figure and numbers: '
+            f'{links} (from {", ".join(spec.sources)})</p>\n</section>')
 
 
 def _table_html(spec: FigureSpec) -> str:
-    """The figure's table, its constant columns said once above it rather than on every row."""
-    constant = [c for c in spec.table.columns if len(spec.table) > 1 and spec.table[c].nunique(dropna=False) == 1
-                and not pd.api.types.is_numeric_dtype(spec.table[c])]
-    common = "; ".join(f"{c} = {spec.table[c].iloc[0]}" for c in constant)
-    shown = spec.table.drop(columns=constant).head(HTML_ROWS)
-    more = (f'<p class="more">{len(spec.table) - HTML_ROWS} more rows in <a href="tables/{spec.id}.csv">tables/{spec.id}.csv</a>.</p>'
-            if len(spec.table) > HTML_ROWS else "")
-    body = shown.to_html(index=False, na_rep="", border=0, classes="numbers",
-                         float_format=lambda v: f"{v:.4g}")
+    """The figure's table, numbers rounded for display (tables/*.csv and report.json keep every digit);
+    its constant text columns said once above it rather than on every row, and so are columns with no
+    value at all."""
+    table = spec.table
+    empty = [c for c in table.columns if len(table) > 1 and table[c].isna().all()]
+    constant = [c for c in table.columns if len(table) > 1 and c not in empty and table[c].nunique(dropna=False) == 1
+                and not pd.api.types.is_numeric_dtype(table[c])]
+    common = "; ".join([f"{c} = {_display(table[c].iloc[0])}" for c in constant] +
+                       ([f"no value in {', '.join(empty)}"] if empty else []))
+    shown = table.drop(columns=constant + empty).head(HTML_ROWS)
+    more = (f'<p class="more">{len(table) - HTML_ROWS} more rows in <a href="tables/{spec.id}.csv">tables/{spec.id}.csv</a>.</p>'
+            if len(table) > HTML_ROWS else "")
+    body = shown.map(_display).to_html(index=False, border=0, classes="numbers")
     common = f'<p class="notes">Every row: {html.escape(common)}.</p>' if common else ""
     return f'<h3 id="table-{spec.id}">{html.escape(spec.title)}</h3>\n{common}<div class="scroll">{body}</div>\n{more}'
+
+
+def _display(value) -> str:
+    """A table cell as the page shows it: floats rounded to 4 significant digits, missing values empty."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)) or value is None or value is pd.NA:
+        return number(value)
+    return str(value)
 
 
 STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .summary{font-size:1.05em;line-height:1.5}.caption{color:#333;line-height:1.45}.files,.more,.notes{color:#666;font-size:.9em}
+.caveat{color:#8a5300;font-size:.9em}
 .scroll{overflow-x:auto}table.numbers{border-collapse:collapse;font-size:.82em}
 table.numbers th,table.numbers td{padding:2px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
 pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.8em}"""
@@ -338,7 +415,8 @@ def _page(report: Report, sections: list[str]) -> str:
 <h2>Figures</h2>
 {chr(10).join(sections)}
 <h2>Tables</h2>
-<p class="notes">The numbers behind each figure (all of them, unrounded, in tables/*.csv and report.json).</p>
+<p class="notes">The numbers behind each figure, rounded to 4 significant digits for display (every digit in
+tables/*.csv and report.json).</p>
 {tables}
 <h2>Provenance</h2>
 {provenance_html}

@@ -20,14 +20,17 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
                  "null_by_construction"),
     "compare": ("method", "layers", "estimate", "ci_low", "ci_high", "definition"),
     "compare_layers": ("layer", "method", "estimate", "ci_low", "ci_high"),
-    "shift": ("layers", "pathway", "heads", "intervention", "site", "base_accuracy", "accuracy", "mmd2", "null_mmd2"),
+    "shift": ("layers", "pathway", "heads", "intervention", "site", "base_accuracy", "accuracy", "mmd2", "mmd2_null95"),
     "curves": ("epoch", "lambda", "loss", "train_accuracy", "val_accuracy", "val_loss"),
     "confusion": ("true", "predicted", "count"),
-    "planted": ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "passed"),
+    "planted": ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "tested", "low", "high", "passed"),
 }
+# Read where present, absent in older tables: ablation's `caveat` (few segments), compare's and compare_layers'
+# `null_by_construction` (aggregate.with_null reads a missing one as False).
 # Columns that hold labels, even where every value looks like a number.
 TEXT_COLUMNS = ("dataset", "data", "arch", "modalities", "configuration", "run", "layers", "layer", "pathway", "heads",
-                "intervention", "site", "method", "definition", "true", "predicted", "check", "quantity", "planted")
+                "intervention", "site", "method", "definition", "true", "predicted", "check", "quantity", "planted",
+                "tested", "caveat")
 # compare's own file name for compare_layers.csv, read when the study's name is absent
 ALIASES = {"compare_layers": ("compare-layers",)}
 

@@ -21,6 +21,7 @@ from isoprobe.errors import ConfigError
 
 from tests.engine.conftest import small, windows
 from tests.engine.test_foreign_model import D_HEAD, D_MODEL, GROUPS, NAMES, TinyModel
+from tests.tolerance import FLOAT32
 
 FAST = dict(steps=6, bootstrap=20)
 
@@ -95,10 +96,13 @@ def test_completeness_through_the_pipeline_and_the_table(db2, hier, split):
 
 
 def test_cross_edges_the_mmt_cannot_use_get_exactly_zero(mmt, split):
-    """The multimodal transformer's block-diagonal mask leaves no cross edge: its attribution is 0."""
+    """The multimodal transformer's block-diagonal mask leaves no cross edge: the part keeps its rows,
+    sums over no edge the model has, and is exactly 0."""
+    data = attention_attributions(mmt, split, AttentionConfig(**FAST))
+    assert not data.parts["cross"].any() and data.parts["uni:emg"].any()
     table = attention_table_of(mmt, split, AttentionConfig(**FAST))
     cross = table[table.part == "cross"]
-    assert set(cross.site) == {"L1", "L2", ALL_LAYERS}
+    assert set(cross.site) == {"L1", "L2", ALL_LAYERS} and (cross.edges == 0).all()
     assert (cross[["estimate", "ci_low", "ci_high"]] == 0).all().all()
     assert not {"relay", "readout"} & set(table.part)  # no CLS token
     uni = table[(table.part.str.startswith("uni:")) & (table.quantity == "share")]
@@ -194,7 +198,9 @@ def test_table_schema_shares_and_aggregates(hier, split):
     assert set(table.quantity) == {"share", "sum", "delta", "abs_delta"}
     assert (table.windows == len(split)).all() and (table.segments == len(np.unique(split.segment))).all()
     shares = table[table.quantity == "share"]
-    assert shares.estimate.between(0, 1).all() and shares.ci_low.between(0, 1).all() and shares.ci_high.between(0, 1).all()
+    # a share lies in [0, 1]; its CI (estimate ± t·SD over the bootstrap, isoprobe.engine.stats) may reach past
+    assert shares.estimate.between(0, 1).all() and (shares.ci_low <= shares.estimate).all()
+    assert (shares.estimate <= shares.ci_high).all()
     for site, group in shares.groupby("site"):
         assert group.estimate.sum() == pytest.approx(1.0, abs=1e-12), site
     grid = result.shares()
@@ -240,7 +246,8 @@ def test_a_foreign_hooked_root_module_with_explicit_token_groups(tiny, tiny_spli
 def test_numbers_do_not_depend_on_the_batch_size(hier, split):
     one = attention_table_of(hier, split, AttentionConfig(batch_size=6, **FAST))
     other = attention_table_of(hier, split, AttentionConfig(batch_size=4, internal_batch_size=8, **FAST))
-    pd.testing.assert_frame_equal(one, other, check_exact=False, atol=1e-6, rtol=1e-5)
+    # other batch sizes sum in another order: float32 rounding (shares ≤ 1, sums larger: rtol with a 1e-5 floor)
+    pd.testing.assert_frame_equal(one, other, check_exact=False, atol=FLOAT32, rtol=FLOAT32)
 
 
 def test_mode_gradients_and_hooks_are_left_as_they_were(hier, split):

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from isoprobe.attribution.attention import AttentionConfig, attribute as attention_attribution
-from isoprobe.attribution.compare import COLUMNS, DEFINITIONS, LAYERED, CompareConfig, compare
+from isoprobe.attribution.compare import COLUMNS, DEFINITIONS, LAYER_COLUMNS, LAYERED, CompareConfig, compare
 from isoprobe.attribution.interaction import InteractConfig, interact
 from isoprobe.engine.ablate import AblationConfig, run_ablation
 from tests.cli_helpers import assert_user_error, invoke
@@ -56,7 +56,13 @@ def test_rows_equal_the_methods_run_alone(compared, hier, split, db2):
 
 def test_per_layer_rows_and_their_rank_agreement(compared, hier):
     per_layer = compared.per_layer
+    assert tuple(per_layer.columns) == LAYER_COLUMNS
     assert set(per_layer.layer) == {"L1", "L2", "L3"} and set(per_layer.method) == set(LAYERED)
+    # cross in the last layer cannot reach the CLS head: marked, and exactly 0 by every method
+    null = per_layer[per_layer.null_by_construction]
+    assert set(null.layer) == {"L3"} and len(null) == len(LAYERED)
+    assert (null[["estimate", "ci_low", "ci_high"]] == 0).all().all()
+    assert (per_layer[~per_layer.null_by_construction].estimate != 0).any()
     grid = per_layer.pivot(index="layer", columns="method", values="estimate")
     agreement = compared.agreement
     assert len(agreement) == 15
@@ -73,12 +79,15 @@ def test_per_layer_rows_and_their_rank_agreement(compared, hier):
 def test_the_multimodal_transformer_has_no_cross_share_by_any_method(mmt, split, db2):
     """The built-in control (DESIGN §3): no cross-modal edge exists, so every pathway-based method
     finds exactly nothing there."""
-    table = compare(mmt, split, CompareConfig(**FAST), reference=db2.splits["train"]).table
-    row = dict(zip(table.method, table.estimate))
-    for method in ("mask (IsoNet)", "mean ablation", "resample ablation", "attribution patching",
+    result = compare(mmt, split, CompareConfig(**FAST), reference=db2.splits["train"])
+    row = dict(zip(result.table.method, result.table.estimate))
+    for method in ("mask (IsoNet)", "mask, logit margin", "mean ablation", "resample ablation", "attribution patching",
                    "attention attribution", "pathway Shapley"):
         assert row[method] == 0.0, method
-    assert abs(row["mask, logit margin"]) < 1e-6  # the explicit and fused attention paths differ in rounding only
+    # per layer too: every row marked, and exactly 0, not float noise
+    per_layer = result.per_layer
+    assert set(per_layer.method) == set(LAYERED) and per_layer.null_by_construction.all()
+    assert (per_layer[["estimate", "ci_low", "ci_high"]] == 0).all().all()
 
 
 def test_interact_command_prints_and_writes(trained, tmp_path):

@@ -21,6 +21,7 @@ from isoprobe.engine.approx import agreement, checked_subset, estimate_masking, 
 from isoprobe.engine.grid import Condition, InterventionEngine
 from isoprobe.engine.stats import logit_margin
 from isoprobe.errors import ConfigError
+from tests.engine.conftest import windows
 
 D_MODEL, N_HEADS, D_HEAD = 8, 2, 4
 GROUPS = torch.tensor([0, 1, 1, 1, 2, 2])  # CLS, three emg tokens, two acc tokens
@@ -134,6 +135,26 @@ def test_pattern_change_effect_against_a_loop_that_masks_and_renormalises():
                     new = kept / kept.sum() * row.sum() if kept.sum() > 1e-12 else torch.zeros_like(row)
                     total += float((gradient[b, h, q] * (new - row)).sum())
             assert got[b, c].item() == pytest.approx(total, abs=1e-10)
+
+
+def test_conditions_null_by_construction_are_estimated_exactly_zero(hier, mmt, db2):
+    """What cannot change the prediction gets an estimate of exactly 0, as its exact effect is: uni and
+    cross in the hierarchical model's last layer (its head reads CLS alone), no head at all, the mmt's
+    cross edges (which it never uses). A condition that acts, on each model, is the negative control."""
+    inputs, target = windows(db2, 6)
+    cases = [(hier, [Condition((2,), "uni"), Condition((2,), "cross"), Condition((0, 1), "all", ())], Condition((2,), "cls")),
+             (mmt, [Condition((0,), "cross"), Condition((0, 1), "emg->acc+acc->emg")], Condition((1,), "uni"))]
+    for model, null, acting in cases:
+        engine = InterventionEngine(model)
+        assert all(engine.null_by_construction(c) for c in null) and not engine.null_by_construction(acting)
+        estimates = estimate_masking(engine, inputs, null + [acting], target).estimates
+        assert (estimates[:, :-1] == 0).all()
+        assert estimates[:, -1].abs().max() > 1e-3
+    test = db2.splits["test"].take(np.arange(0, len(db2.splits["test"]), 6))
+    table = run_approx(mmt, test, AblationConfig(layers="all", pathway="cross,uni", bootstrap=20), check=-1).table
+    cross = table[table.pathway == "cross"]
+    assert (cross[["estimate", "ci_low", "ci_high", "exact", "abs_error"]] == 0).all().all()
+    assert (table[table.pathway == "uni"].exact.abs() > 1e-3).all()
 
 
 def test_run_approx_reports_its_agreement_with_the_exact_grid(hier, db2):

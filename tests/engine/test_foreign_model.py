@@ -19,6 +19,7 @@ from isoprobe.engine.grid import Condition, InterventionEngine, attention_layers
 from isoprobe.errors import ConfigError
 
 from tests.engine.reference import as_tensor, naive_edges
+from tests.tolerance import FLOAT64, assert_close
 
 D_MODEL, N_HEADS, D_HEAD, N_CLASSES = 8, 2, 4, 3
 GROUPS = torch.tensor([0, 1, 1, 1, 2, 2, 3])  # CLS, three "left", two "right", one "force"
@@ -133,9 +134,10 @@ def test_masking_equals_a_direct_masked_computation(model, tokens, condition):
     run = engine.run_grid([tokens], [condition])
     clean, (out,) = run.clean, run.logits
     (naive,) = engine.run_naive([tokens], [condition])
-    torch.testing.assert_close(clean, direct(model, tokens), atol=1e-12, rtol=0)
-    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
-    torch.testing.assert_close(naive, expected, atol=1e-12, rtol=0)
+    # float64 logits of a few hundred: 1e-12 of their size (an absolute 1e-12 was ~35 ulps)
+    assert_close(clean, direct(model, tokens), FLOAT64)
+    assert_close(out, expected, FLOAT64)
+    assert_close(naive, expected, FLOAT64)
     assert (out - clean).abs().max() > 1e-3
 
 
@@ -147,7 +149,7 @@ def test_resample_equals_a_direct_replacement(model, tokens):
     expected = direct(model, tokens, replace={layer: (edges_of("cross"), lambda part, d=donor_parts[layer]: d) for layer in (0, 1)})
     engine = InterventionEngine(model, GROUPS, NAMES)
     run = engine.run_grid([tokens], [Condition((0, 1), "cross", None, "resample")], donors=[[donors]])
-    torch.testing.assert_close(run.logits[0], expected, atol=1e-12, rtol=0)
+    assert_close(run.logits[0], expected, FLOAT64)
     assert (run.logits[0] - run.clean).abs().max() > 1e-3
 
 
@@ -159,7 +161,7 @@ def test_mean_equals_a_direct_replacement(model, tokens):
     parts = {}
     direct(model, reference, replace={0: (edges_of("uni+cls"), lambda part: part)}, parts=parts)
     mean = parts[0].mean(dim=0)  # [q, head, d_head]
-    torch.testing.assert_close(engine.strategy("mean").means[(0, "uni+cls")].double(), mean, atol=1e-6, rtol=0)
+    assert_close(engine.strategy("mean").means[(0, "uni+cls")], mean)  # stored in float32
 
     def head_1_only(part):
         new = part.clone()

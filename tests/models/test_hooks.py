@@ -11,6 +11,7 @@ from isoprobe.models.config import HierarchicalConfig
 from isoprobe.models.spec import model_config_for
 from isoprobe.models import build_model
 from tests.models.helpers import SMALL, batch, cached_run, small_model
+from tests.tolerance import assert_close
 
 BLOCK_HOOKS = (
     "hook_resid_pre",
@@ -181,7 +182,7 @@ def test_mmt_perturbing_one_modality_leaves_the_other_pooled_representation(prep
         model.run_with_hooks(*perturbed, fwd_hooks=hooks)
     clean, changed = pooled
     assert clean.shape == (4, 2, 16)
-    torch.testing.assert_close(changed[:, 1], clean[:, 1], atol=1e-6, rtol=0)
+    assert_close(changed[:, 1], clean[:, 1])
     assert (changed[:, 0] - clean[:, 0]).abs().max() > 1e-3  # the perturbed modality did change
 
 
@@ -201,7 +202,7 @@ def test_hierarchical_does_mix_modalities(prepared):
         model.run_with_hooks(*perturbed, fwd_hooks=[hook])
     assert (changed - clean).abs().max() > 1e-4
     # ...while the acc encoder itself never sees sEMG.
-    torch.testing.assert_close(encoder[1], encoder[0], atol=1e-6, rtol=0)
+    assert_close(encoder[1], encoder[0])
 
 
 def final_residual(model, windows):

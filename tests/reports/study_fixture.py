@@ -1,6 +1,12 @@
 """A study folder as `isoprobe study` writes it, with made-up numbers: tables/*.csv with the identification
 columns and the columns `isoprobe ablate`, `compare` and `shift` write (copied from their CSV headers,
-generated on a trained checkpoint), and study.json."""
+generated on a trained checkpoint), and study.json.
+
+What the report must handle honestly is planted: the multimodal transformer's cross-modal rows are null by
+construction (ablation and compare_layers; its logit-margin share is float noise of ±1e-8 that must never
+be drawn), none of its shift interventions moves anything (MMD² exactly 0), subject 2's hierarchical
+emg,acc run has 4 segments and a few-segment caveat, and the planted rules carry regions, one of them
+with a threshold (chance) that differs between runs, failed by subject 2's runs."""
 
 from __future__ import annotations
 
@@ -13,11 +19,11 @@ import pandas as pd
 ABLATION = ("layers,pathway,heads,intervention,draws,windows,segments,base_accuracy,accuracy,accuracy_draw_sd,drop,"
             "drop_ci_low,drop_ci_high,relative_drop,chance,chance_corrected_drop,chance_corrected_ci_low,"
             "chance_corrected_ci_high,p_value,p_holm,logit_margin_base,logit_margin,logit_margin_change,"
-            "logit_margin_change_ci_low,logit_margin_change_ci_high,kl,null_by_construction").split(",")
-COMPARE = "method,layers,estimate,ci_low,ci_high,definition,shift_cosine,shift_mmd2,shift_p,shift_null_mmd2".split(",")
-COMPARE_LAYERS = "layer,method,estimate,ci_low,ci_high".split(",")
+            "logit_margin_change_ci_low,logit_margin_change_ci_high,kl,null_by_construction,caveat").split(",")
+COMPARE = "method,layers,estimate,ci_low,ci_high,definition,shift_cosine,shift_mmd2,shift_p,shift_null95".split(",")
+COMPARE_LAYERS = "layer,method,estimate,ci_low,ci_high,null_by_construction".split(",")
 SHIFT = ("layers,pathway,heads,intervention,site,windows,segments,base_accuracy,accuracy,cosine,cosine_ci_low,"
-         "cosine_ci_high,mmd_windows,mmd2,p_value,null_mmd2,bandwidth").split(",")
+         "cosine_ci_high,mmd_windows,mmd2,p_value,mmd2_null95,bandwidth").split(",")
 METHODS = {"mask (IsoNet)": "relative accuracy drop, cross scores set to −inf",
            "mask, logit margin": "share of the clean logit margin that masking removes",
            "mean ablation": "relative accuracy drop, cross contribution → training mean",
@@ -29,6 +35,8 @@ MODELS = [("hierarchical", "emg,acc", "multimodal"), ("hierarchical", "emg[0:6],
           # with MODELS[0] and [2], a channel sweep: 4 and 12 sEMG channels, each with and without acc
           ("hierarchical", "emg[0:4]", "unimodal"), ("hierarchical", "emg[0:4],acc", "multimodal")]
 DATA = "synthetic mixed (synergy 0.3)"
+CAVEAT = "4 segments: the sign-flip p cannot fall below 0.125; 4 segments (< 20): 95% CIs cover less than 95%"
+PAIR_SPLIT = 0.65
 
 
 def _ci(rng, value, width=0.05):
@@ -61,15 +69,11 @@ def make_study(root: Path, subjects=(1, 2, 3), seeds=(0, 1), models=MODELS, skip
                                                             "count": int(rng.integers(20, 40) if true == predicted else rng.integers(0, 5))})
                 if arch == "mlp" or configuration == "unimodal":
                     continue  # nothing to intervene on, as `isoprobe study` runs it
-                _ablation(tables["ablation"], ident, arch, accuracy, rng)
-                _compare(tables, ident, rng)
-                _shift(tables["shift"], ident, accuracy, rng)
-                for check, quantity, method, planted in (("synergy needs cross", "interaction share", "interaction index", "0.3"),
-                                                         ("emg-only classes", "acc share", "ig", "≤ 0.1")):
-                    found = rng.uniform(0, 0.4)
-                    low, high = _ci(rng, found)
-                    tables["planted"].append(ident | dict(check=check, quantity=quantity, method=method, planted=planted,
-                                                          found=found, ci_low=low, ci_high=high, passed=bool(found < 0.35)))
+                few = subject == 2 and arch == "hierarchical" and modalities == "emg,acc"
+                _ablation(tables["ablation"], ident, arch, accuracy, rng, few)
+                _compare(tables, ident, arch, rng)
+                _shift(tables["shift"], ident, arch, accuracy, rng)
+                _planted(tables["planted"], ident, subject, rng)
     folder = Path(root) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
@@ -80,7 +84,7 @@ def make_study(root: Path, subjects=(1, 2, 3), seeds=(0, 1), models=MODELS, skip
     return Path(root)
 
 
-def _ablation(rows: list, ident: dict, arch: str, base: float, rng) -> None:
+def _ablation(rows: list, ident: dict, arch: str, base: float, rng, few: bool = False) -> None:
     for layers in ("L1", "L2", "L3", "L4", "L5", "L1-L5"):
         for pathway in ("uni", "cross", "relay", "readout"):
             null = (layers == "L5" and pathway != "readout") or (arch == "mmt" and pathway == "cross")
@@ -88,7 +92,8 @@ def _ablation(rows: list, ident: dict, arch: str, base: float, rng) -> None:
             low, high = (drop, drop) if null else _ci(rng, drop)
             corrected = drop / (base - 0.25)
             row = dict.fromkeys(ABLATION, np.nan) | dict(
-                layers=layers, pathway=pathway, heads="all", intervention="mask", draws=1, windows=342, segments=18,
+                layers=layers, pathway=pathway, heads="all", intervention="mask", draws=1, windows=342,
+                segments=4 if few else 18, caveat=CAVEAT if few else "",
                 base_accuracy=base, accuracy=base - drop, drop=drop, drop_ci_low=low, drop_ci_high=high,
                 relative_drop=drop / base, chance=0.25, chance_corrected_drop=corrected,
                 chance_corrected_ci_low=low / (base - 0.25), chance_corrected_ci_high=high / (base - 0.25),
@@ -100,29 +105,64 @@ def _ablation(rows: list, ident: dict, arch: str, base: float, rng) -> None:
             rows.append(ident | row)
 
 
-def _compare(tables: dict, ident: dict, rng) -> None:
+def _compare(tables: dict, ident: dict, arch: str, rng) -> None:
     for method, definition in METHODS.items():
         estimate = rng.uniform(-0.05, 0.4)
         low, high = _ci(rng, estimate)
-        shift = dict(shift_cosine=0.98, shift_mmd2=rng.uniform(0, 0.05), shift_p=0.01, shift_null_mmd2=0.05) \
+        shift = dict(shift_cosine=0.98, shift_mmd2=rng.uniform(0, 0.05), shift_p=0.01, shift_null95=0.05) \
             if "ablation" in method or method == "mask (IsoNet)" else {}
         tables["compare"].append(ident | dict.fromkeys(COMPARE, np.nan) | dict(
             method=method, layers="inputs" if method == "interaction index" else "L1-L5", estimate=estimate,
             ci_low=low, ci_high=high, definition=definition) | shift)
         if method != "interaction index":
             for layer in ("L1", "L2", "L3", "L4", "L5"):
+                # no cross-modal attention in the mmt; only CLS reaches the head after the last layer
+                null = arch == "mmt" or layer == "L5"
                 estimate = rng.uniform(-0.05, 0.2)
                 low, high = _ci(rng, estimate)
+                if null:  # 0, except the float noise an older margin share carried
+                    estimate = rng.choice([-1e-8, 1e-8]) if method == "mask, logit margin" else 0.0
+                    low, high = estimate, estimate
                 tables["compare_layers"].append(ident | dict(layer=layer, method=method, estimate=estimate,
-                                                             ci_low=low, ci_high=high))
+                                                             ci_low=low, ci_high=high, null_by_construction=null))
 
 
-def _shift(rows: list, ident: dict, base: float, rng) -> None:
+def _shift(rows: list, ident: dict, arch: str, base: float, rng) -> None:
     for intervention in ("mask", "mean", "resample"):
-        accuracy = base - rng.uniform(0, 0.2)
+        still = arch == "mmt"  # no cross-modal pathway: nothing moves, MMD² exactly 0
+        accuracy = base if still else base - rng.uniform(0, 0.2)
         for site in ("L2 residual", "L3 residual", "L4 residual", "L5 residual", "final CLS"):
             cosine = rng.uniform(0.9, 1.0)
             rows.append(ident | dict(layers="L2-L4", pathway="cross", heads="all", intervention=intervention, site=site,
                                      windows=342, segments=18, base_accuracy=base, accuracy=accuracy, cosine=cosine,
                                      cosine_ci_low=cosine - 0.01, cosine_ci_high=cosine + 0.005, mmd_windows=200,
-                                     mmd2=rng.uniform(-0.005, 0.03), p_value=rng.uniform(), null_mmd2=0.07, bandwidth=85.0))
+                                     mmd2=0.0 if still else rng.uniform(-0.005, 0.03), p_value=1.0 if still else rng.uniform(),
+                                     mmd2_null95=0.07, bandwidth=85.0))
+
+
+def passes(values: tuple, tested: str, low: float, high: float) -> bool:
+    """As isoprobe.study.planted: the tested number(s) inside (low, high), both ends closed for the whole CI."""
+    estimate, ci_low, ci_high = values
+    numbers = {"estimate": [estimate], "ci_low": [ci_low], "ci_high": [ci_high], "ci": [ci_low, ci_high]}[tested]
+    closed = tested == "ci"
+    return all((np.isnan(low) or (v >= low if closed else v > low)) and (np.isnan(high) or (v <= high if closed else v < high))
+               for v in numbers)
+
+
+def _planted(rows: list, ident: dict, subject, rng) -> None:
+    """Three rules: one with a per-run threshold (chance), one failed by subject 2's runs, one whose planted
+    value is a number."""
+    chance = rng.uniform(0.10, 0.14)
+    split = (0.9, 0.85, 0.95) if subject != 2 else (0.72, 0.6, 0.8)  # subject 2: CI low below the threshold
+    interaction = rng.uniform(0.22, 0.38)
+    for check, quantity, method, planted, found, tested, low, high in (
+            ("blind", "accuracy on the classes acc carries nothing about", "accuracy",
+             f"chance {chance:.3f}, within 0.05 (CI high < {chance + 0.05:.3f})", (chance + 0.01, chance - 0.01, chance + 0.03),
+             "ci_high", np.nan, chance + 0.05),
+            ("synergy", "within-pair accuracy of the synergy classes", "accuracy",
+             f"≈ 1, the pair split by the combination (CI low > {PAIR_SPLIT})", split, "ci_low", PAIR_SPLIT, np.nan),
+            ("synergy needs cross", "interaction share", "interaction index", "0.3",
+             (interaction, interaction - 0.03, interaction + 0.03), "estimate", 0.2, 0.4)):
+        rows.append(ident | dict(check=check, quantity=quantity, method=method, planted=planted, found=found[0],
+                                 ci_low=found[1], ci_high=found[2], tested=tested, low=low, high=high,
+                                 passed=passes(found, tested, low, high)))

@@ -53,8 +53,10 @@ def _runs(rows) -> pd.DataFrame:
                         balanced_accuracy=table.accuracy)
 
 
-def _gain(table: pd.DataFrame, modalities: str) -> pd.Series:
-    return table[(table.measure == "gain") & table.modalities.str.startswith(modalities + " −")].iloc[0]
+def _gain(table: pd.DataFrame, modalities: str, level: str = "pooled") -> pd.DataFrame | pd.Series:
+    """The pooled gain row of `modalities` (a Series), or its rows of another level (a DataFrame)."""
+    rows = table[(table.measure == "gain") & table.modalities.str.startswith(modalities + " −") & (table.level == level)]
+    return rows.iloc[0] if level == "pooled" else rows
 
 
 def test_the_gain_pairs_runs_of_one_subject_and_seed():
@@ -67,24 +69,37 @@ def test_the_gain_pairs_runs_of_one_subject_and_seed():
     # by hand: subject 1 gains 0.20 (seed 0) and 0.04 (seed 1), mean 0.12; subject 2 gains 0.05; mean 0.085
     four = _gain(table, "emg[0:4],acc")
     assert four.value == pytest.approx(0.085, abs=1e-12)
-    assert (four.semg_channels, four.unit, four.n, four.runs) == (4, "subjects", 2, 3)
-    subject_gains = np.array([0.12, 0.05])
-    draws = np.random.default_rng(7).integers(0, 2, size=(500, 2))
-    assert (four.ci_low, four.ci_high) == pytest.approx(tuple(np.quantile(subject_gains[draws].mean(axis=1), [0.025, 0.975])))
+    assert (four.semg_channels, four.unit, four.n, four.runs) == (4, aggregate.FEW_SUBJECTS, 2, 3)
+    assert math.isnan(four.ci_low) and math.isnan(four.ci_high)  # two subjects: no pooled CI
+    subjects = _gain(table, "emg[0:4],acc", "subject")
+    assert subjects.subject.tolist() == [1, 2] and subjects.value.tolist() == pytest.approx([0.12, 0.05], abs=1e-12)
+    assert subjects.unit.tolist() == [aggregate.AVERAGED, "pair"] and subjects.ci_low.isna().all()
     twelve = _gain(table, "emg,acc")
     assert twelve.value == pytest.approx((0.01 - 0.02) / 2, abs=1e-12) and twelve.semg_channels == 12
     # the accuracies themselves, as the accuracy figure averages them (seeds within subjects first)
     with_acc = table[(table.measure == "accuracy") & (table.modalities == "emg[0:4],acc")].iloc[0]
     assert with_acc.value == pytest.approx(((0.70 + 0.64 + 0.99) / 3 + 0.45) / 2, abs=1e-12)
     assert set(table.measure) == {"accuracy", "gain"} and not table.null_by_construction.any()
+    # from five subjects on, the subjects' gains are resampled
+    more = [(s, 0, m, a) for s, gain in ((3, 0.3), (4, -0.1), (5, 0.0)) for m, a in (("emg[0:4]", 0.5), ("emg[0:4],acc", 0.5 + gain))]
+    wider = channel_summary(pd.concat([runs, _runs(more)], ignore_index=True), None, bootstrap=500, seed=7)
+    five = _gain(wider, "emg[0:4],acc")
+    subject_gains = np.array([0.12, 0.05, 0.3, -0.1, 0.0])
+    draws = np.random.default_rng(7).integers(0, 5, size=(500, 5))
+    assert (five.unit, five.n) == ("subjects", 5) and five.value == pytest.approx(subject_gains.mean(), abs=1e-12)
+    assert (five.ci_low, five.ci_high) == pytest.approx(tuple(np.quantile(subject_gains[draws].mean(axis=1), [0.025, 0.975])))
+    assert _gain(wider, "emg[0:4],acc", "subject").empty
 
 
-def test_the_gain_of_one_subject_resamples_seeds_and_of_one_pair_has_no_ci():
+def test_the_gain_of_one_subject_lists_its_seeds_and_of_one_pair_has_no_ci():
     runs = _runs([(1, 0, "emg[0:2]", 0.5), (1, 0, "emg[0:2],acc", 0.7), (1, 1, "emg[0:2]", 0.5), (1, 1, "emg[0:2],acc", 0.6),
                   (1, 0, "emg", 0.8), (1, 0, "emg,acc", 0.9)])
     table = channel_summary(runs, None, bootstrap=200, seed=0)
     two, twelve = _gain(table, "emg[0:2],acc"), _gain(table, "emg,acc")
-    assert (two.unit, two.n, two.value) == ("seeds", 2, pytest.approx(0.15))
+    assert (two.unit, two.n, two.value) == (aggregate.FEW_SEEDS, 2, pytest.approx(0.15)) and math.isnan(two.ci_low)
+    seeds = _gain(table, "emg[0:2],acc", "seed")
+    assert seeds.seed.tolist() == [0, 1] and seeds.value.tolist() == pytest.approx([0.2, 0.1])
+    assert (seeds.unit == "pair").all()  # each a single pair: its runs' own CIs are not paired
     assert (twelve.unit, twelve.n, twelve.runs) == ("pair", 1, 1)
     assert twelve.value == pytest.approx(0.1) and math.isnan(twelve.ci_low) and math.isnan(twelve.ci_high)
 
@@ -99,7 +114,7 @@ def test_panel_b_takes_the_all_layer_cross_mask_and_keeps_null_rows_null():
                                                      relative_drop=drop if pathway == "cross" else 0.9,
                                                      null_by_construction=run.modalities == "emg,acc" and layers == "L1-L3"))
     table = channel_summary(runs, pd.DataFrame(ablation), bootstrap=200, seed=0)
-    drops = table[table.measure == "relative_drop"].set_index("modalities")
+    drops = table[(table.measure == "relative_drop") & (table.level == "pooled")].set_index("modalities")
     assert list(drops.layers) == ["L1-L3", "L1-L3"]
     assert drops.loc["emg[0:4],acc", "value"] == pytest.approx(0.15) and not drops.loc["emg[0:4],acc", "null_by_construction"]
     null = drops.loc["emg,acc"]
@@ -135,12 +150,15 @@ def test_the_figure_draws_without_panel_b_and_with_null_points():
     runs = _runs([(s, 0, m, 0.7 + 0.05 * s) for s in (1, 2) for m in ("emg[0:2]", "emg[0:2],acc", "emg", "emg,acc")])
     table = channel_summary(runs, None, bootstrap=200, seed=0)
     assert isinstance(plots.STATIC["channels"](table), Figure)
-    assert {t.name for t in plots.PLOTLY["channels"](table).data} == {"sEMG alone", "sEMG + acc", "gain of + acc (right axis)"}
+    each = "each subject (its own CI where it has one)"
+    assert {t.name for t in plots.PLOTLY["channels"](table).data} == {"sEMG alone", "sEMG + acc", "gain of + acc (right axis)",
+                                                                     each}
     ablation = runs[runs.modalities.str.contains("acc")].assign(layers="L1-L4", pathway="cross", heads="all",
                                                                intervention="mask", relative_drop=0.0,
                                                                null_by_construction=True)
     table = channel_summary(runs, ablation, bootstrap=200, seed=0)
-    assert table[table.measure == "relative_drop"].value.isna().all()
+    drops = table[table.measure == "relative_drop"]
+    assert drops.value.isna().all() and (drops.level == "pooled").all()  # null rows: no number, no unit rows
     assert isinstance(plots.STATIC["channels"](table), Figure)
     null = [t for t in plots.PLOTLY["channels"](table).data if t.name == "∅ null by construction"]
     assert len(null) == 1 and list(null[0].y) == [0, 0] and list(null[0].x) == [2, 12]
