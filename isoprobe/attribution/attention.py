@@ -11,7 +11,7 @@ a hook on `blocks.{l}.attn.hook_pattern` returns G ⊙ pattern, and IG of F with
 baseline G = 0 to the input G = 1 is exactly the expression above (∂F/∂G = A ⊙ ∂F/∂(G ⊙ A)). So the
 completeness axiom of IG holds per layer: a layer's attributions sum to F(G=1) − F(G=0), the clean
 logit minus the logit with that layer's attention switched off, up to the quadrature error
-δ = F(1) − F(0) − Σ Attr, which is reported. The integral uses captum's IntegratedGradients: the gate
+δ = Σ Attr − (F(1) − F(0)) (captum's convergence delta, the sign `attribute --method ig` reports too), which is reported. The integral uses captum's IntegratedGradients: the gate
 is the input, the model's inputs (or, for models that run in stages, the residual stream entering
 layer l, computed once) are additional forward arguments expanded per step, and
 `internal_batch_size` bounds how many (window, step) rows one forward/backward pass holds.
@@ -109,8 +109,8 @@ class AttentionAttributions:
     """Per-window numbers behind the table. layers: the attributed shared layers (0-based);
     parts: part name -> boolean [query_pos, key_pos] edges (those the model lets exist); signed,
     absolute: [window, layer, part] sums over heads and the part's edges of Attr and |Attr|; delta:
-    [window, layer] completeness error F(1) − F(0) − Σ Attr; target: [window] the class whose logit
-    is explained."""
+    [window, layer] completeness error Σ Attr − (F(1) − F(0)) (captum's sign); target: [window] the
+    class whose logit is explained."""
 
     layers: tuple[int, ...]
     parts: dict[str, torch.Tensor]
@@ -194,7 +194,7 @@ def _clean_run(model: torch.nn.Module, inputs: Sequence[torch.Tensor], layers: S
 def _integrate(model: torch.nn.Module, clean: _CleanRun, inputs: Sequence[torch.Tensor], target: torch.Tensor,
                layer: int, steps: int, method: str, internal_batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """IG of the target logit over a gate on layer `layer`'s pattern, from 0 to 1: (Attr [batch, head,
-    q, k], δ [batch] = F(1) − F(0) − Σ Attr). Model in eval mode and gradients enabled by the caller."""
+    q, k], δ [batch] = Σ Attr − (F(1) − F(0)), captum's). Model in eval mode and gradients enabled by the caller."""
     gate: list[torch.Tensor] = []  # the gate of the current forward pass [rows, head, q, k]
 
     def gated(pattern: torch.Tensor, hook=None) -> torch.Tensor:
@@ -223,8 +223,8 @@ def _integrate(model: torch.nn.Module, clean: _CleanRun, inputs: Sequence[torch.
         attributions, captum_delta = IntegratedGradients(forward).attribute(
             ones, baselines=torch.zeros_like(ones), target=target, additional_forward_args=arguments, n_steps=steps,
             method=method, internal_batch_size=internal_batch_size, return_convergence_delta=True)
-    # captum's delta is Σ Attr − (F(1) − F(0)); the table reports what the attributions leave unexplained.
-    return attributions.detach(), -captum_delta.detach()
+    # captum's convergence delta, Σ Attr − (F(1) − F(0)): one sign convention with integrated gradients
+    return attributions.detach(), captum_delta.detach()
 
 
 def layer_attributions(model: torch.nn.Module, inputs: Sequence[torch.Tensor], target: torch.Tensor, layer: int,
@@ -234,7 +234,7 @@ def layer_attributions(model: torch.nn.Module, inputs: Sequence[torch.Tensor], t
 
     inputs: the model's inputs (one [batch, time, channel] tensor per modality for isoprobe's models);
     target: [batch] class indices -> (Attr [batch, head, query_pos, key_pos], δ [batch]) with
-    Σ Attr + δ = F(1) − F(0), F being the target logit with the layer's pattern scaled by the gate."""
+    Σ Attr − δ = F(1) − F(0), F being the target logit with the layer's pattern scaled by the gate."""
     n_layers = _check_model(model)
     if not 0 <= layer < n_layers:
         raise ConfigError("layer", layer, f"the model has shared layers 0–{n_layers - 1} (0-based)")

@@ -22,18 +22,18 @@ def compare(
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
     batch_size: BatchOption = 256,
-    out: Annotated[Optional[Path], typer.Option(help="Write compare.csv, compare-layers.csv, compare-agreement.csv (and .json, .md) here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write compare.csv and compare-layers.csv (and .json, .md) here.")] = None,
 ) -> None:
     """How much of the decision runs through direct cross-modal attention, by IsoNet masking, mean and
     resample ablation, attribution patching, attention attribution, pathway Shapley values and the
-    modality interaction index; per layer with the methods' rank agreement. The README says how to
-    read disagreements."""
+    modality interaction index, each with what it estimates; per layer. The README says which rows are
+    comparable and how to read disagreements."""
     from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
     from isoprobe.analysis import load_analysis
-    from isoprobe.attribution.compare import CompareConfig, compare as run
+    from isoprobe.attribution.compare import BLOCKS, CompareConfig, compare as run
     from isoprobe.engine.grid import InterventionEngine
     from isoprobe.engine.pathways import parse_layers
 
@@ -46,17 +46,29 @@ def compare(
             task = bar.add_task("comparing methods", total=None)
             result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — the cross-modal share on the {split} split "
-                  f"({len(analysis.windows)} windows); 95% cluster-bootstrap CIs over segments")
-    summary = Table(box=None, pad_edge=False, collapse_padding=True)
-    for column in ("method", "layers", "estimate", "95% CI"):
-        summary.add_column(column, justify="right" if column in ("estimate", "95% CI") else "left", no_wrap=True)
-    for row in result.table.itertuples():
-        summary.add_row(row.method, row.layers, f"{row.estimate:+.1%}", f"[{row.ci_low:+.1%}, {row.ci_high:+.1%}]")
-    console.print(summary)
-    for row in result.table.itertuples():
-        console.print(f"  {row.method}: {row.definition}", style="dim", highlight=False)
-    shifted = result.table[result.table.shift_mmd2.notna()]
+    console.print(f"[bold]{escape(str(checkpoint))}[/] — how much of the decision runs through cross-modal "
+                  f"attention, on the {split} split ({len(analysis.windows)} windows); 95% stratified cluster-bootstrap "
+                  "CIs over segments. Rows are shares of one thing only within a block.")
+    table = result.table
+    for block in BLOCKS:
+        rows = table[table.block == block]
+        if rows.empty:
+            continue
+        shown = Table(box=None, pad_edge=False, collapse_padding=True, title=block, title_justify="left",
+                      title_style="bold")
+        for column in ("method", "layers", "estimate", "95% CI"):
+            shown.add_column(column, justify="right" if column in ("estimate", "95% CI") else "left", no_wrap=True)
+        for row in rows.itertuples():
+            shown.add_row(row.method, row.layers, _number(row.estimate, row.method),
+                          f"[{_number(row.ci_low, row.method)}, {_number(row.ci_high, row.method)}]")
+        console.print(shown)
+        for row in rows.drop_duplicates("method").itertuples():
+            console.print(f"  {row.method}: {row.estimand}", style="dim", highlight=False)
+    caveats = table.caveat.dropna()
+    caveats = caveats[caveats != ""]
+    if len(caveats):
+        console.print(f"few segments — {caveats.iloc[0]}", style="yellow")
+    shifted = table[table.shift_mmd2.notna()]
     if len(shifted):
         moved = Table("ablation", "drop", "cosine", "MMD²", "p", "null 95%", box=None, pad_edge=False, collapse_padding=True,
                       title="how far each moved the representation the head reads (same layers)", title_justify="left")
@@ -67,21 +79,14 @@ def compare(
     if len(result.per_layer):
         grid = result.per_layer.pivot(index="layer", columns="method", values="estimate")
         grid = grid[[m for m in dict.fromkeys(result.per_layer.method)]]
+        null = result.per_layer.set_index(["layer", "method"]).null_by_construction
         shown = Table("layer", *[_short(m) for m in grid.columns], box=None, pad_edge=False, collapse_padding=True,
                       title="per layer (each layer alone)", title_justify="left")
         for layer, values in grid.iterrows():
-            shown.add_row(layer, *[f"{v:+.1%}" for v in values])
+            shown.add_row(layer, *["∅" if null.get((layer, m), False) else _number(v, m) for m, v in values.items()])
         console.print(shown)
-        methods = list(grid.columns)
-        rho = {(r.method, r.against): r.spearman for r in result.agreement.itertuples()}
-        matrix = Table("ρ", *[_short(m) for m in methods[1:]], box=None, pad_edge=False, collapse_padding=True,
-                       title="rank agreement across layers (Spearman ρ)", title_justify="left")
-        for i, first in enumerate(methods[:-1]):
-            cells = ["" if j <= i else _rho(rho.get((first, second), float("nan")))
-                     for j, second in enumerate(methods[1:], start=1)]
-            matrix.add_row(_short(first), *cells)
-        console.print(matrix)
-        console.print("—: a method constant across these layers (no ranking)", style="dim")
+        console.print("∅: null by construction (cross in that layer cannot change the prediction); attention: a "
+                      "related quantity, not a share of accuracy or margin", style="dim")
     if out is not None:
         with user_errors(compare):
             from isoprobe.reports.tables import write_table
@@ -90,16 +95,18 @@ def compare(
                     "provenance": made_by(analysis, seeds={"seed": seed})}
             write_table(out, "compare", result.table, meta=meta)
             write_table(out, "compare-layers", result.per_layer, meta=meta)
-            write_table(out, "compare-agreement", result.agreement, meta=meta)
-        console.print(f"written to {out}/compare.csv, compare-layers.csv, compare-agreement.csv (and .json, .md)")
+        console.print(f"written to {out}/compare.csv, compare-layers.csv (and .json, .md)")
 
 
 SHORT = {"mask (IsoNet)": "mask", "mean ablation": "mean", "resample ablation": "resample", "mask, logit margin": "margin",
          "attribution patching": "patching", "attention attribution": "attention"}
 
 
-def _rho(value: float) -> str:
-    return "—" if value != value else f"{value:+.2f}"  # NaN: a method constant across the layers
+def _number(value: float, method: str) -> str:
+    """Shares as percentages; the interaction index in accuracy points."""
+    if value != value:
+        return "—"
+    return f"{value:+.3f}" if method.startswith("interaction") else f"{value:+.1%}"
 
 
 def _short(method: str) -> str:

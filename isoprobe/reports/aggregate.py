@@ -215,7 +215,7 @@ def ablation_summary(ablation: pd.DataFrame, bootstrap: int, seed: int) -> pd.Da
 def compare_summary(compare: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
     """compare.csv across runs; rows null by construction (an optional column: older tables lack it) get no number."""
     return summarise(with_null(compare, "compare.csv"), [Measure("estimate", "ci_low", "ci_high")],
-                     [*model_columns(compare), "method", "layers", "definition", NULL_COLUMN], bootstrap=bootstrap,
+                     [*model_columns(compare), "block", "method", "layers", "estimand", NULL_COLUMN], bootstrap=bootstrap,
                      seed=seed, name="compare.csv")
 
 
@@ -223,7 +223,7 @@ def compare_layers_summary(compare_layers: pd.DataFrame, bootstrap: int, seed: i
     """compare's per-layer estimates across runs; a layer where `cross` cannot change the prediction (the
     optional `null_by_construction` column, e.g. every layer of the multimodal transformer) gets no number."""
     summary = summarise(with_null(compare_layers, "compare_layers.csv"), [Measure("estimate", "ci_low", "ci_high")],
-                        [*model_columns(compare_layers), "method", "layer", NULL_COLUMN], bootstrap=bootstrap,
+                        [*model_columns(compare_layers), "block", "method", "layer", NULL_COLUMN], bootstrap=bootstrap,
                         seed=seed, name="compare_layers.csv")
     summary.insert(summary.columns.get_loc("layer") + 1, "layer_number", layer_number(summary.layer))
     return summary

@@ -129,18 +129,24 @@ def build_report(study: Study, config: ReportConfig) -> Report:
                  f"{MIN_UNITS} units each unit's drop, are in the per-layer figure and its table.", t, b), notes)
     if "compare" in tables:
         compare = aggregate.compare_summary(tables["compare"], b, s)
-        figures.append(FigureSpec("compare", "The cross-modal share by every method", _caption(
-            "Each estimate of `isoprobe compare` of how much of the decision runs through direct cross-modal "
-            "attention, over the layers in brackets (definitions in the table: relative accuracy drops under "
-            "masking, mean and resample ablation; the margin share; attribution patching; attention attribution; "
-            "pathway Shapley share; the modality interaction index)." + (
+        figures.append(FigureSpec("compare", "How much runs through cross-modal attention, by every method", _caption(
+            "Each estimate of `isoprobe compare`, over the layers in brackets, coloured by what it estimates (the "
+            "`estimand` column says it in full); only estimates of one block are shares of the same thing. Blue: the "
+            "share of clean accuracy removed (Σ(base − intervened correct) / Σ base correct over all windows) by "
+            "masking `cross`, mean and resample ablation. Orange: the share of the clean true-class logit margin "
+            "removed, over the windows the clean model gets right, exactly (masking) and to first order (attribution "
+            "patching). Green: related quantities, each on its own scale: the pathway Shapley share of `cross` "
+            "(of v(all) − v(none), accuracy) and the modality interaction index (accuracy points; what needs both "
+            "modalities by any route, CLS included; not a share)." + (
                 " Hollow markers with ∅ are null by construction: not measurements, so no number."
                 if compare[aggregate.NULL_COLUMN].any() else ""), compare, b), ("compare.csv",), compare))
     if "compare_layers" in tables:
         table = aggregate.compare_layers_summary(tables["compare_layers"], b, s)
-        figures.append(FigureSpec("compare_layers", "The cross-modal share per layer, by method", _caption(
+        figures.append(FigureSpec("compare_layers", "Cross-modal attention per layer, by method", _caption(
             "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them, the "
-            "methods side by side around each layer. Hollow markers with ∅ are null by construction (`cross` in that "
+            "methods side by side around each layer: shares of clean accuracy (mask, mean, resample), shares of the "
+            "clean margin (mask margin, attribution patching), and attention attribution (cross edges' share of the "
+            "layer's signed attribution over non-self edges: a related quantity on its own scale). Hollow markers with ∅ are null by construction (`cross` in that "
             "layer cannot change the prediction: no cross-modal attention exists, as in the multimodal transformer, or "
             "only CLS reaches the head): not measurements, so no line through them and no number.",
             table, b), ("compare_layers.csv",), table))

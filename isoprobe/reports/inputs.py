@@ -18,8 +18,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "ablation": ("layers", "pathway", "heads", "intervention", "segments", "drop", "drop_ci_low", "drop_ci_high",
                  "relative_drop", "chance_corrected_drop", "chance_corrected_ci_low", "chance_corrected_ci_high",
                  "null_by_construction"),
-    "compare": ("method", "layers", "estimate", "ci_low", "ci_high", "definition"),
-    "compare_layers": ("layer", "method", "estimate", "ci_low", "ci_high"),
+    "compare": ("block", "method", "layers", "estimate", "ci_low", "ci_high", "estimand"),
+    "compare_layers": ("layer", "block", "method", "estimate", "ci_low", "ci_high"),
     "shift": ("layers", "pathway", "heads", "intervention", "site", "base_accuracy", "accuracy", "mmd2", "mmd2_null95"),
     "curves": ("epoch", "lambda", "loss", "train_accuracy", "val_accuracy", "val_loss"),
     "confusion": ("true", "predicted", "count"),
@@ -29,7 +29,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 # `null_by_construction` (aggregate.with_null reads a missing one as False).
 # Columns that hold labels, even where every value looks like a number.
 TEXT_COLUMNS = ("dataset", "data", "arch", "modalities", "configuration", "run", "layers", "layer", "pathway", "heads",
-                "intervention", "site", "method", "definition", "true", "predicted", "check", "quantity", "planted",
+                "intervention", "site", "block", "method", "estimand", "true", "predicted", "check", "quantity", "planted",
                 "tested", "caveat")
 # compare's own file name for compare_layers.csv, read when the study's name is absent
 ALIASES = {"compare_layers": ("compare-layers",)}

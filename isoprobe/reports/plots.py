@@ -194,7 +194,15 @@ def _method_dodge(methods: list[str], method: str) -> float:
 
 
 def _compare_labels(rows: pd.DataFrame) -> pd.Series:
-    return rows.method + " [" + rows.layers + "]"
+    """'method [layers]', with the scale of the related quantities (each its own) said in the label."""
+    related = rows.block.astype(str).str.startswith("related")
+    return rows.method + " [" + rows.layers + "]" + np.where(related, " (own scale)", "")
+
+
+def _block_colours(rows: pd.DataFrame) -> list[str]:
+    """One colour per block of compare (share of clean accuracy, of clean margin, related quantities)."""
+    blocks = ["share of clean accuracy", "share of clean logit margin", "related quantities"]
+    return [colour(blocks.index(b) if b in blocks else 3) for b in rows.block]
 
 
 def planted_layout(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -417,9 +425,9 @@ def plotly_compare(table: pd.DataFrame):
         measured, empty = summary[~null], summary[null]
         above, below = _errors(measured, "estimate", "ci_low", "ci_high")
         figure.add_trace(go.Scatter(x=measured.estimate, y=y(measured), mode="markers", name="pooled",
-                                    marker=dict(size=9, color=colour(0)), showlegend=False,
+                                    marker=dict(size=9, color=_block_colours(measured)), showlegend=False,
                                     error_x=dict(type="data", array=above, arrayminus=below),
-                                    text=_compare_labels(measured) + ": " + measured.definition,
+                                    text=_compare_labels(measured) + " — " + measured.block + ": " + measured.estimand,
                                     customdata=[pooled_note(r) for _, r in measured.iterrows()],
                                     hovertemplate="%{text}<br>%{x:+.4f}, %{customdata}<extra></extra>"), **at(i))
         if not empty.empty:
@@ -429,7 +437,8 @@ def plotly_compare(table: pd.DataFrame):
             figure.add_trace(_plotly_units(units, units.estimate, _spread(y(units), 0.5), "estimate", "ci_low", "ci_high",
                                            UNIT_COLOUR, horizontal=True), **at(i))
         figure.add_vline(x=0, line=dict(color="grey", dash="dot"), **at(i))
-        figure.update_xaxes(title_text="cross-modal share", **at(i))
+        figure.update_xaxes(title_text="estimate (blocks by colour: shares of clean accuracy, of clean margin; related)",
+                            **at(i))
         figure.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", **at(i))
     _plotly_legend(figure, table, at(0))
     return figure
@@ -468,7 +477,7 @@ def plotly_compare_layers(table: pd.DataFrame):
                                                mine.estimate, "estimate", "ci_low", "ci_high", colour(j)), **at(i))
         layers = sorted(summary.layer_number.dropna().unique())
         figure.update_xaxes(tickvals=layers, ticktext=[f"L{int(v)}" for v in layers], title_text="layer", **at(i))
-        figure.update_yaxes(title_text="cross-modal share", zeroline=True, **at(i))
+        figure.update_yaxes(title_text="estimate (see the caption: three scales)", zeroline=True, **at(i))
     _plotly_legend(figure, table, at(0))
     return figure
 
@@ -824,14 +833,15 @@ def static_compare(table: pd.DataFrame):
         null = is_null(summary)
         measured, empty = summary[~null], summary[null]
         above, below = _errors(measured, "estimate", "ci_low", "ci_high")
-        ax.errorbar(measured.estimate, y(measured), xerr=[below, above], fmt="o", color=colour(0), capsize=3)
+        for x, y_at, low, high, block_colour in zip(measured.estimate, y(measured), below, above, _block_colours(measured)):
+            ax.errorbar([x], [y_at], xerr=[[low], [high]], fmt="o", color=block_colour, capsize=3)
         _static_null(ax, np.zeros(len(empty)), y(empty), colour(0), vertical_text=False)
         _static_units(ax, units, units.estimate, _spread(y(units), 0.5), "estimate", "ci_low", "ci_high", UNIT_COLOUR,
                       horizontal=True)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_ylim(len(labels) - 0.5, -0.5)  # first method on top
         ax.axvline(0, color="grey", linestyle=":", linewidth=0.8)
-        ax.set_xlabel("cross-modal share")
+        ax.set_xlabel("estimate (colour: share of clean accuracy, of clean margin; related, own scale)")
         ax.set_title(title, fontsize=10)
     _legend(figure, _static_legend({}, table))
     return figure
@@ -860,7 +870,7 @@ def static_compare_layers(table: pd.DataFrame):
         ax.set_xticks(layers, [f"L{int(v)}" for v in layers])
         ax.axhline(0, color="grey", linewidth=0.6)
         ax.set_xlabel("layer")
-        ax.set_ylabel("cross-modal share")
+        ax.set_ylabel("estimate (three scales: caption)")
         ax.set_title(title, fontsize=10)
     _legend(figure, _static_legend(handles, table))
     return figure

@@ -73,7 +73,7 @@ def test_completeness_per_layer(db2, hier):
         n_pos = len(hier.token_modalities)
         assert attr.shape == (4, 2, n_pos, n_pos) and delta.shape == (4,)
         effect = clean_logit(hier, xs, y) - zero_pattern_logit(hier, xs, y, layer)
-        torch.testing.assert_close(attr.sum(dim=(1, 2, 3)) + delta, effect, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(attr.sum(dim=(1, 2, 3)) - delta, effect, atol=1e-4, rtol=1e-4)
         assert (delta.abs() <= 1e-4 * (1 + effect.abs())).all()  # Hao's right Riemann sum: up to 10% here
         effects.append(effect)
     assert max(e.abs().max() for e in effects) > 1e-2  # the layers matter, so the identity is not 0 = 0
@@ -86,11 +86,11 @@ def test_completeness_through_the_pipeline_and_the_table(db2, hier, split):
     xs = [torch.from_numpy(split.x[name]) for name in hier.modality_names]
     y = torch.from_numpy(split.y)
     effect = np.stack([(clean_logit(hier, xs, y) - zero_pattern_logit(hier, xs, y, layer)).numpy() for layer in range(3)], 1)
-    np.testing.assert_allclose(data.signed.sum(axis=2) + data.delta, effect, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(data.signed.sum(axis=2) - data.delta, effect, atol=1e-4, rtol=1e-4)
     table = attention_table_of(hier, split, config)
     for layer in range(3):
         rows = table[(table.site == f"L{layer + 1}") & (table.part == ALL_EDGES)].set_index("quantity").estimate
-        assert rows["sum"] + rows["delta"] == pytest.approx(effect[:, layer].mean(), abs=1e-4)
+        assert rows["sum"] - rows["delta"] == pytest.approx(effect[:, layer].mean(), abs=1e-4)
         assert rows["abs_delta"] >= abs(rows["delta"]) - 1e-12
 
 
@@ -232,7 +232,7 @@ def test_a_foreign_hooked_root_module_with_explicit_token_groups(tiny, tiny_spli
     assert np.array_equal(data.target, predicted.numpy())
     effect = np.stack([(clean_logit(tiny, [tokens], predicted)
                         - zero_pattern_logit(tiny, [tokens], predicted, layer)).numpy() for layer in range(2)], 1)
-    np.testing.assert_allclose(data.signed.sum(axis=2) + data.delta, effect, atol=1e-9, rtol=1e-9)
+    np.testing.assert_allclose(data.signed.sum(axis=2) - data.delta, effect, atol=1e-9, rtol=1e-9)
     table = attention_table_of(tiny, tiny_split, config, token_groups=GROUPS, modality_names=NAMES)
     assert list(dict.fromkeys(table.part)) == ["uni:left", "uni:right", "cross", "relay", "readout", "self", ALL_EDGES]
     with pytest.raises(ConfigError) as error:

@@ -1,19 +1,25 @@
-"""`compare`: each method's row equals that method run on its own; the multimodal transformer, which
-has no cross-modal attention by construction, gets exactly 0 from every method that looks at the
-`cross` pathway; and the `interact` and `compare` commands print, write and refuse bad input."""
+"""`compare` against references written here, not against the functions it calls: the IsoNet mask and
+its margin share from the float64 loop reference of the hierarchical transformer (tests/engine/
+reference.py), the interaction index from plain model evaluations with a modality zeroed, the pathway
+Shapley share by the permutation formula over coalition values; every row's block and estimand; the
+multimodal transformer, which has no cross-modal attention by construction, gets exactly 0 from every
+method that looks at the `cross` pathway; and the `interact` and `compare` commands print, write and
+refuse bad input."""
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import spearmanr
+import torch
 
-from isoprobe.attribution.attention import AttentionConfig, attribute as attention_attribution
-from isoprobe.attribution.compare import COLUMNS, DEFINITIONS, LAYER_COLUMNS, LAYERED, CompareConfig, compare
-from isoprobe.attribution.interaction import InteractConfig, interact
+from isoprobe.attribution.compare import BLOCKS, COLUMNS, ESTIMANDS, LAYER_COLUMNS, LAYERED, CompareConfig, compare
 from isoprobe.engine.ablate import AblationConfig, run_ablation
 from tests.cli_helpers import assert_user_error, invoke
+from tests.engine.reference import Edit, hierarchical_forward, naive_edges
 
 FAST = dict(steps=2, bootstrap=50, batch_size=64)
 
@@ -29,32 +35,107 @@ def compared(hier, split, db2):
     return compare(hier, split, CompareConfig(**FAST), reference=db2.splits["train"])
 
 
-def test_every_method_has_a_row_and_a_definition(compared):
+def inputs_of(model, windows):
+    return [torch.from_numpy(np.asarray(windows.x[name])) for name in model.modality_names]
+
+
+def margins(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """True-class logit minus the largest other, one window at a time."""
+    return np.array([row[t] - max(v for j, v in enumerate(row) if j != t) for row, t in zip(logits, target)])
+
+
+def test_every_row_says_what_it_estimates(compared):
     table = compared.table
     assert tuple(table.columns) == COLUMNS
-    assert list(table.method) == ["mask (IsoNet)", "mask, logit margin", "mean ablation", "resample ablation",
-                                  "attribution patching", "attention attribution", "pathway Shapley", "interaction index"]
-    assert all(table.definition == [DEFINITIONS[m] for m in table.method])
-    finite = table.estimate.notna()  # a share of a flat game (v(all) = v(none): nothing to share) is NaN
-    assert finite.sum() >= 6 and (table.ci_low.notna() == finite).all() and (table.ci_high.notna() == finite).all()
+    assert list(table.method) == ["mask (IsoNet)", "mean ablation", "resample ablation", "mask, logit margin",
+                                  "attribution patching", "pathway Shapley", "interaction index"]
+    assert list(table.block) == sorted(table.block, key=BLOCKS.index)  # grouped, in BLOCKS order
+    assert list(table.estimand) == [ESTIMANDS[m][1] for m in table.method]
+    assert list(table.block) == [ESTIMANDS[m][0] for m in table.method]
+    # rows of one block share a definition: the three accuracy shares have one denominator (all windows),
+    # the two margin shares another (the correctly classified windows)
+    accuracy, margin = table[table.block == BLOCKS[0]], table[table.block == BLOCKS[1]]
+    assert set(accuracy.method) == {"mask (IsoNet)", "mean ablation", "resample ablation"} and accuracy.windows.nunique() == 1
+    assert margin.windows.nunique() == 1 and margin.windows.iloc[0] < accuracy.windows.iloc[0]
+    finite = table.estimate.notna()
+    assert finite.sum() >= 5
     assert (table.ci_low[finite] <= table.estimate[finite] + 1e-12).all()
     assert (table.estimate[finite] <= table.ci_high[finite] + 1e-12).all()
+    assert (table.caveat.str.contains("segments")).all()  # 12 segments: fewer than a CI needs to cover
 
 
-def test_rows_equal_the_methods_run_alone(compared, hier, split, db2):
-    row = dict(zip(compared.table.method, compared.table.estimate))
-    ablation = run_ablation(hier, split, AblationConfig(layers="all", pathway="cross", mode="joint", bootstrap=0)).table
-    assert row["mask (IsoNet)"] == pytest.approx(ablation.relative_drop.iloc[0])
-    assert row["mask, logit margin"] == pytest.approx(-ablation.logit_margin_change.iloc[0] / ablation.logit_margin_base.iloc[0])
-    attention = attention_attribution(hier, split, AttentionConfig(steps=2, bootstrap=0)).table
-    cross = attention[(attention.site == "all layers") & (attention.part == "cross") & (attention.quantity == "share")]
-    assert row["attention attribution"] == pytest.approx(cross.estimate.iloc[0])
-    games = interact(hier, split, InteractConfig(bootstrap=0, batch_size=64), reference=db2.splits["train"])
-    assert row["pathway Shapley"] == pytest.approx(games.estimate("pathway", "shapley share", "cross"), nan_ok=True)
-    assert row["interaction index"] == pytest.approx(games.estimate("modality", "interaction share", "emg × acc"), nan_ok=True)
+def test_the_mask_rows_equal_a_float64_loop_reference(compared, hier, split):
+    """IsoNet masking of cross in every shared layer, by explicit loops in float64: the share of clean
+    accuracy over all windows and the share of clean margin over the windows the clean model gets right."""
+    target = np.asarray(split.y)
+    inputs = inputs_of(hier, split)
+    edges = naive_edges(hier.token_modalities.tolist(), "cross", hier.modality_names)
+    heads = range(hier.config.n_heads)
+    clean, _ = hierarchical_forward(hier, inputs)
+    masked, _ = hierarchical_forward(hier, inputs, {layer: Edit(edges, heads) for layer in range(len(hier.blocks))})
+    clean, masked = clean.numpy(), masked.numpy()
+    base_right = clean.argmax(1) == target
+    masked_right = masked.argmax(1) == target
+    row = compared.table.set_index("method")
+    share = (base_right.sum() - masked_right.sum()) / base_right.sum()
+    assert row.loc["mask (IsoNet)", "estimate"] == pytest.approx(share, abs=1e-12)
+    m_clean, m_masked = margins(clean, target), margins(masked, target)
+    right = m_clean > 0
+    expected = (m_clean[right] - m_masked[right]).sum() / m_clean[right].sum()
+    assert row.loc["mask, logit margin", "estimate"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert row.loc["mask, logit margin", "windows"] == right.sum()
+    # the former definition (all windows, misclassified ones with negative margins in the denominator) differs
+    assert abs((m_clean - m_masked).sum() / m_clean.sum() - expected) > 1e-3
 
 
-def test_per_layer_rows_and_their_rank_agreement(compared, hier):
+def test_mean_and_resample_rows_are_the_ablation_command_s_relative_drop(compared, hier, split, db2):
+    """Wiring (the engine's mean and resample are checked against the loop reference in tests/engine):
+    the same windows, seed and draws give ablate's relative drop."""
+    row = compared.table.set_index("method")
+    for method, intervention in (("mean ablation", "mean"), ("resample ablation", "resample")):
+        ablation = run_ablation(hier, split, AblationConfig(layers="all", pathway="cross", mode="joint", intervention=intervention,
+                                                            bootstrap=0), reference=db2.splits["train"]).table
+        assert row.loc[method, "estimate"] == pytest.approx(ablation.relative_drop.iloc[0], abs=1e-12)
+
+
+def test_the_interaction_index_from_plain_model_evaluations(compared, hier, split):
+    """v(both) − v(emg) − v(acc) + v(none) in accuracy, the absent modality zeroed (the zero baseline)."""
+    target = torch.as_tensor(split.y)
+    emg, acc = inputs_of(hier, split)
+    accuracy = lambda a, b: float((hier.eval()(a, b).argmax(1) == target).double().mean())
+    with torch.no_grad():
+        index = (accuracy(emg, acc) - accuracy(emg, torch.zeros_like(acc)) - accuracy(torch.zeros_like(emg), acc)
+                 + accuracy(torch.zeros_like(emg), torch.zeros_like(acc)))
+    assert compared.table.set_index("method").loc["interaction index", "estimate"] == pytest.approx(index, abs=1e-12)
+
+
+def test_the_pathway_shapley_share_by_the_permutation_formula(compared, hier, split):
+    """v(S) = accuracy with every pathway outside S masked in all shared layers (`ablate`, one joint
+    condition per coalition); φ_cross = the mean over the orders of the players of cross's marginal
+    contribution; the share is φ_cross / (v(all) − v(none))."""
+    players = ("uni:emg", "uni:acc", "cross", "relay", "readout")
+    pathway = {"uni:emg": "emg->emg", "uni:acc": "acc->acc", "cross": "cross", "relay": "relay", "readout": "readout"}
+    base = run_ablation(hier, split, AblationConfig(layers="all", pathway="cross", mode="joint", bootstrap=0)).base_accuracy
+    value = {frozenset(players): base}
+    for size in range(len(players)):
+        for kept in itertools.combinations(players, size):
+            masked = "+".join(pathway[p] for p in players if p not in kept)
+            table = run_ablation(hier, split, AblationConfig(layers="all", pathway=masked, mode="joint", bootstrap=0)).table
+            value[frozenset(kept)] = float(table.accuracy.iloc[0])
+    contributions = []
+    for order in itertools.permutations(players):
+        before = frozenset(order[: order.index("cross")])
+        contributions.append(value[before | {"cross"}] - value[before])
+    phi = sum(contributions) / math.factorial(len(players))
+    signal = value[frozenset(players)] - value[frozenset()]
+    estimate = compared.table.set_index("method").loc["pathway Shapley", "estimate"]
+    if signal == 0:
+        assert np.isnan(estimate)
+    else:
+        assert estimate == pytest.approx(phi / signal, abs=1e-12)
+
+
+def test_per_layer_rows(compared):
     per_layer = compared.per_layer
     assert tuple(per_layer.columns) == LAYER_COLUMNS
     assert set(per_layer.layer) == {"L1", "L2", "L3"} and set(per_layer.method) == set(LAYERED)
@@ -63,17 +144,8 @@ def test_per_layer_rows_and_their_rank_agreement(compared, hier):
     assert set(null.layer) == {"L3"} and len(null) == len(LAYERED)
     assert (null[["estimate", "ci_low", "ci_high"]] == 0).all().all()
     assert (per_layer[~per_layer.null_by_construction].estimate != 0).any()
-    grid = per_layer.pivot(index="layer", columns="method", values="estimate")
-    agreement = compared.agreement
-    assert len(agreement) == 15
-    for row in agreement.itertuples():
-        a, b = grid[row.method].to_numpy(), grid[row.against].to_numpy()
-        if np.ptp(a) > 0 and np.ptp(b) > 0:
-            assert row.spearman == pytest.approx(spearmanr(a, b).statistic)
-        else:
-            assert np.isnan(row.spearman)
-    document = compared.to_dict()
-    assert len(document["per_layer"]) == len(per_layer) and len(document["agreement"]) == 15
+    assert all(per_layer.block == [ESTIMANDS[m][0] for m in per_layer.method])
+    assert "agreement" not in compared.to_dict()  # Spearman over three to five layers is not reported
 
 
 def test_the_multimodal_transformer_has_no_cross_share_by_any_method(mmt, split, db2):
@@ -82,7 +154,7 @@ def test_the_multimodal_transformer_has_no_cross_share_by_any_method(mmt, split,
     result = compare(mmt, split, CompareConfig(**FAST), reference=db2.splits["train"])
     row = dict(zip(result.table.method, result.table.estimate))
     for method in ("mask (IsoNet)", "mask, logit margin", "mean ablation", "resample ablation", "attribution patching",
-                   "attention attribution", "pathway Shapley"):
+                   "pathway Shapley"):
         assert row[method] == 0.0, method
     # per layer too: every row marked, and exactly 0, not float noise
     per_layer = result.per_layer
@@ -102,9 +174,11 @@ def test_interact_command_prints_and_writes(trained, tmp_path):
 def test_compare_command_prints_and_writes(trained, tmp_path):
     result = invoke("compare", trained, "--steps", 2, "--bootstrap", 30, "--out", tmp_path)
     assert result.exit_code == 0, (result.output, result.exception)
-    for fragment in ("mask (IsoNet)", "attribution patching", "pathway Shapley", "per layer", "rank agreement"):
+    for fragment in ("mask (IsoNet)", "attribution patching", "pathway Shapley", "per layer", *BLOCKS,
+                     "windows the clean model gets right"):
         assert fragment in result.stdout, fragment
-    assert {"compare.csv", "compare-layers.csv", "compare-agreement.csv"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"compare.csv", "compare-layers.csv"} <= {p.name for p in tmp_path.iterdir()}
+    assert "estimand" in pd.read_csv(tmp_path / "compare.csv").columns
 
 
 @pytest.mark.parametrize("command, options, fragments", [

@@ -20,16 +20,18 @@ ABLATION = ("layers,pathway,heads,intervention,draws,windows,segments,base_accur
             "drop_ci_low,drop_ci_high,relative_drop,chance,chance_corrected_drop,chance_corrected_ci_low,"
             "chance_corrected_ci_high,p_value,p_holm,logit_margin_base,logit_margin,logit_margin_change,"
             "logit_margin_change_ci_low,logit_margin_change_ci_high,kl,null_by_construction,caveat").split(",")
-COMPARE = "method,layers,estimate,ci_low,ci_high,definition,shift_cosine,shift_mmd2,shift_p,shift_null95".split(",")
-COMPARE_LAYERS = "layer,method,estimate,ci_low,ci_high,null_by_construction".split(",")
+COMPARE = ("block,method,layers,estimate,ci_low,ci_high,estimand,windows,segments,caveat,shift_cosine,shift_mmd2,shift_p,"
+           "shift_null95").split(",")
+COMPARE_LAYERS = "layer,block,method,estimate,ci_low,ci_high,null_by_construction".split(",")
 SHIFT = ("layers,pathway,heads,intervention,site,windows,segments,base_accuracy,accuracy,cosine,cosine_ci_low,"
          "cosine_ci_high,mmd_windows,mmd2,p_value,mmd2_null95,bandwidth").split(",")
-METHODS = {"mask (IsoNet)": "relative accuracy drop, cross scores set to −inf",
-           "mask, logit margin": "share of the clean logit margin that masking removes",
-           "mean ablation": "relative accuracy drop, cross contribution → training mean",
-           "resample ablation": "relative accuracy drop, cross contribution → a donor's",
-           "attention attribution": "cross share of |attention attribution| (Hao et al.)",
-           "interaction index": "share of v(all) − v(none) needing both modalities"}
+ACCURACY, MARGIN, RELATED = "share of clean accuracy", "share of clean logit margin", "related quantities"
+METHODS = {"mask (IsoNet)": (ACCURACY, "Σ(base − intervened correct) / Σ base correct, all windows; cross → −inf"),
+           "mean ablation": (ACCURACY, "Σ(base − intervened correct) / Σ base correct, all windows; → training mean"),
+           "resample ablation": (ACCURACY, "Σ(base − intervened correct) / Σ base correct, all windows; → a donor's"),
+           "mask, logit margin": (MARGIN, "Σ(m_clean − m_masked) / Σ m_clean, windows the clean model gets right"),
+           "attention attribution": (RELATED, "Σ cross / Σ non-self edges of the signed attention attribution"),
+           "interaction index": (RELATED, "v(both) − v(one) − v(other) + v(none) in accuracy; not a share")}
 MODELS = [("hierarchical", "emg,acc", "multimodal"), ("hierarchical", "emg[0:6],emg[6:12]", "equal-channel"),
           ("hierarchical", "emg", "unimodal"), ("mmt", "emg,acc", "multimodal"), ("mlp", "acc", "unimodal"),
           # with MODELS[0] and [2], a channel sweep: 4 and 12 sEMG channels, each with and without acc
@@ -106,14 +108,15 @@ def _ablation(rows: list, ident: dict, arch: str, base: float, rng, few: bool = 
 
 
 def _compare(tables: dict, ident: dict, arch: str, rng) -> None:
-    for method, definition in METHODS.items():
+    for method, (block, estimand) in METHODS.items():
         estimate = rng.uniform(-0.05, 0.4)
         low, high = _ci(rng, estimate)
         shift = dict(shift_cosine=0.98, shift_mmd2=rng.uniform(0, 0.05), shift_p=0.01, shift_null95=0.05) \
             if "ablation" in method or method == "mask (IsoNet)" else {}
-        tables["compare"].append(ident | dict.fromkeys(COMPARE, np.nan) | dict(
-            method=method, layers="inputs" if method == "interaction index" else "L1-L5", estimate=estimate,
-            ci_low=low, ci_high=high, definition=definition) | shift)
+        if method != "attention attribution":  # per layer only, as compare writes it
+            tables["compare"].append(ident | dict.fromkeys(COMPARE, np.nan) | dict(
+                method=method, layers="inputs" if method == "interaction index" else "L1-L5", estimate=estimate,
+                ci_low=low, ci_high=high, block=block, estimand=estimand) | shift)
         if method != "interaction index":
             for layer in ("L1", "L2", "L3", "L4", "L5"):
                 # no cross-modal attention in the mmt; only CLS reaches the head after the last layer
@@ -123,7 +126,7 @@ def _compare(tables: dict, ident: dict, arch: str, rng) -> None:
                 if null:  # 0, except the float noise an older margin share carried
                     estimate = rng.choice([-1e-8, 1e-8]) if method == "mask, logit margin" else 0.0
                     low, high = estimate, estimate
-                tables["compare_layers"].append(ident | dict(layer=layer, method=method, estimate=estimate,
+                tables["compare_layers"].append(ident | dict(layer=layer, block=block, method=method, estimate=estimate,
                                                              ci_low=low, ci_high=high, null_by_construction=null))
 
 

@@ -21,7 +21,7 @@ from tests.reports.conftest import SUBJECTS
 from tests.reports.study_fixture import CAVEAT, MODELS, make_study
 
 TEXT = {c: str for c in ("dataset", "data", "arch", "model", "modalities", "configuration", "run", "layers", "layer",
-                         "pathway", "heads", "intervention", "site", "method", "definition", "true", "predicted",
+                         "pathway", "heads", "intervention", "site", "block", "method", "estimand", "true", "predicted",
                          "check", "quantity", "planted", "unit", "level", "tested")}
 
 
