@@ -333,7 +333,8 @@ def test_chance_corrected_drop_against_hand_numbers():
 
 def test_chance_corrected_drop_is_nan_when_the_base_is_not_above_chance():
     """(base − acc)/(base − chance) has nothing to lose when base ≤ chance: NaN, never ±inf (which
-    would also be invalid JSON), and resamples where base = chance drop out of the interval."""
+    would also be invalid JSON); about half the resamples have base ≤ chance, far more than 1 − level,
+    so the interval is NaN too and the share of undefined resamples says why."""
     target = np.array([0, 0, 0, 1, 1, 2])  # chance 0.5
     rng = np.random.default_rng(2)
     base = logits_for(np.array([0, 0, 1, 2, 2, 2]), 3, rng)  # 3 of 6 right: base = chance
@@ -342,7 +343,9 @@ def test_chance_corrected_drop_is_nan_when_the_base_is_not_above_chance():
     row = rows[0]
     assert row["drop"] == pytest.approx(0.5 - 2 / 6)
     assert math.isnan(row["chance_corrected_drop"])
-    assert all(math.isfinite(row[k]) or math.isnan(row[k]) for k in ("chance_corrected_ci_low", "chance_corrected_ci_high"))
+    assert math.isnan(row["chance_corrected_ci_low"]) and math.isnan(row["chance_corrected_ci_high"])
+    assert 0.2 < row["chance_corrected_undefined"] < 0.8
+    assert math.isfinite(row["drop_ci_low"]) and math.isfinite(row["drop_ci_high"])
 
 
 def test_draws_give_mean_accuracy_and_sample_spread():
