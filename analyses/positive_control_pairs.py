@@ -33,7 +33,8 @@ def pair_rows(name: str, analysis, predicted: np.ndarray, partner: dict[int, int
     pair = exact | (guess == np.array([partner.get(int(t), -1) for t in true]))
     row = {"condition": name}
     for what, values in (("exact", exact), ("pair", pair)):
-        mean, low, high = cluster_means(values.astype(float), Segments.of_windows(analysis.windows), 1000, seed=0)
+        mean, low, high = cluster_means(values.astype(float), Segments.of_windows(analysis.windows), 1000, seed=0,
+                                        bounds=(0.0, 1.0))
         row[what] = f"{mean:.3f} [{low:.3f}, {high:.3f}]"
     row["within pair"] = f"{exact[pair].mean():.3f}" if pair.any() else "—"
     return row

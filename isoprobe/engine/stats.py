@@ -178,12 +178,14 @@ def undefined_share(samples: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_interval(resampled: np.ndarray, estimate: np.ndarray, degrees_of_freedom: int,
-                       level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+                       level: float = 0.95, bounds: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """estimate ± t_{df, (1 + level)/2} × the standard deviation of the resamples [resample, ...] -> ([...], [...]).
 
     Resamples where the statistic is undefined (NaN) are left out while they are at most 1 − level of
     them; beyond that the interval would be conditional on a rare event, and it is NaN (as with no
-    degrees of freedom, or fewer than two resamples)."""
+    degrees of freedom, or fewer than two resamples). bounds: the statistic's range (an accuracy's
+    [0, 1]; each end a number or an array broadcasting to [...]), which the interval is clipped to: a
+    symmetric interval can reach past it, the truth cannot."""
     resampled = np.asarray(resampled, dtype=np.float64)
     shape = resampled.shape[1:]
     if len(resampled) < 2 or degrees_of_freedom < 1:
@@ -194,7 +196,10 @@ def bootstrap_interval(resampled: np.ndarray, estimate: np.ndarray, degrees_of_f
     half = student_t.ppf((1 + level) / 2, degrees_of_freedom) * spread
     usable = undefined_share(resampled) <= 1 - level + 1e-12
     estimate = np.broadcast_to(np.asarray(estimate, dtype=np.float64), shape)
-    return np.where(usable, estimate - half, np.nan), np.where(usable, estimate + half, np.nan)
+    low, high = estimate - half, estimate + half
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
+    return np.where(usable, low, np.nan), np.where(usable, high, np.nan)
 
 
 def sign_flip_p(totals: np.ndarray, permutations: int, seed: int) -> np.ndarray:
@@ -242,9 +247,10 @@ def _design(segments: Segments) -> Segments:
     return segments
 
 
-def cluster_means(values: np.ndarray, segments: Segments, bootstrap: int, seed: int,
-                  level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Means over windows of per-window values with stratified cluster-bootstrap CIs over segments.
+def cluster_means(values: np.ndarray, segments: Segments, bootstrap: int, seed: int, level: float = 0.95,
+                  bounds: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means over windows of per-window values with stratified cluster-bootstrap CIs over segments
+    (clipped to `bounds`, the range the mean can take, where given).
 
     values: [window, ...] -> (mean [...], ci_low [...], ci_high [...])."""
     values = np.asarray(values, dtype=np.float64)
@@ -253,7 +259,7 @@ def cluster_means(values: np.ndarray, segments: Segments, bootstrap: int, seed: 
     sums = design.sums(values).reshape(design.n_segments, -1)
     resampled = (weights @ sums / (weights @ design.windows)[:, None]).reshape(len(weights), *values.shape[1:])
     mean = values.mean(axis=0)
-    low, high = bootstrap_interval(resampled, mean, design.degrees_of_freedom, level)
+    low, high = bootstrap_interval(resampled, mean, design.degrees_of_freedom, level, bounds)
     return mean, low, high
 
 
@@ -319,7 +325,7 @@ def grid_statistics(base: torch.Tensor, intervened: list[torch.Tensor], target: 
     drop_b = base_b[:, None] - weights @ design.sums(correct) / size[:, None]
     corrected_b = chance_corrected(drop_b, (base_b - chance)[:, None])
     df = design.degrees_of_freedom
-    drop_ci = bootstrap_interval(drop_b, drop, df, level)
+    drop_ci = bootstrap_interval(drop_b, drop, df, level, bounds=(-1.0, 1.0))
     corrected_ci = bootstrap_interval(corrected_b, corrected, df, level)
     undefined = undefined_share(corrected_b)
     margin_ci = cluster_means(margin_change, design, bootstrap, seed, level)[1:]

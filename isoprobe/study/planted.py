@@ -66,7 +66,7 @@ def planted_rows(truth: dict, run: Path, identity: dict, bootstrap: int) -> list
 def _segment_mean(values: np.ndarray, frame: pd.DataFrame, bootstrap: int) -> tuple[float, float, float]:
     labels = frame.label.to_numpy()
     segments = Segments.of(labels * 1000 + frame.repetition.to_numpy(), labels)
-    mean, low, high = cluster_means(values.astype(np.float64), segments, bootstrap, BOOTSTRAP_SEED)
+    mean, low, high = cluster_means(values.astype(np.float64), segments, bootstrap, BOOTSTRAP_SEED, bounds=(0.0, 1.0))
     return float(mean), float(low), float(high)
 
 

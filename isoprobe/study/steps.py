@@ -90,7 +90,8 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
                                 "predicted": labels[predicted]})
     write_text_atomic(run / "eval" / "predictions.csv", predictions.to_csv(index=False))
     correct = (predicted == windows.y).astype(np.float64)
-    accuracy, low, high = cluster_means(correct, Segments.of_windows(windows), config["bootstrap"], seed=0)
+    accuracy, low, high = cluster_means(correct, Segments.of_windows(windows), config["bootstrap"], seed=0,
+                                       bounds=(0.0, 1.0))
     summary = {"accuracy": float(accuracy), "accuracy_ci_low": float(low), "accuracy_ci_high": float(high),
                "balanced_accuracy": float(evaluation.balanced_accuracy), "windows": int(len(correct)),
                "segments": int(len(np.unique(windows.segment))),

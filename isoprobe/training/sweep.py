@@ -75,7 +75,8 @@ def evaluate_with_and_without(path: Path, pathway: str, config: SweepConfig, dev
     clean = (grid.clean.argmax(1) == target).double().numpy()
     masked = (grid.logits[grid.conditions[0]].argmax(1) == target).double().numpy()
     values = np.stack([clean, masked, clean - masked], axis=1)
-    mean, low, high = cluster_means(values, Segments.of_windows(windows), config.bootstrap, config.seed, config.level)
+    mean, low, high = cluster_means(values, Segments.of_windows(windows), config.bootstrap, config.seed, config.level,
+                                    bounds=(np.array([0.0, 0.0, -1.0]), 1.0))  # two accuracies and their difference
     row = {"windows": len(windows), "segments": len(np.unique(windows.segment)), "checkpoint": str(path)}
     for i, name in enumerate(("clean", "masked", "drop")):
         key = "drop" if name == "drop" else f"{name}_accuracy"

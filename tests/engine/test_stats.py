@@ -175,6 +175,9 @@ def test_an_interval_needs_most_resamples_defined():
     spread = np.std(resampled[:, 0], ddof=1)
     assert low[0] == pytest.approx(2.5 - scipy_t.ppf(0.85, 10) * spread, rel=1e-12)
     assert np.isnan(bootstrap_interval(resampled, np.array([2.5, 2.0]), 0)[0]).all()  # no degrees of freedom
+    # clipped to the statistic's range where one is given (an accuracy near 1 with a wide interval)
+    low, high = bootstrap_interval(resampled, np.array([2.5, 2.0]), 10, level=0.7, bounds=(2.0, 3.0))
+    assert low[0] == 2.0 and high[0] == 3.0
 
     target = np.array([0, 0, 1, 1, 2, 2, 3, 3])  # chance 0.25, two segments per class
     base_right = np.array([1, 0, 1, 0, 0, 0, 0, 1], dtype=bool)  # base 0.375, barely above chance
