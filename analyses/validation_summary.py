@@ -32,30 +32,28 @@ def region(row) -> str:
     return f"{tested} > {low:.3g}" if pd.notna(low) else f"{tested} < {high:.3g}"
 
 
+def markdown(header: list[str], rows: list[list]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",
+                      *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)])
+
+
 def accuracy_table(runs: pd.DataFrame) -> str:
-    rows = ["| data | model | modalities | test accuracy [95% CI] | balanced accuracy | segments |",
-            "| --- | --- | --- | --- | --- | --- |"]
-    for row in runs.itertuples():
-        rows.append(f"| {row.data} | {row.model} | {row.modalities} | "
-                    f"{interval(row._asdict(), 'accuracy', 'accuracy_ci_low', 'accuracy_ci_high')} | "
-                    f"{row.balanced_accuracy:.3f} | {row.segments} |")
-    return "\n".join(rows)
+    return markdown(["data", "model", "modalities", "test accuracy [95% CI]", "balanced accuracy", "segments"],
+                    [[r["data"], r["model"], r["modalities"], interval(r, "accuracy", "accuracy_ci_low", "accuracy_ci_high"),
+                      f"{r['balanced_accuracy']:.3f}", r["segments"]] for r in runs.to_dict("records")])
 
 
 def planted_table(planted: pd.DataFrame) -> str:
-    rows = ["| data | model | modalities | check | found [95% CI] | rule | passed |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in planted.to_dict("records"):
-        rows.append(f"| {row['data']} | {row['model']} | {row['modalities']} | {row['check']} | {interval(row)} | "
-                    f"{region(row)} | {'yes' if str(row['passed']).lower() in ('true', '1') else '**no**'} |")
-    return "\n".join(rows)
+    verdict = lambda passed: "yes" if str(passed).lower() in ("true", "1") else "**no**"
+    return markdown(["data", "model", "modalities", "check", "found [95% CI]", "rule", "passed"],
+                    [[r["data"], r["model"], r["modalities"], r["check"], interval(r), region(r), verdict(r["passed"])]
+                     for r in planted.to_dict("records")])
 
 
 def compare_table(compare: pd.DataFrame) -> str:
-    rows = ["| data | model | method | layers | estimate [95% CI] |", "| --- | --- | --- | --- | --- |"]
-    for row in compare.to_dict("records"):
-        rows.append(f"| {row['data']} | {row['model']} | {row['method']} | {row['layers']} | "
-                    f"{interval(row, 'estimate')} |")
-    return "\n".join(rows)
+    return markdown(["data", "model", "block", "method", "layers", "estimate [95% CI]"],
+                    [[r["data"], r["model"], r["block"], r["method"], r["layers"], interval(r, "estimate")]
+                     for r in compare.to_dict("records")])
 
 
 def main() -> None:
@@ -70,7 +68,8 @@ def main() -> None:
     print("### Planted checks\n\n" + planted_table(planted) + "\n")
     if (tables / "compare.csv").is_file():
         compare = pd.read_csv(tables / "compare.csv")
-        print("### Every estimate (compare)\n\n" + compare_table(compare) + "\n")
+        print("### Every estimate (compare.csv: all layers; per layer in compare_layers.csv)\n\n"
+              + compare_table(compare) + "\n")
 
 
 if __name__ == "__main__":

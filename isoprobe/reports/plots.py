@@ -199,6 +199,16 @@ def _compare_labels(rows: pd.DataFrame) -> pd.Series:
     return rows.method + " [" + rows.layers + "]" + np.where(related, " (own scale)", "")
 
 
+def compare_panel(rows: pd.DataFrame):
+    """One model's panel of the compare figure, for both renderers: (row labels top to bottom, a function
+    placing a frame's rows on the y axis, the measured pooled rows, the null ones, the unit rows)."""
+    summary, units = levels(rows)
+    labels = list(dict.fromkeys(_compare_labels(summary)))
+    y = lambda frame: _compare_labels(frame).map({label: k for k, label in enumerate(labels)}).to_numpy(float)
+    null = is_null(summary)
+    return labels, y, summary[~null], summary[null], units
+
+
 def _block_colours(rows: pd.DataFrame) -> list[str]:
     """One colour per block of compare (share of clean accuracy, of clean margin, related quantities)."""
     blocks = ["share of clean accuracy", "share of clean logit margin", "related quantities"]
@@ -418,11 +428,7 @@ def plotly_compare(table: pd.DataFrame):
     groups = panels(table, MODEL_COLUMNS)
     figure, at = _subplots(len(groups), [t for t, _ in groups], height=60 + 34 * table.method.nunique(), wrap=1)
     for i, (_, rows) in enumerate(groups):
-        summary, units = levels(rows)
-        labels = list(dict.fromkeys(_compare_labels(summary)))
-        y = lambda frame: _compare_labels(frame).map({label: k for k, label in enumerate(labels)}).to_numpy(float)
-        null = is_null(summary)
-        measured, empty = summary[~null], summary[null]
+        labels, y, measured, empty, units = compare_panel(rows)
         above, below = _errors(measured, "estimate", "ci_low", "ci_high")
         figure.add_trace(go.Scatter(x=measured.estimate, y=y(measured), mode="markers", name="pooled",
                                     marker=dict(size=9, color=_block_colours(measured)), showlegend=False,
@@ -827,11 +833,7 @@ def static_compare(table: pd.DataFrame):
     groups = panels(table, MODEL_COLUMNS)
     figure, axes = _figure(len(groups), width=8.0, height=0.8 + 0.4 * table.method.nunique(), wrap=1)
     for ax, (title, rows) in zip(axes, groups):
-        summary, units = levels(rows)
-        labels = list(dict.fromkeys(_compare_labels(summary)))
-        y = lambda frame: _compare_labels(frame).map({label: k for k, label in enumerate(labels)}).to_numpy(float)
-        null = is_null(summary)
-        measured, empty = summary[~null], summary[null]
+        labels, y, measured, empty, units = compare_panel(rows)
         above, below = _errors(measured, "estimate", "ci_low", "ci_high")
         for x, y_at, low, high, block_colour in zip(measured.estimate, y(measured), below, above, _block_colours(measured)):
             ax.errorbar([x], [y_at], xerr=[[low], [high]], fmt="o", color=block_colour, capsize=3)
