@@ -166,3 +166,27 @@ def test_structural_needs_the_flag_and_no_change(tmp_path):
     write_ablation(tmp_path, 0.0, 3e-6, True)  # flagged, yet the margin moved: the flag lied
     row = checks(TRUTH, tmp_path, "emg,acc", "mmt")["structural"]
     assert row["found"] == pytest.approx(3e-6) and not row["passed"]
+
+
+def test_structural_fails_on_a_multimodal_transformer_whose_mask_leaks(db2, mmt, tmp_path):
+    """The real thing, not a hand-made table: an mmt whose attention mask lets one cross-modal edge through
+    (emg's first token may read acc's first token) is no longer null by construction for `cross`, its
+    masking changes the logits, and `structural` fails; the intact mmt passes."""
+    import copy
+
+    from isoprobe.engine.ablate import AblationConfig, run_ablation
+
+    windows = db2.splits["test"]
+    config = AblationConfig(layers="all", pathway="cross", mode="single", bootstrap=20)
+    intact = run_ablation(mmt, windows, config).table
+    leaky = copy.deepcopy(mmt)
+    ids = leaky.token_modalities.tolist()
+    query, key = ids.index(1), ids.index(2)  # the first emg token reads the first acc token
+    leaky.within_modality[query, key] = 0.0
+    leaked = run_ablation(leaky, windows, config).table
+    for table, passes in ((intact, True), (leaked, False)):
+        (tmp_path / "ablate").mkdir(exist_ok=True)
+        table.to_csv(tmp_path / "ablate/ablation.csv", index=False)
+        row = checks(TRUTH, tmp_path, "emg,acc", "mmt")["structural"]
+        assert row["passed"] == passes
+    assert not leaked.null_by_construction.all() and (leaked.logit_margin_change.abs() > 1e-6).any()
