@@ -531,7 +531,8 @@ def stats_markdown(stats: dict) -> str:
               "computing the drop CIs alone, so the ratio understates the speed-up (the vectorised time also covers "
               "the chance-corrected and margin CIs, KL and the p-values). CI deviation: largest |difference| of a "
               "drop-CI endpoint from the reference's, in bootstrap SDs of the row's drop (tolerance "
-              f"{first['tolerance_sd']:.2f} σ: 5 Monte Carlo SDs of the difference of two independent 2.5 % quantiles); "
+              f"{first['tolerance_sd']:.2f} σ at 34 segments: 5 Monte Carlo SDs of the difference of two t-interval endpoints "
+              "from independent resamples); "
               "window bootstrap: the same for a bootstrap of windows instead of segments, which the check must reject."]
     return "\n".join(lines)
 
