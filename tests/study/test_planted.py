@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from isoprobe.study.planted import BLIND_MARGIN, INTERACTION_MARGIN, PAIR_SPLIT, blind_chance, planted_rows
+from isoprobe.study.planted import BLIND_MARGIN, PAIR_SPLIT, blind_chance, planted_rows
 
 TRUTH = {"classes": [
     {"label": 1, "partner": None, "informative_alone": ["emg", "acc"]},
