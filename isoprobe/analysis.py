@@ -18,6 +18,7 @@ from isoprobe.data.pipeline import SPLITS, PreparedData, WindowSet, prepare
 from isoprobe.data.synth.generate import SynthConfig, ensure_synthetic
 from isoprobe.errors import ConfigError
 from isoprobe.training.checkpoint import Checkpoint, load_checkpoint
+from isoprobe.training.metrics import Evaluation, evaluate, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +99,12 @@ def check_device(device: str) -> None:
         raise ConfigError("device", device, "choose cpu or cuda (or cuda:N)")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", device, "no CUDA device is available here; use --device cpu")
+
+
+def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
+                        batch_size: int = 1024) -> tuple[Analysis, Evaluation]:
+    """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split, with
+    the analysis it read (checkpoint, data, device)."""
+    analysis = load_analysis(path, data_root, split, device)
+    logits = predict_logits(analysis.model, analysis.windows, analysis.model.modality_names, batch_size, device)
+    return analysis, evaluate(logits.argmax(-1).numpy(), analysis.windows.y, len(analysis.class_names))

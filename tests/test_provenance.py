@@ -18,7 +18,7 @@ import torch
 import isoprobe
 from isoprobe.data.pipeline import DataConfig, data_fingerprint, prepare
 from isoprobe.models import build_model
-from isoprobe.models.spec import model_config_for
+from isoprobe.models.sizing import model_config_for
 from isoprobe.provenance import PACKAGES, file_sha256, git_commit, package_version, provenance
 from isoprobe.training.checkpoint import load_checkpoint
 from isoprobe.training.trainer import TrainConfig, train

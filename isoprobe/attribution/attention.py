@@ -46,7 +46,7 @@ from isoprobe.attribution.common import Target, summarise
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.grid import attached, attention_layers, is_staged
-from isoprobe.engine.pathways import Pathway, parse_layers
+from isoprobe.models.pathways import Pathway, parse_layers
 from isoprobe.engine.stats import Segments
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating

@@ -45,7 +45,7 @@ from isoprobe.diagnostics.shift import ShiftConfig, shift
 from isoprobe.engine.ablate import AblationConfig, ablation_logits
 from isoprobe.engine.approx import run_approx
 from isoprobe.engine.grid import Condition, InterventionEngine
-from isoprobe.engine.pathways import parse_layers
+from isoprobe.models.pathways import parse_layers
 from isoprobe.engine.stats import Segments, cluster_ratio, logit_margin
 from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult

@@ -47,7 +47,7 @@ from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.donors import donor_indices
 from isoprobe.engine.grid import Condition, InterventionEngine
-from isoprobe.engine.pathways import JOIN
+from isoprobe.models.pathways import JOIN
 from isoprobe.engine.stats import Segments, cluster_ratio
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating

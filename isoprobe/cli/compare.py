@@ -35,7 +35,7 @@ def compare(
     from isoprobe.analysis import load_analysis
     from isoprobe.attribution.compare import BLOCKS, CompareConfig, compare as run
     from isoprobe.engine.grid import InterventionEngine
-    from isoprobe.engine.pathways import parse_layers
+    from isoprobe.models.pathways import parse_layers
 
     with user_errors(compare):
         config = CompareConfig(layers=layers, baseline=baseline, steps=steps, draws=draws, batch_size=batch_size,

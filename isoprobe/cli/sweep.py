@@ -31,9 +31,9 @@ def sweep_dropout(
     from rich.table import Table
 
     from isoprobe.data.pipeline import DataConfig
-    from isoprobe.engine.pathways import split_rows
+    from isoprobe.models.pathways import split_rows
     from isoprobe.training.run import default_modalities, synthetic_root
-    from isoprobe.training.sweep import SweepConfig, dropout_sweep, parse_rates, sweep_rows
+    from isoprobe.study.sweep import SweepConfig, dropout_sweep, parse_rates, sweep_rows
     from isoprobe.training.trainer import TrainConfig
 
     with user_errors(sweep_dropout):

@@ -47,7 +47,7 @@ def train(
 ) -> None:
     """Train one architecture on one subject; the best validation epoch is saved as OUT/checkpoint.pt."""
     from isoprobe.errors import ConfigError
-    from isoprobe.models.modelspec import default_model_spec, load_model_config
+    from isoprobe.training.runspec import default_model_spec, load_model_config
     from isoprobe.training.dropout import parse_pathway_dropout
     from isoprobe.training.run import fit, synthetic_root
 
@@ -91,7 +91,7 @@ def evaluate(
     """Accuracy, balanced accuracy, per-class accuracy and the confusion matrix of a checkpoint."""
     from rich.table import Table
 
-    from isoprobe.training.metrics import evaluate_checkpoint
+    from isoprobe.analysis import evaluate_checkpoint
 
     with user_errors(evaluate):
         analysis, result = evaluate_checkpoint(checkpoint, data, split, device, batch_size)

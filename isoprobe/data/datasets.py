@@ -1,18 +1,22 @@
-"""The two supported data sets: how to find, load and split them."""
+"""The two supported data sets: how to find, load and split them, and what their recordings hold."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from isoprobe.data import hdsemg, ninapro
-from isoprobe.data.recording import Recording
+from isoprobe.data.recording import Grid, Recording
 from isoprobe.errors import ConfigError, DataFormatError
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One data set: its layout on disk (files, subjects, loader), its standard split, and what its real
+    recordings hold (DESIGN §2) — enough to size a model or read a modality configuration without
+    reading data. `semg` names its sEMG source; the other source is "the second modality"."""
+
     name: str
     sampling_rate: float
     modalities: tuple[str, ...]
@@ -21,6 +25,13 @@ class DatasetSpec:
     load: Callable[[Path, int, tuple[int, ...]], Recording]
     files: Callable[[Path, int, tuple[int, ...]], list[Path]]
     subjects_in: Callable[[Path], list[int]]
+    channels: dict[str, int]  # per source
+    n_gestures: int  # rest (label 0) excluded; windows keep it only with keep_rest
+    semg: str
+    grids: dict[str, tuple[Grid, ...]] = field(default_factory=dict)
+
+
+_HD_GRID = hdsemg.GRID_SHAPE[0] * hdsemg.GRID_SHAPE[1]
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -29,12 +40,18 @@ DATASETS: dict[str, DatasetSpec] = {
         load=lambda root, subject, exercises: ninapro.load_subject(root, subject, exercises),
         files=lambda root, subject, exercises: list(ninapro.find_files(root, subject, exercises).values()),
         subjects_in=ninapro.subjects_in,
+        # exercises 1–3 (the data configuration's default): 17 + 23 + 9 gestures
+        channels=dict(ninapro.CHANNELS), n_gestures=sum(map(len, ninapro.EXERCISE_LABELS.values())), semg="emg",
     ),
     "hdsemg65": DatasetSpec(
         "hdsemg65", hdsemg.SAMPLING_RATE, ("hdsemg", "force"), hdsemg.TRAIN_REPETITIONS, hdsemg.TEST_REPETITIONS,
         load=lambda root, subject, exercises: hdsemg.load_subject(root, subject),
         files=lambda root, subject, exercises: [hdsemg.find_file(root, subject)],
         subjects_in=hdsemg.subjects_in,
+        channels={"hdsemg": len(hdsemg.GRIDS) * _HD_GRID, "force": hdsemg.FORCE_CHANNELS}, n_gestures=hdsemg.N_GESTURES,
+        semg="hdsemg",
+        grids={"hdsemg": tuple(Grid(name, hdsemg.GRID_SHAPE, tuple(range(i * _HD_GRID, (i + 1) * _HD_GRID)))
+                               for i, name in enumerate(hdsemg.GRIDS))},
     ),
 }
 

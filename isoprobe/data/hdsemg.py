@@ -19,6 +19,7 @@ SAMPLING_RATE = 2048.0
 GRID_SHAPE = (8, 8)
 GRIDS = ("flexors", "extensors")  # hdsemg channels 0–63 are the flexor grid, 64–127 the extensor grid
 N_GESTURES = 65
+FORCE_CHANNELS = 5  # one per finger, as the synthetic files hold it (the loader reads any number)
 REPETITIONS = (1, 2, 3, 4, 5)
 TRAIN_REPETITIONS = (1, 3, 5)
 TEST_REPETITIONS = (2, 4)

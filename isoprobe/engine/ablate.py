@@ -15,7 +15,7 @@ from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.donors import DonorRule, donor_indices
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode, build_conditions
 from isoprobe.engine.interventions import check_intervention
-from isoprobe.engine.pathways import parse_heads, parse_layers, parse_pathway, split_rows
+from isoprobe.models.pathways import parse_heads, parse_layers, parse_pathway, split_rows
 from isoprobe.engine.stats import Segments, grid_statistics, holm
 from isoprobe.errors import ConfigError
 from isoprobe.options import Options, check_choices, check_counts, check_level

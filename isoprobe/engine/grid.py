@@ -25,7 +25,7 @@ import torch
 
 from isoprobe.engine.interventions import INTERVENTIONS, BatchState, ContributionKey, Hook, Intervention, ReplacementHooks
 from isoprobe.engine.interventions import check_intervention
-from isoprobe.engine.pathways import Pathway
+from isoprobe.models.pathways import Pathway
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
 

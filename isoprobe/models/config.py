@@ -10,6 +10,7 @@ from isoprobe.data.modalities import ModalityGroup
 from isoprobe.data.recording import Grid
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.errors import ConfigError
+from isoprobe.models.pathways import parse_pathway
 
 MLP_FEATURES = ("patches", "classic")
 
@@ -99,8 +100,6 @@ class ModelConfig:
 
 def check_removed_pathways(config: ModelConfig) -> None:
     """Pathways removed from the shared layers must be ones the engine names for these modalities."""
-    from isoprobe.engine.pathways import parse_pathway  # the engine's pathway names; no import cycle at load time
-
     names = tuple(g.name for g in config.groups)
     for pathway in config.removed_pathways:
         try:

@@ -28,6 +28,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from isoprobe.data.datasets import DATASETS
+from isoprobe.data.modalities import parse_modalities
 from isoprobe.errors import IsoprobeError
 
 ID_COLUMNS = ("dataset", "data", "subject", "arch", "modalities", "configuration", "seed", "run")
@@ -38,8 +40,6 @@ NULL_COLUMN = "null_by_construction"
 LEVEL = 0.95
 SINGLE_LAYER = re.compile(r"^L(\d+)$")
 LAYER_PATHWAYS = ("uni", "cross", "relay", "readout")  # the paper's Figure 5, plus CLS's two routes
-# Each data set's sEMG source modality; its other source (acc, force) is "the second modality".
-SEMG_SOURCES = {"ninapro-db2": "emg", "hdsemg65": "hdsemg"}
 ALONE = "none"  # `second` of a run with sEMG groups only
 MIN_UNITS = 5  # fewer replicate units than this: no pooled CI, each unit listed and drawn instead
 LEVEL_COLUMN = "level"
@@ -370,20 +370,18 @@ def channel_split(dataset: str, modalities: str, where: str = "table") -> Channe
     counted against the data set's recordings. None for a configuration with no sEMG, or with groups of
     two different sEMG subsets (an equal-channel configuration: not a point of the sweep). `where` names
     the table for the error an unknown data set or an unreadable configuration raises."""
-    from isoprobe.data.modalities import parse_modalities
-    from isoprobe.models.modelspec import RECORDINGS  # imports torch: only here, not with the report module
-
-    if dataset not in SEMG_SOURCES or dataset not in RECORDINGS:
+    if dataset not in DATASETS:
         raise IsoprobeError(f"{where}: data set {dataset!r} has no known sEMG modality; the channel figure reads "
-                            f"{', '.join(SEMG_SOURCES)}")
+                            f"{', '.join(DATASETS)}")
+    spec = DATASETS[dataset]
     try:
-        groups = parse_modalities(modalities, RECORDINGS[dataset].channels)
+        groups = parse_modalities(modalities, spec.channels)
     except IsoprobeError as exc:
         raise IsoprobeError(f"{where}: modalities {modalities!r} of data set {dataset}: {exc}") from None
-    semg = [g for g in groups if g.source == SEMG_SOURCES[dataset]]
+    semg = [g for g in groups if g.source == spec.semg]
     if not semg or len({g.channels for g in semg}) > 1:
         return None
-    second = ",".join(g.name for g in groups if g.source != SEMG_SOURCES[dataset]) or ALONE
+    second = ",".join(g.name for g in groups if g.source != spec.semg) or ALONE
     return ChannelSplit(",".join(g.name for g in semg), len(semg[0].channels), second)
 
 

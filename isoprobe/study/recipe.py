@@ -47,7 +47,7 @@ from isoprobe.errors import ConfigError, IsoprobeError
 TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", "ablate", "compare", "shift"}
 DATA_KEYS = {"name", "dataset", "subjects", "root", "synthetic"}
 SYNTHETIC_KEYS = {"preset", "synergy_fraction", "gestures", "repetitions", "seconds_per_repetition", "rest_seconds", "seed"}
-# A [[models]] table: these, and any key of a model configuration file (isoprobe.models.modelspec:
+# A [[models]] table: these, and any key of a model configuration file (isoprobe.training.runspec:
 # d_model, n_layers, epochs, lr, patch, window_ms, …), which override the file's values.
 MODEL_KEYS = {"name", "arch", "config", "modalities", "pathway_dropout", "data"}
 ABLATE_KEYS = {"layers", "pathway", "intervention", "mode", "heads", "donor", "draws", "permutations"}
@@ -96,8 +96,8 @@ class ModelRuns:
     config: str | None = None  # the model configuration file it started from
 
     def model_spec(self, dataset: str, modalities: str):
-        """The isoprobe.models.modelspec.ModelSpec of this table on `dataset` for one modality configuration."""
-        from isoprobe.models.modelspec import ModelSpec
+        """The isoprobe.training.runspec.ModelSpec of this table on `dataset` for one modality configuration."""
+        from isoprobe.training.runspec import ModelSpec
 
         return ModelSpec.from_dict({**dict(self.specs)[dataset], "modalities": modalities})
 
@@ -246,10 +246,10 @@ def configuration_kind(modalities: str, dataset: str = "ninapro-db2") -> str:
     """unimodal (one channel group); equal-channel (several groups of one modality, emg[0:6],emg[6:12],
     or groups of equal channel counts, emg,acc[0:12] on DB2 — counted on the data set's recordings);
     otherwise multimodal."""
+    from isoprobe.data.datasets import dataset_spec
     from isoprobe.data.modalities import parse_modalities
-    from isoprobe.models.modelspec import RECORDINGS
 
-    groups = parse_modalities(modalities, RECORDINGS[dataset].channels)
+    groups = parse_modalities(modalities, dataset_spec(dataset).channels)
     if len(groups) == 1:
         return "unimodal"
     same_source = len({g.source for g in groups}) == 1
@@ -266,7 +266,7 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
     from isoprobe.data.datasets import dataset_spec
     from isoprobe.data.modalities import check_sources
     from isoprobe.errors import DataFormatError
-    from isoprobe.models.modelspec import _key_sections, default_model_spec, load_model_config
+    from isoprobe.training.runspec import _key_sections, default_model_spec, load_model_config
 
     table = check.table(key, table)
     check.keys(key, table, MODEL_KEYS | set(_key_sections()) - {"dataset", "description"})
@@ -340,9 +340,9 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     if not configs:
         return
     # Layers, heads and pathway names against each model that will be analysed, built for the data
-    # set's recordings without reading data (isoprobe.models.modelspec).
+    # set's recordings without reading data (isoprobe.training.runspec).
     from isoprobe.engine.grid import InterventionEngine
-    from isoprobe.engine.pathways import parse_layers
+    from isoprobe.models.pathways import parse_layers
     from isoprobe.models import build_model
 
     checked = set()

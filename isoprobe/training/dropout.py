@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from isoprobe.engine.interventions import Hook
-from isoprobe.engine.pathways import Pathway, parse_pathway
+from isoprobe.models.pathways import Pathway, parse_pathway
 from isoprobe.errors import ConfigError
 
 _STREAM = 0xD0D0  # the dropout draws' own random stream, apart from shuffling and initialisation

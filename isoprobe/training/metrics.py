@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from isoprobe.analysis import Analysis, load_analysis
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.models.modes import evaluating
@@ -56,12 +54,3 @@ def predict_logits(model: torch.nn.Module, windows: WindowSet | dict, names: tup
     x = windows.x if isinstance(windows, WindowSet) else windows
     with evaluating(model):
         return torch.cat([model(*batch).float().cpu() for batch in window_batches(x, names, batch_size, device)])
-
-
-def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
-                        batch_size: int = 1024) -> tuple[Analysis, Evaluation]:
-    """Accuracy, balanced accuracy, per-class accuracy and confusion of a checkpoint on one split, with
-    the analysis it read (checkpoint, data, device)."""
-    analysis = load_analysis(path, data_root, split, device)
-    logits = predict_logits(analysis.model, analysis.windows, analysis.model.modality_names, batch_size, device)
-    return analysis, evaluate(logits.argmax(-1).numpy(), analysis.windows.y, len(analysis.class_names))

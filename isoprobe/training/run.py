@@ -16,7 +16,7 @@ from isoprobe.data.synth.generate import LAYOUTS, SynthConfig, ensure_synthetic
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.errors import ConfigError
 from isoprobe.models import build_model
-from isoprobe.models.spec import model_config_for
+from isoprobe.models.sizing import model_config_for
 from isoprobe.training.dropout import check_pathways
 from isoprobe.training.trainer import TrainConfig, TrainResult, train
 

@@ -16,7 +16,7 @@ from isoprobe.attribution.attention import (
     layer_attributions)
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.grid import Condition, InterventionEngine, attached
-from isoprobe.engine.pathways import Pathway
+from isoprobe.models.pathways import Pathway
 from isoprobe.errors import ConfigError
 
 from tests.engine.conftest import small, windows

@@ -8,7 +8,7 @@ import torch
 from isoprobe.data.pipeline import PreparedData
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.models import build_model
-from isoprobe.models.spec import model_config_for
+from isoprobe.models.sizing import model_config_for
 
 # Small enough that every architecture trains a few steps in a fraction of a second on a CPU.
 SMALL = {"d_model": 16, "n_heads": 2, "d_mlp": 32, "dropout": 0.0}

@@ -10,7 +10,7 @@ import pytest
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.errors import ConfigError
 from isoprobe.models import CONFIGS, HierarchicalConfig, MLPConfig, MMTConfig, ModelConfig, build_model
-from isoprobe.models.spec import model_config_for
+from isoprobe.models.sizing import model_config_for
 
 ROUND_TRIP = {
     "hierarchical": {"d_model": 32, "n_heads": 8, "n_layers": 3, "n_encoder_layers": 2, "dropout": 0.2},

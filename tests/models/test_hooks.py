@@ -8,7 +8,7 @@ import torch
 
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.models.config import HierarchicalConfig
-from isoprobe.models.spec import model_config_for
+from isoprobe.models.sizing import model_config_for
 from isoprobe.models import build_model
 from tests.models.helpers import SMALL, batch, cached_run, small_model
 from tests.tolerance import assert_close

@@ -13,8 +13,8 @@ import torch
 
 from isoprobe.errors import ConfigError, DataFormatError
 from isoprobe.models import build_model
-from isoprobe.models.modelspec import ModelSpec, default_model_spec, load_model_config
-from isoprobe.models.spec import model_config_for
+from isoprobe.training.runspec import ModelSpec, default_model_spec, load_model_config
+from isoprobe.models.sizing import model_config_for
 from isoprobe.training.checkpoint import load_checkpoint
 
 from tests.cli_helpers import assert_ok, assert_user_error, invoke

@@ -13,7 +13,7 @@ import torch
 
 from isoprobe.data.pipeline import DataConfig, PreparedData, prepare
 from isoprobe.models import build_model
-from isoprobe.models.spec import model_config_for
+from isoprobe.models.sizing import model_config_for
 from isoprobe.training.trainer import TrainConfig, TrainResult, train
 
 TINY = dict(d_model=16, n_layers=1, n_heads=2, d_mlp=32, dropout=0.2)

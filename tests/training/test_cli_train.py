@@ -14,7 +14,7 @@ import torch
 
 from isoprobe.data.pipeline import DataConfig, prepare
 from isoprobe.errors import ConfigError
-from isoprobe.models.spec import model_config_for
+from isoprobe.models.sizing import model_config_for
 from isoprobe.training.checkpoint import VERSION, load_checkpoint
 
 from tests.conftest import make_synth

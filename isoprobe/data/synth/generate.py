@@ -34,7 +34,7 @@ DEFAULT_GESTURES = {"ninapro-db2": 9, "hdsemg65": 8}
 # Signals are stored as MATLAB `single` to halve the files; the real DB2 files hold `double`. Loaders take both.
 MAX_GESTURES = {"ninapro-db2": 49, "hdsemg65": hdsemg.N_GESTURES}
 MAX_REPETITIONS = {"ninapro-db2": len(ninapro.REPETITIONS), "hdsemg65": len(hdsemg.REPETITIONS)}
-N_FORCE_FINGERS = 5  # HD-sEMG layout: one force channel per finger
+N_FORCE_FINGERS = hdsemg.FORCE_CHANNELS  # HD-sEMG layout: one force channel per finger
 DB2_E3_FORCE_CHANNELS = 6
 DB2_GLOVE_CHANNELS = 22
 JITTER_S = 0.15  # raw `stimulus` boundaries wander this far from the relabelled `restimulus`

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from transformer_lens import HookedRootModule
 
+from isoprobe.models.pathways import Pathway
+
 
 class StagedTransformer(HookedRootModule):
     """A model whose forward is embed_stage -> block_stage(0 … n_layers-1) -> heads_stage.
@@ -20,8 +22,6 @@ class StagedTransformer(HookedRootModule):
     def removed_edges(self) -> torch.Tensor:
         """Boolean [query_pos, key_pos]: edges of the configured `removed_pathways` (self edges stay,
         so no row is ever left without a key)."""
-        from isoprobe.engine.pathways import Pathway
-
         ids = self.token_modalities
         removed = torch.zeros(len(ids), len(ids), dtype=torch.bool)
         for pathway in getattr(self.config, "removed_pathways", ()):

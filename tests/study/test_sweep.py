@@ -13,7 +13,7 @@ from isoprobe.analysis import load_analysis
 from isoprobe.data.pipeline import DataConfig
 from isoprobe.engine.grid import Condition, InterventionEngine
 from isoprobe.errors import ConfigError
-from isoprobe.training.sweep import COLUMNS, SweepConfig, dropout_sweep
+from isoprobe.study.sweep import COLUMNS, SweepConfig, dropout_sweep
 from isoprobe.training.trainer import TrainConfig
 from tests.cli_helpers import assert_user_error, invoke
 

@@ -24,17 +24,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from isoprobe.data import hdsemg, ninapro
 from isoprobe.data.datasets import dataset_spec
 from isoprobe.data.modalities import check_sources, parse_modalities
 from isoprobe.data.pipeline import DataConfig
-from isoprobe.data.recording import Grid
-from isoprobe.data.synth.generate import N_FORCE_FINGERS
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.data.windows import WindowConfig
 from isoprobe.errors import ConfigError, DataFormatError
 from isoprobe.models.config import CONFIGS, ModelConfig, config_class
-from isoprobe.models.spec import sized_group_specs
+from isoprobe.models.sizing import sized_group_specs
 from isoprobe.training.trainer import TrainConfig
 
 TOP_KEYS = ("dataset", "modalities", "description")
@@ -45,28 +42,6 @@ DATA_FIELDS = frozenset({"groups", "n_classes", "sampling_rate", "token", "remov
 # TrainConfig fields that belong to one run rather than to a model's schedule: the caller gives them.
 RUN_FIELDS = frozenset({"seed", "device", "bf16", "save_every", "pathway_dropout"})
 TRAINING_KEYS = {"head_switch": "head_switch_fraction"}  # file key -> TrainConfig field, where they differ
-
-
-@dataclass(frozen=True)
-class Recordings:
-    """What a data set's real recordings hold (DESIGN §2): enough to size a model without reading data."""
-
-    sampling_rate: float
-    channels: dict[str, int]
-    n_gestures: int  # rest (label 0) excluded; windows keep it only with keep_rest
-    grids: dict[str, tuple[Grid, ...]] = field(default_factory=dict)
-
-
-_HD_GRID = hdsemg.GRID_SHAPE[0] * hdsemg.GRID_SHAPE[1]
-RECORDINGS = {
-    # Exercises 1–3 (the data configuration's default): 17 + 23 + 9 gestures.
-    "ninapro-db2": Recordings(ninapro.SAMPLING_RATE, dict(ninapro.CHANNELS), sum(map(len, ninapro.EXERCISE_LABELS.values()))),
-    # Force: one channel per finger, as the synthetic files hold it (the loader reads any number).
-    "hdsemg65": Recordings(hdsemg.SAMPLING_RATE, {"hdsemg": len(hdsemg.GRIDS) * _HD_GRID, "force": N_FORCE_FINGERS},
-                           hdsemg.N_GESTURES,
-                           {"hdsemg": tuple(Grid(name, hdsemg.GRID_SHAPE, tuple(range(i * _HD_GRID, (i + 1) * _HD_GRID)))
-                                            for i, name in enumerate(hdsemg.GRIDS))}),
-}
 
 
 def model_keys(arch: str) -> tuple[str, ...]:
@@ -135,8 +110,8 @@ class ModelSpec:
 
     def reference_config(self) -> ModelConfig:
         """The model configuration for the data set's real recordings (channel counts, sampling rate and
-        gesture classes of RECORDINGS), built without reading data: what the model cards count."""
-        recordings = RECORDINGS[self.dataset]
+        gesture classes of its DatasetSpec), built without reading data: what the model cards count."""
+        recordings = dataset_spec(self.dataset)
         groups = parse_modalities(self.resolved_modalities, recordings.channels)
         window = self.window.samples(recordings.sampling_rate)[0]
         specs = sized_group_specs(groups, window, recordings.sampling_rate, self.token, recordings.grids)

@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 
-from isoprobe.engine.pathways import Pathway, parse_heads, parse_layers, parse_pathway, split_rows
+from isoprobe.models.pathways import Pathway, parse_heads, parse_layers, parse_pathway, split_rows
 from isoprobe.errors import ConfigError
 
 from tests.engine.reference import as_tensor, naive_edges
