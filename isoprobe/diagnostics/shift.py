@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.mmd import cosine_per_window, mmd_test, subsample
 from isoprobe.engine.ablate import AblationConfig, conditions_for
-from isoprobe.engine.donors import DonorRule, donor_indices
+from isoprobe.engine.donors import DonorRule
+from isoprobe.engine.driver import grid_batches
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode
 from isoprobe.engine.interventions import check_intervention
 from isoprobe.engine.stats import Segments, cluster_means
@@ -115,14 +115,9 @@ def shift(model: torch.nn.Module, windows: WindowSet, config: ShiftConfig, refer
         conditions += conditions_for(engine, AblationConfig(layers=config.layers, pathway=config.pathway, heads=config.heads,
                                                             intervention=intervention, mode=config.mode,
                                                             mask_self=config.mask_self))
-    names = tuple(model.modality_names)
     final = final_site(model)
     sites = {c: sites_for(c, engine.n_layers, final) for c in conditions}
     capture = sorted({s for per in sites.values() for s in per})
-    if any(c.intervention == "mean" for c in conditions):
-        engine.fit(window_batches((reference or windows).x, names, config.batch_size, device), conditions)
-    donors = donor_indices(len(windows), config.seed, 0, windows.y, windows.start, config.donor) \
-        if any(c.intervention == "resample" for c in conditions) else None
     chosen = subsample(len(windows), config.max_windows, config.seed, keys=windows.start)
     in_subsample = np.zeros(len(windows), dtype=bool)
     in_subsample[chosen] = True
@@ -134,13 +129,11 @@ def shift(model: torch.nn.Module, windows: WindowSet, config: ShiftConfig, refer
     base_correct = []
     target = torch.as_tensor(windows.y).long()
     n_batches = math.ceil(len(windows) / config.batch_size)
-    batches = zip(window_batches(windows.x, names, config.batch_size, device),
-                  window_batches(windows.x, names, config.batch_size, device, index=donors) if donors is not None
-                  else iter(lambda: None, 0))
-    for index, (inputs, donor_inputs) in enumerate(batches):
-        rows = slice(index * config.batch_size, index * config.batch_size + len(inputs[0]))
-        keep = torch.as_tensor(in_subsample[rows], device=inputs[0].device)
-        run = engine.run_grid(inputs, conditions, donors=[donor_inputs] if donor_inputs is not None else (), capture=capture)
+    batches = grid_batches(engine, windows, conditions, reference=reference, batch_size=config.batch_size, device=device,
+                           seed=config.seed, donor=config.donor, capture=capture)
+    for index, batch in enumerate(batches):
+        rows, run = batch.rows, batch.run
+        keep = torch.as_tensor(in_subsample[rows], device=run.clean.device)
         batch_target = target[rows].to(run.clean.device)
         base_correct.append((run.clean.argmax(1) == batch_target).cpu())
         for site in capture:

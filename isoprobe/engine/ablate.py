@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
-from isoprobe.engine.donors import DonorRule, donor_indices
+from isoprobe.engine.donors import DonorRule
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode, build_conditions
-from isoprobe.engine.interventions import check_intervention
+from isoprobe.engine.driver import grid_batches
+from isoprobe.engine.interventions import INTERVENTIONS, check_intervention
 from isoprobe.models.pathways import parse_heads, parse_layers, parse_pathway, split_rows
 from isoprobe.engine.stats import Segments, grid_statistics, holm
 from isoprobe.errors import ConfigError
@@ -48,8 +48,9 @@ class AblationConfig(Options):
         check_intervention(self.intervention)
         # A zero batch size would reach range() as a zero step, a negative one would evaluate nothing.
         check_counts(self, {"batch_size": 1, "bootstrap": 0, "permutations": 0, "draws": 1})
-        if self.draws > 1 and self.intervention != "resample":
-            raise ConfigError("draws", self.draws, "several donor draws only make sense with the resample intervention")
+        if self.draws > 1 and not INTERVENTIONS[self.intervention].takes_donors:
+            raise ConfigError("draws", self.draws, "several donor draws only make sense with an intervention that takes "
+                              "donors (resample)")
         check_level(self)
 
 
@@ -96,18 +97,12 @@ def ablation_logits(model: torch.nn.Module, windows: WindowSet, config: Ablation
     model = model.to(device)
     engine = InterventionEngine(model, mask_self=config.mask_self)
     conditions = conditions_for(engine, config)
-    names = tuple(model.modality_names)
-    if config.intervention == "mean":
-        reference = reference if reference is not None else windows
-        engine.fit(window_batches(reference.x, names, config.batch_size, device), conditions)
-    donors = [donor_indices(len(windows), config.seed, draw, windows.y, windows.start, config.donor)
-              for draw in range(config.draws)] if config.intervention == "resample" else []
     n_batches = math.ceil(len(windows) / config.batch_size)
-    batches = zip(window_batches(windows.x, names, config.batch_size, device),
-                  *(window_batches(windows.x, names, config.batch_size, device, index=d) for d in donors))
     clean, per_condition = [], [[] for _ in conditions]
-    for index, (inputs, *donor_inputs) in enumerate(batches):
-        run = engine.run_grid(inputs, conditions, donors=donor_inputs)
+    batches = grid_batches(engine, windows, conditions, reference=reference, batch_size=config.batch_size, device=device,
+                           seed=config.seed, donor=config.donor)
+    for index, batch in enumerate(batches):
+        run = batch.run
         clean.append(run.clean.float().cpu())
         for store, logits in zip(per_condition, run.logits):
             store.append(logits.float().cpu())

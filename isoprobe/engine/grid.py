@@ -69,8 +69,9 @@ def build_conditions(mode: str, layers: Sequence[int], pathways: Sequence[str], 
     joint: all listed layers together. One condition per pathway for each layer set, and for
     `resample` one per donor draw (draws > 1 only for resample)."""
     check_intervention(intervention)
-    if draws < 1 or (draws > 1 and intervention != "resample"):
-        raise ConfigError("draws", draws, "a number of donor draws ≥ 1, above 1 only for the resample intervention")
+    if draws < 1 or (draws > 1 and not INTERVENTIONS[intervention].takes_donors):
+        raise ConfigError("draws", draws, "a number of donor draws ≥ 1, above 1 only for an intervention that takes "
+                          f"donors ({', '.join(n for n, s in INTERVENTIONS.items() if s.takes_donors)})")
     layers = tuple(sorted(layers))
     if mode == "single":
         sets = [(layer,) for layer in layers] + ([layers] if len(layers) > 1 else [])

@@ -10,7 +10,9 @@ resample  that contribution replaced by a donor window's clean contribution at t
 
 The replacement interventions separate "the pathway carries signal" from "masking pushed the
 activations off-distribution". A new intervention (a gate, dropout) is a subclass registered with
-`@register`: the engine only calls `fit`, `prepare` and `hooks`.
+`@register` that says what it needs (`needs_reference`: a fit on reference windows; `takes_donors`:
+donor windows, one set per draw): the grid driver (`isoprobe.engine.driver`) provides both, and the
+engine only calls `fit`, `prepare` and `hooks`; `ablate`, `shift` and the CLI pick it up by name.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ class BatchState:
 
 
 class Intervention:
-    """One way to intervene on a pathway's edges. Subclasses set `name` and implement `hooks`."""
+    """One way to intervene on a pathway's edges. Subclasses set `name` and implement `hooks`, and say
+    what the driver must provide: reference windows for `fit`, donor windows for `prepare`."""
 
     name: ClassVar[str] = ""
+    needs_reference: ClassVar[bool] = False
+    takes_donors: ClassVar[bool] = False  # also: several draws per condition make sense
 
     def check(self, engine: "InterventionEngine", condition: "Condition") -> None:
         """Refuse a condition this intervention cannot run yet (before any work)."""
@@ -160,6 +165,7 @@ def _keys(conditions: Iterable["Condition"], name: str) -> list[ContributionKey]
 @register
 class Mean(Replacement):
     name = "mean"
+    needs_reference = True
 
     def __init__(self) -> None:
         self.means: dict[ContributionKey, torch.Tensor] = {}  # [query_pos, head, d_head] each
@@ -191,6 +197,7 @@ class Mean(Replacement):
 @register
 class Resample(Replacement):
     name = "resample"
+    takes_donors = True
 
     def prepare(self, engine, conditions, state):
         """Each draw's donors run clean once; at every intervened layer the donor's clean contribution
