@@ -32,6 +32,7 @@ Every number has a 95% stratified cluster-bootstrap CI over segments (`isoprobe.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, ClassVar, Literal
 
 import numpy as np
@@ -52,24 +53,58 @@ from isoprobe.results import TableResult
 
 ACCURACY, MARGIN, RELATED = "share of clean accuracy", "share of clean logit margin", "related quantities"
 BLOCKS = (ACCURACY, MARGIN, RELATED)  # printed in this order; rows are comparable within a block only
-ESTIMANDS = {  # method -> (block, estimand); one line each for the terminal
-    "mask (IsoNet)": (ACCURACY, "Σ(base − intervened correct) / Σ base correct, all windows; cross scores → −inf"),
-    "mean ablation": (ACCURACY, "Σ(base − intervened correct) / Σ base correct, all windows; cross contribution → "
-                                "training mean"),
-    "resample ablation": (ACCURACY, "Σ(base − intervened correct) / Σ base correct, all windows; cross contribution → "
-                                    "a donor's"),
-    "mask, logit margin": (MARGIN, "Σ(m_clean − m_masked) / Σ m_clean, windows the clean model gets right; m = "
-                                   "true-class logit − largest other"),
-    "attribution patching": (MARGIN, "first-order estimate of the same (one forward and backward pass)"),
-    "attention attribution": (RELATED, "Σ cross / Σ non-self edges of the signed attention attribution (IG of the "
-                                       "true-class logit over the layer's pattern), per layer"),
-    "pathway Shapley": (RELATED, "φ_cross / (v(all) − v(none)), v = accuracy with the other pathways masked in every "
-                                 "layer"),
-    "interaction index": (RELATED, "v(both) − v(one) − v(other) + v(none) in accuracy, absent modality → baseline; "
-                                   "any route; not a share"),
-}
-LAYERED = ("mask (IsoNet)", "mean ablation", "resample ablation", "mask, logit margin", "attribution patching",
-           "attention attribution")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One kind of row of compare: what it is called (`short` in narrow tables), its block, what it
+    estimates (one line for the terminal), and whether it also has per-layer rows."""
+
+    name: str
+    block: str
+    estimand: str
+    short: str
+    layered: bool = False
+
+
+@dataclass
+class CompareInputs:
+    """What every method of compare is given."""
+
+    model: torch.nn.Module
+    windows: WindowSet
+    reference: WindowSet | None
+    config: "CompareConfig"
+    device: str | torch.device
+    engine: InterventionEngine
+
+    @cached_property
+    def segments(self) -> Segments:
+        return Segments.of_windows(self.windows)
+
+
+Producer = Callable[[CompareInputs], list[dict]]
+METHODS: dict[str, Estimate] = {}  # name -> Estimate, in registration order
+PRODUCERS: dict[Producer, tuple[str, ...]] = {}  # each producer and the estimates its rows carry
+
+
+def compare_method(*estimates: Estimate) -> Callable[[Producer], Producer]:
+    """Register a producer of compare rows (dicts with method, layers, estimate, ci_low, ci_high, windows,
+    segments, caveat; per-layer rows have layers "L<k>") and the estimates they carry. A new method is
+    one function and this decorator: compare, its CLI, the study and the report take it from here."""
+    def register(producer: Producer) -> Producer:
+        for estimate in estimates:
+            METHODS[estimate.name] = estimate
+        PRODUCERS[producer] = tuple(e.name for e in estimates)
+        return producer
+    return register
+
+
+def estimate_of(method: str) -> Estimate:
+    """The Estimate of a row's method ("interaction index (a × b)" is an "interaction index")."""
+    return METHODS[method if method in METHODS else method.split(" (")[0]]
+
+
 COLUMNS = ("block", "method", "layers", "estimate", "ci_low", "ci_high", "estimand", "windows", "segments", "caveat",
            "shift_cosine", "shift_mmd2", "shift_p", "shift_null95")
 LAYER_COLUMNS = ("layer", "block", "method", "estimate", "ci_low", "ci_high", "null_by_construction")
@@ -121,17 +156,27 @@ def _ratio_row(method: str, layers: str, numerator: np.ndarray, denominator: np.
             "windows": len(segments.codes), "segments": segments.n_segments, "caveat": segments.caveat()}
 
 
-def _ablation_rows(model, windows: WindowSet, reference: WindowSet | None, config: CompareConfig, device) -> list[dict]:
+ABLATIONS = (("mask (IsoNet)", "mask"), ("mean ablation", "mean"), ("resample ablation", "resample"))
+_SHARE = "Σ(base − intervened correct) / Σ base correct, all windows; "
+
+
+@compare_method(
+    Estimate("mask (IsoNet)", ACCURACY, _SHARE + "cross scores → −inf", "mask", layered=True),
+    Estimate("mean ablation", ACCURACY, _SHARE + "cross contribution → training mean", "mean", layered=True),
+    Estimate("resample ablation", ACCURACY, _SHARE + "cross contribution → a donor's", "resample", layered=True),
+    Estimate("mask, logit margin", MARGIN, "Σ(m_clean − m_masked) / Σ m_clean, windows the clean model gets right; m = "
+             "true-class logit − largest other", "margin", layered=True))
+def _ablation_rows(inputs: CompareInputs) -> list[dict]:
     """mask, mean and resample on `cross`, each layer alone and all together: shares of clean accuracy,
     and for mask also the share of the clean logit margin over the correctly classified windows."""
+    windows, config, design = inputs.windows, inputs.config, inputs.segments
     target = torch.as_tensor(windows.y).long()
-    design = Segments.of_windows(windows)
     rows = []
-    for method, intervention in (("mask (IsoNet)", "mask"), ("mean ablation", "mean"), ("resample ablation", "resample")):
+    for method, intervention in ABLATIONS:
         ablation = AblationConfig(layers=config.layers, pathway="cross", intervention=intervention, mode="single",
                                   draws=config.draws if intervention == "resample" else 1, seed=config.seed,
                                   batch_size=config.batch_size, bootstrap=0)
-        grid = ablation_logits(model, windows, ablation, reference=reference, device=device)
+        grid = ablation_logits(inputs.model, windows, ablation, reference=inputs.reference, device=inputs.device)
         base_correct = (grid.clean.argmax(1) == target).double().numpy()
         base_margin = logit_margin(grid.clean.double(), target).numpy()
         right = np.flatnonzero(base_margin > 0)
@@ -146,40 +191,53 @@ def _ablation_rows(model, windows: WindowSet, reference: WindowSet | None, confi
     return rows
 
 
-def _patching_rows(model, windows: WindowSet, config: CompareConfig, device) -> list[dict]:
+@compare_method(Estimate("attribution patching", MARGIN, "first-order estimate of the same (one forward and backward "
+                         "pass)", "patching", layered=True))
+def _patching_rows(inputs: CompareInputs) -> list[dict]:
     """The first-order estimate of the same conditions, as the same share (correctly classified windows)."""
+    config = inputs.config
     ablation = AblationConfig(layers=config.layers, pathway="cross", mode="single", batch_size=config.batch_size, bootstrap=0)
-    result = run_approx(model, windows, ablation, check=0, device=device)
+    result = run_approx(inputs.model, inputs.windows, ablation, check=0, device=inputs.device)
     right = np.flatnonzero(result.clean_margin > 0)
     if not len(right):
         return []
-    design = Segments.of_windows(windows).take(right)
+    design = inputs.segments.take(right)
     return [_ratio_row("attribution patching", label, -result.per_window[right, index], result.clean_margin[right],
                        design, config) for index, label in enumerate(result.table.layers)]
 
 
-def _attention_rows(model, windows: WindowSet, config: CompareConfig, device) -> list[dict]:
+@compare_method(Estimate("attention attribution", RELATED, "Σ cross / Σ non-self edges of the signed attention "
+                         "attribution (IG of the true-class logit over the layer's pattern), per layer", "attention",
+                         layered=True))
+def _attention_rows(inputs: CompareInputs) -> list[dict]:
     """Per layer: the cross edges' signed attribution over that of every non-self edge (ratio of sums)."""
-    data = attention_attributions(model, windows, AttentionConfig(layers=config.layers, steps=config.steps), device=device)
+    config = inputs.config
+    data = attention_attributions(inputs.model, inputs.windows, AttentionConfig(layers=config.layers, steps=config.steps),
+                                  device=inputs.device)
     if "cross" not in data.parts:
         return []
     names = list(data.parts)
     cross, others = names.index("cross"), [i for i, name in enumerate(names) if name != "self"]
-    design = Segments.of_windows(windows)
+    design = inputs.segments
     return [_ratio_row("attention attribution", f"L{layer + 1}", data.signed[:, i, cross],
                        data.signed[:, i, others].sum(axis=1), design, config) for i, layer in enumerate(data.layers)]
 
 
-def _game_rows(model, windows: WindowSet, reference: WindowSet | None, config: CompareConfig, device,
-               n_layers: int) -> list[dict]:
+@compare_method(
+    Estimate("pathway Shapley", RELATED, "φ_cross / (v(all) − v(none)), v = accuracy with the other pathways masked in "
+             "every layer", "Shapley"),
+    Estimate("interaction index", RELATED, "v(both) − v(one) − v(other) + v(none) in accuracy, absent modality → "
+             "baseline; any route; not a share", "interaction"))
+def _game_rows(inputs: CompareInputs) -> list[dict]:
     """Pathway Shapley share of `cross` and the modality interaction index(es), on accuracy."""
-    games = interact(model, windows, InteractConfig(baseline=config.baseline, batch_size=config.batch_size,
-                                                    bootstrap=config.bootstrap, seed=config.seed, level=config.level),
-                     reference=reference, device=device).table
+    config, windows, n_layers = inputs.config, inputs.windows, inputs.engine.n_layers
+    games = interact(inputs.model, windows, InteractConfig(baseline=config.baseline, batch_size=config.batch_size,
+                                                           bootstrap=config.bootstrap, seed=config.seed, level=config.level),
+                     reference=inputs.reference, device=inputs.device).table
     accuracy = games[games.metric == "accuracy"]
     shapley = accuracy[(accuracy.method == "pathway game") & (accuracy.quantity == "shapley share") & (accuracy.part == "cross")]
     interaction = accuracy[(accuracy.method == "modality game") & (accuracy.quantity == "interaction")]
-    caveat = Segments.of_windows(windows).caveat()
+    caveat = inputs.segments.caveat()
     rows = []
     for method, frame in (("pathway Shapley", shapley), ("interaction index", interaction)):
         for row in frame.itertuples():
@@ -196,35 +254,31 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
     engine = InterventionEngine(model.to(device))
     layers = parse_layers(config.layers, engine.n_layers)
     all_label = f"L{layers[0] + 1}-L{layers[-1] + 1}" if len(layers) > 1 else f"L{layers[0] + 1}"
-    steps = 6
+    inputs = CompareInputs(model, windows, reference, config, device, engine)
+    steps = len(PRODUCERS) + 1
     report = (lambda done: progress(done, steps)) if progress is not None else (lambda done: None)
-    rows = _ablation_rows(model, windows, reference, config, device)
-    report(1)
-    rows += _patching_rows(model, windows, config, device)
-    report(2)
-    rows += _attention_rows(model, windows, config, device)
-    report(3)
-    rows += _game_rows(model, windows, reference, config, device, engine.n_layers)
-    report(4)
+    rows = []
+    for done, producer in enumerate(PRODUCERS, start=1):
+        rows += producer(inputs)
+        report(done)
     shifted = shift(model, windows, ShiftConfig(layers=config.layers, interventions=("mask", "mean", "resample"),
                                                  bootstrap=config.bootstrap, seed=config.seed, level=config.level,
                                                  batch_size=config.batch_size, max_windows=config.shift_windows,
                                                  permutations=config.shift_permutations),
                     reference=reference, device=device).table
-    report(5)
     final = shifted[shifted.site.str.startswith("final")].set_index("intervention")
     long = pd.DataFrame(rows)
     for column in ("shift_cosine", "shift_mmd2", "shift_p", "shift_null95"):
         long[column] = np.nan
-    for method, intervention in (("mask (IsoNet)", "mask"), ("mean ablation", "mean"), ("resample ablation", "resample")):
+    for method, intervention in ABLATIONS:
         if intervention in final.index:
             at = (long.method == method) & (long.layers == all_label)
             for column, shown in (("cosine", "shift_cosine"), ("mmd2", "shift_mmd2"), ("p_value", "shift_p"),
                                   ("mmd2_null95", "shift_null95")):
                 long.loc[at, shown] = final.loc[intervention, column]
-    kinds = [ESTIMANDS[m if m in ESTIMANDS else m.split(" (")[0]] for m in long.method]  # "interaction index (a × b)"
-    long["block"], long["estimand"] = [k[0] for k in kinds], [k[1] for k in kinds]
-    report(6)
+    kinds = [estimate_of(m) for m in long.method]
+    long["block"], long["estimand"] = [k.block for k in kinds], [k.estimand for k in kinds]
+    report(steps)
     summary = long[~long.layers.str.fullmatch(r"L\d+") | (len(layers) == 1)]
     summary = summary.assign(_block=summary.block.map(BLOCKS.index)).sort_values("_block", kind="stable")
     per_layer = long[long.layers.str.fullmatch(r"L\d+")].rename(columns={"layers": "layer"})
@@ -232,7 +286,7 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
     # cross edge in the model; the last layer of a model read from CLS) its 0 is no finding.
     null = [engine.null_by_construction(Condition((int(label[1:]) - 1,), "cross")) for label in per_layer.layer]
     per_layer = per_layer.assign(null_by_construction=np.array(null, dtype=bool))[list(LAYER_COLUMNS)]
-    order = {m: i for i, m in enumerate(LAYERED)}
+    order = {m: i for i, m in enumerate(METHODS)}
     per_layer = per_layer.assign(_layer=per_layer.layer.str[1:].astype(int), _method=per_layer.method.map(order))
     per_layer = per_layer.sort_values(["_layer", "_method"]).drop(columns=["_layer", "_method"])
     return CompareResult(config, summary[list(COLUMNS)].reset_index(drop=True), per_layer.reset_index(drop=True))

@@ -98,10 +98,6 @@ def compare(
         console.print(f"written to {out}/compare.csv, compare-layers.csv (and .json, .md)")
 
 
-SHORT = {"mask (IsoNet)": "mask", "mean ablation": "mean", "resample ablation": "resample", "mask, logit margin": "margin",
-         "attribution patching": "patching", "attention attribution": "attention"}
-
-
 def _number(value: float, method: str) -> str:
     """Shares as percentages; the interaction index in accuracy points."""
     if value != value:
@@ -110,4 +106,6 @@ def _number(value: float, method: str) -> str:
 
 
 def _short(method: str) -> str:
-    return SHORT.get(method, method)
+    from isoprobe.attribution.compare import METHODS
+
+    return METHODS[method].short if method in METHODS else method

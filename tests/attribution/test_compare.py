@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
-from isoprobe.attribution.compare import BLOCKS, COLUMNS, ESTIMANDS, LAYER_COLUMNS, LAYERED, CompareConfig, compare
+from isoprobe.attribution.compare import BLOCKS, COLUMNS, LAYER_COLUMNS, METHODS, CompareConfig, compare
 from isoprobe.engine.ablate import AblationConfig, run_ablation
 from tests.cli_helpers import assert_user_error, invoke
 from tests.engine.reference import Edit, hierarchical_forward, naive_edges
 
 FAST = dict(steps=2, bootstrap=50, batch_size=64)
+LAYERED = [name for name, estimate in METHODS.items() if estimate.layered]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,8 @@ def test_every_row_says_what_it_estimates(compared):
     assert list(table.method) == ["mask (IsoNet)", "mean ablation", "resample ablation", "mask, logit margin",
                                   "attribution patching", "pathway Shapley", "interaction index"]
     assert list(table.block) == sorted(table.block, key=BLOCKS.index)  # grouped, in BLOCKS order
-    assert list(table.estimand) == [ESTIMANDS[m][1] for m in table.method]
-    assert list(table.block) == [ESTIMANDS[m][0] for m in table.method]
+    assert list(table.estimand) == [METHODS[m].estimand for m in table.method]
+    assert list(table.block) == [METHODS[m].block for m in table.method]
     # rows of one block share a definition: the three accuracy shares have one denominator (all windows),
     # the two margin shares another (the correctly classified windows)
     accuracy, margin = table[table.block == BLOCKS[0]], table[table.block == BLOCKS[1]]
@@ -144,7 +145,7 @@ def test_per_layer_rows(compared):
     assert set(null.layer) == {"L3"} and len(null) == len(LAYERED)
     assert (null[["estimate", "ci_low", "ci_high"]] == 0).all().all()
     assert (per_layer[~per_layer.null_by_construction].estimate != 0).any()
-    assert all(per_layer.block == [ESTIMANDS[m][0] for m in per_layer.method])
+    assert all(per_layer.block == [METHODS[m].block for m in per_layer.method])
     assert "agreement" not in compared.to_dict()  # Spearman over three to five layers is not reported
 
 
@@ -197,3 +198,22 @@ def test_bad_options_exit_2_and_write_nothing(trained, tmp_path, command, option
 @pytest.mark.parametrize("command", [["compare"], ["interact", "--games", "pathway"]])
 def test_the_mlp_has_no_attention_to_compare(trained_mlp, tmp_path, command):
     assert_user_error(invoke(command[0], trained_mlp, *command[1:], "--out", tmp_path / "out"), "MLP", "no attention")
+
+
+def test_a_method_registered_here_joins_compare_and_its_command(trained, tmp_path):
+    """One function and one registration: no other file names the method."""
+    from isoprobe.attribution.compare import PRODUCERS, RELATED, Estimate, compare_method
+
+    @compare_method(Estimate("toy constant", RELATED, "one half, whatever the model", "toy"))
+    def toy(inputs):
+        return [{"method": "toy constant", "layers": "inputs", "estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6,
+                 "windows": len(inputs.windows), "segments": inputs.segments.n_segments, "caveat": ""}]
+
+    try:
+        result = invoke("compare", trained, "--steps", 2, "--bootstrap", 30, "--out", tmp_path)
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "toy constant" in result.stdout and "one half, whatever the model" in result.stdout
+        table = pd.read_csv(tmp_path / "compare.csv").set_index("method")
+        assert table.loc["toy constant", "estimate"] == 0.5 and table.loc["toy constant", "block"] == RELATED
+    finally:
+        del METHODS["toy constant"], PRODUCERS[toy]
