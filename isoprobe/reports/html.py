@@ -10,6 +10,7 @@ import html
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from isoprobe.errors import ConfigError
 from isoprobe.reports import aggregate
 from isoprobe.reports.aggregate import FEW_SEEDS, FEW_SUBJECTS, MIN_UNITS, SEEDS, SEGMENTS, SUBJECTS
 from isoprobe.reports.inputs import Study, load_study
+from isoprobe.reports import plots
 from isoprobe.reports.plots import number
 
 FORMAT, VERSION = "isoprobe-report", 1
@@ -72,10 +74,29 @@ class Report:
     meta: dict = field(default_factory=dict)
 
 
-# table -> the figures it feeds, in page order
-FIGURES = {"runs": ("accuracy", "channels"), "ablation": ("layer_drop", "layer_heatmap"), "compare": ("compare",),
-           "compare_layers": ("compare_layers",), "shift": ("shift_vs_drop",), "curves": ("curves",),
-           "confusion": ("confusion",), "planted": ("planted",)}
+@dataclass(frozen=True)
+class FigureDef:
+    """One figure of the report: its id, the study table it draws from (without it the figure is left
+    out, and the report says why), how its numbers are summarised and captioned (`build`: a FigureSpec,
+    or a reason to leave it out, or None to draw nothing quietly), and its two renderers (`plots.py`:
+    interactive plotly and static matplotlib, each taking the FigureSpec's table)."""
+
+    id: str
+    table: str
+    build: Callable[[dict[str, pd.DataFrame], "ReportConfig"], "FigureSpec | str | None"]
+    plotly: Callable
+    static: Callable
+
+
+FIGURES: dict[str, FigureDef] = {}  # in page order
+
+
+def register_figure(figure_id: str, table: str, plotly: Callable, static: Callable):
+    """Register a figure builder (decorator): a new figure is one builder, two renderers and this line."""
+    def decorator(build):
+        FIGURES[figure_id] = FigureDef(figure_id, table, build, plotly, static)
+        return build
+    return decorator
 
 
 def write_report(root: Path, config: ReportConfig | None = None) -> Path:
@@ -92,112 +113,155 @@ def write_report(root: Path, config: ReportConfig | None = None) -> Path:
 def build_report(study: Study, config: ReportConfig) -> Report:
     tables, b, s = study.tables, config.bootstrap, config.seed
     figures: list[FigureSpec] = []
-    left_out = [{"figure": f, "table": f"{name}.csv", "reason": reason}
-                for name, reason in study.absent.items() for f in FIGURES[name]]
-    ablation = compare = None
-    if "runs" in tables:
-        table = aggregate.accuracy_summary(tables["runs"], b, s)
-        figures.append(FigureSpec("accuracy", "Accuracy by architecture and modality configuration", _caption(
-            "Test accuracy of each architecture (x) under each modality configuration (bars: unimodal, multimodal, "
-            "equal-channel, with the modality groups used), averaged over runs.", table, b), ("runs.csv",), table))
-        table = aggregate.channel_summary(tables["runs"], tables.get("ablation"), b, s)
-        if not table.empty:  # drawn for studies that sweep the sEMG channel count (analyses/channel-sweep.toml)
-            drops = (table.measure == "relative_drop").any()
-            sources = ("runs.csv", "ablation.csv") if drops else ("runs.csv",)
-            notes = tuple(aggregate.caveat_notes(_runs_of(tables["ablation"], table[table.measure == "relative_drop"]),
-                                                 "ablation.csv")) if drops else ()
-            figures.append(FigureSpec("channels", "Second modality and cross-modal share against sEMG channel count",
-                                      _channels_caption(table, b), sources, table, notes))
-    if "ablation" in tables:
-        ablation = aggregate.ablation_summary(tables["ablation"], b, s)
-        single = ablation[ablation.layer.notna()]
-        pathways = single[single.pathway.isin(aggregate.LAYER_PATHWAYS)]
-        layered = tables["ablation"][aggregate.layer_number(tables["ablation"].layers).notna().to_numpy(bool)]
-        notes = tuple(aggregate.caveat_notes(layered, "ablation.csv"))  # the runs the two figures draw
-        _add(figures, left_out, "layer_drop", "ablation.csv", pathways, "no single-layer uni, cross, relay or readout rows",
-             "Per-layer pathway masking (the paper's Figure 5)", lambda t: _caption(
-                 f"Accuracy drop (base − intervened accuracy) when one pathway is intervened on ({_listed(t.intervention)}) "
-                 "in one shared layer at a time: uni = token edges within a modality, cross = token edges between "
-                 "modalities, relay = modality tokens reading CLS, readout = CLS reading modality tokens. "
-                 f"Hollow markers with {'∅'} are null by construction (the condition touches no edge the prediction can "
-                 "depend on, e.g. uni/cross at the last layer): not measurements, so no bar and no number.", t, b), notes)
-        _add(figures, left_out, "layer_heatmap", "ablation.csv",
-             aggregate.pooled(single).drop(columns=list(aggregate.LEVEL_COLUMNS)), "no single-layer rows",
-             "Layer × pathway drops", lambda t: _caption(
-                 "Mean accuracy drop for every pathway ablated in one layer at a time (red: accuracy falls). "
-                 "∅: null by construction; blank: not run. The CIs of the cells, and below "
-                 f"{MIN_UNITS} units each unit's drop, are in the per-layer figure and its table.", t, b), notes)
-    if "compare" in tables:
-        compare = aggregate.compare_summary(tables["compare"], b, s)
-        figures.append(FigureSpec("compare", "How much runs through cross-modal attention, by every method", _caption(
-            "Each estimate of `isoprobe compare`, over the layers in brackets, coloured by what it estimates (the "
-            "`estimand` column says it in full); only estimates of one block are shares of the same thing. Blue: the "
-            "share of clean accuracy removed (Σ(base − intervened correct) / Σ base correct over all windows) by "
-            "masking `cross`, mean and resample ablation. Orange: the share of the clean true-class logit margin "
-            "removed, over the windows the clean model gets right, exactly (masking) and to first order (attribution "
-            "patching). Green: related quantities, each on its own scale: the pathway Shapley share of `cross` "
-            "(of v(all) − v(none), accuracy) and the modality interaction index (accuracy points; what needs both "
-            "modalities by any route, CLS included; not a share)." + (
-                " Hollow markers with ∅ are null by construction: not measurements, so no number."
-                if compare[aggregate.NULL_COLUMN].any() else ""), compare, b), ("compare.csv",), compare))
-    if "compare_layers" in tables:
-        table = aggregate.compare_layers_summary(tables["compare_layers"], b, s)
-        figures.append(FigureSpec("compare_layers", "Cross-modal attention per layer, by method", _caption(
-            "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them, the "
-            "methods side by side around each layer: shares of clean accuracy (mask, mean, resample), shares of the "
-            "clean margin (mask margin, attribution patching), and attention attribution (cross edges' share of the "
-            "layer's signed attribution over non-self edges: a related quantity on its own scale). Hollow markers with ∅ are null by construction (`cross` in that "
-            "layer cannot change the prediction: no cross-modal attention exists, as in the multimodal transformer, or "
-            "only CLS reaches the head): not measurements, so no line through them and no number.",
-            table, b), ("compare_layers.csv",), table))
-    if "shift" in tables:
-        table = aggregate.shift_summary(tables["shift"], b, s)
-        figures.append(FigureSpec("shift_vs_drop", "Distribution shift against drop, per intervention", _caption(
-            "For each condition of `isoprobe shift` at its last site (the representation the head reads): the paired "
-            "unbiased MMD² (RBF kernel, median-heuristic bandwidth; each window's own clean–intervened term left out, "
-            "so its expectation is 0 when nothing moved) between intervened and clean representations (x) against "
-            "the accuracy drop of the same condition (base − intervened accuracy, y). Vertical ticks: the 95th "
-            "percentile of the statistic's permutation null (clean and intervened swapped by segment); a point left "
-            "of its tick is within what swapping alone gives. A larger shift for the same drop points to damage "
-            "rather than lost signal.",
-            table, b), ("shift.csv",), table))
-    if "curves" in tables:
-        table = aggregate.curves_shown(tables["curves"], config.runs_shown)
-        shown, total = table.run.nunique(), tables["curves"].run.nunique()
-        figures.append(FigureSpec("curves", "Training curves and λ(t)", (
-            f"Training of the first {shown} of {total} runs, per epoch: validation and training accuracy, λ(t) — the "
-            "weight of the CLS head in the loss L(t) = λ(t)·L_CLS + (1 − λ(t))·L_avg — and training and validation "
-            "loss, from each run's metrics.jsonl. One run per panel, so no CIs."), ("curves.csv",), table))
-    if "confusion" in tables:
-        table = aggregate.confusion_shares(tables["confusion"], config.runs_shown)
-        shown, total = table.run.nunique(), tables["confusion"].run.nunique()
-        figures.append(FigureSpec("confusion", "Confusion matrices", (
-            f"Row-normalised confusion matrices of the first {shown} of {total} runs on the test split: each cell is "
-            "the share of the true class's windows (row) predicted as the column's class, count / row total "
-            "(counts in the table and on hover). One run per panel, so no CIs."), ("confusion.csv",), table))
-    if "planted" in tables:
-        table = aggregate.planted_summary(tables["planted"], b, s)
-        figures.append(FigureSpec("planted", "Planted truth against what each method found", _caption(
-            "Synthetic data only: for each check (rows `level` run), each run's finding with its own 95% CI over "
-            "segments, green where that run passed its rule and red where it failed. A rule tests one number (named "
-            "after 'tests': the estimate, the CI's low or high end, or the whole CI) and passes when it lies in a "
-            "region: shaded for each run, its finite bounds dashed (a bound such as chance differs between runs). "
-            "Black diamond: the mean over the runs of a check (rows `level` pooled; `passed_runs` of `runs` passed, "
-            "`passed` when all did; `low` and `high` filled only where every run has the same region); × the "
-            "planted value where it is a number (the `planted` column states each rule).", table, b, PLANTED_TEXT),
-            ("planted.csv",), table))
-    figures.sort(key=lambda f: [i for names in FIGURES.values() for i in names].index(f.id))
+    left_out = []
+    for figure in FIGURES.values():
+        if figure.table not in tables:
+            if figure.table in study.absent:
+                left_out.append({"figure": figure.id, "table": f"{figure.table}.csv", "reason": study.absent[figure.table]})
+            continue
+        built = figure.build(tables, config)
+        if isinstance(built, str):
+            left_out.append({"figure": figure.id, "table": f"{figure.table}.csv", "reason": built})
+        elif built is not None:
+            figures.append(built)
+    compare = aggregate.compare_summary(tables["compare"], b, s) if "compare" in tables else None
+    ablation = aggregate.ablation_summary(tables["ablation"], b, s) if "ablation" in tables else None
     top = aggregate.headline(compare, ablation)
     runs = len(set().union(*(set(t.run) for t in tables.values())))
     title = str(study.meta.get("title") or f"isoprobe study: {study.root.resolve().name}")
     return Report(title, _summary(tables, top, runs), top, runs, figures, left_out, config, study.meta)
 
 
-def _add(figures, left_out, figure_id, source, table, empty_reason, title, caption, notes=()) -> None:
+@register_figure("accuracy", "runs", plots.plotly_accuracy, plots.static_accuracy)
+def _accuracy(tables, config) -> FigureSpec:
+    table = aggregate.accuracy_summary(tables["runs"], config.bootstrap, config.seed)
+    return FigureSpec("accuracy", "Accuracy by architecture and modality configuration", _caption(
+        "Test accuracy of each architecture (x) under each modality configuration (bars: unimodal, multimodal, "
+        "equal-channel, with the modality groups used), averaged over runs.", table, config.bootstrap), ("runs.csv",), table)
+
+
+@register_figure("channels", "runs", plots.plotly_channels, plots.static_channels)
+def _channels(tables, config) -> FigureSpec | None:
+    table = aggregate.channel_summary(tables["runs"], tables.get("ablation"), config.bootstrap, config.seed)
+    if table.empty:  # drawn for studies that sweep the sEMG channel count (analyses/channel-sweep.toml)
+        return None
+    drops = (table.measure == "relative_drop").any()
+    sources = ("runs.csv", "ablation.csv") if drops else ("runs.csv",)
+    notes = tuple(aggregate.caveat_notes(_runs_of(tables["ablation"], table[table.measure == "relative_drop"]),
+                                         "ablation.csv")) if drops else ()
+    return FigureSpec("channels", "Second modality and cross-modal share against sEMG channel count",
+                      _channels_caption(table, config.bootstrap), sources, table, notes)
+
+
+def _single_layers(tables, config) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Ablation's single-layer conditions summarised, and the few-segment notes of the runs they draw."""
+    ablation = aggregate.ablation_summary(tables["ablation"], config.bootstrap, config.seed)
+    layered = tables["ablation"][aggregate.layer_number(tables["ablation"].layers).notna().to_numpy(bool)]
+    return ablation[ablation.layer.notna()], tuple(aggregate.caveat_notes(layered, "ablation.csv"))
+
+
+@register_figure("layer_drop", "ablation", plots.plotly_layer_drop, plots.static_layer_drop)
+def _layer_drop(tables, config) -> FigureSpec | str:
+    single, notes = _single_layers(tables, config)
+    table = single[single.pathway.isin(aggregate.LAYER_PATHWAYS)].reset_index(drop=True)
     if table.empty:
-        left_out.append({"figure": figure_id, "table": source, "reason": empty_reason})
-    else:
-        figures.append(FigureSpec(figure_id, title, caption(table), (source,), table.reset_index(drop=True), notes))
+        return "no single-layer uni, cross, relay or readout rows"
+    return FigureSpec("layer_drop", "Per-layer pathway masking (the paper's Figure 5)", _caption(
+        f"Accuracy drop (base − intervened accuracy) when one pathway is intervened on ({_listed(table.intervention)}) "
+        "in one shared layer at a time: uni = token edges within a modality, cross = token edges between "
+        "modalities, relay = modality tokens reading CLS, readout = CLS reading modality tokens. "
+        f"Hollow markers with {'∅'} are null by construction (the condition touches no edge the prediction can "
+        "depend on, e.g. uni/cross at the last layer): not measurements, so no bar and no number.", table,
+        config.bootstrap), ("ablation.csv",), table, notes)
+
+
+@register_figure("layer_heatmap", "ablation", plots.plotly_heatmap, plots.static_heatmap)
+def _layer_heatmap(tables, config) -> FigureSpec | str:
+    single, notes = _single_layers(tables, config)
+    table = aggregate.pooled(single).drop(columns=list(aggregate.LEVEL_COLUMNS)).reset_index(drop=True)
+    if table.empty:
+        return "no single-layer rows"
+    return FigureSpec("layer_heatmap", "Layer × pathway drops", _caption(
+        "Mean accuracy drop for every pathway ablated in one layer at a time (red: accuracy falls). "
+        "∅: null by construction; blank: not run. The CIs of the cells, and below "
+        f"{MIN_UNITS} units each unit's drop, are in the per-layer figure and its table.", table, config.bootstrap),
+        ("ablation.csv",), table, notes)
+
+
+@register_figure("compare", "compare", plots.plotly_compare, plots.static_compare)
+def _compare(tables, config) -> FigureSpec:
+    compare = aggregate.compare_summary(tables["compare"], config.bootstrap, config.seed)
+    return FigureSpec("compare", "How much runs through cross-modal attention, by every method", _caption(
+        "Each estimate of `isoprobe compare`, over the layers in brackets, coloured by what it estimates (the "
+        "`estimand` column says it in full); only estimates of one block are shares of the same thing. Blue: the "
+        "share of clean accuracy removed (Σ(base − intervened correct) / Σ base correct over all windows) by "
+        "masking `cross`, mean and resample ablation. Orange: the share of the clean true-class logit margin "
+        "removed, over the windows the clean model gets right, exactly (masking) and to first order (attribution "
+        "patching). Green: related quantities, each on its own scale: the pathway Shapley share of `cross` "
+        "(of v(all) − v(none), accuracy) and the modality interaction index (accuracy points; what needs both "
+        "modalities by any route, CLS included; not a share)." + (
+            " Hollow markers with ∅ are null by construction: not measurements, so no number."
+            if compare[aggregate.NULL_COLUMN].any() else ""), compare, config.bootstrap), ("compare.csv",), compare)
+
+
+@register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers, plots.static_compare_layers)
+def _compare_layers(tables, config) -> FigureSpec:
+    table = aggregate.compare_layers_summary(tables["compare_layers"], config.bootstrap, config.seed)
+    return FigureSpec("compare_layers", "Cross-modal attention per layer, by method", _caption(
+        "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them, the "
+        "methods side by side around each layer: shares of clean accuracy (mask, mean, resample), shares of the "
+        "clean margin (mask margin, attribution patching), and attention attribution (cross edges' share of the "
+        "layer's signed attribution over non-self edges: a related quantity on its own scale). Hollow markers with "
+        "∅ are null by construction (`cross` in that layer cannot change the prediction: no cross-modal attention "
+        "exists, as in the multimodal transformer, or only CLS reaches the head): not measurements, so no line "
+        "through them and no number.", table, config.bootstrap), ("compare_layers.csv",), table)
+
+
+@register_figure("shift_vs_drop", "shift", plots.plotly_shift, plots.static_shift)
+def _shift(tables, config) -> FigureSpec:
+    table = aggregate.shift_summary(tables["shift"], config.bootstrap, config.seed)
+    return FigureSpec("shift_vs_drop", "Distribution shift against drop, per intervention", _caption(
+        "For each condition of `isoprobe shift` at its last site (the representation the head reads): the paired "
+        "unbiased MMD² (RBF kernel, median-heuristic bandwidth; each window's own clean–intervened term left out, "
+        "so its expectation is 0 when nothing moved) between intervened and clean representations (x) against "
+        "the accuracy drop of the same condition (base − intervened accuracy, y). Vertical ticks: the 95th "
+        "percentile of the statistic's permutation null (clean and intervened swapped by segment); a point left "
+        "of its tick is within what swapping alone gives. A larger shift for the same drop points to damage "
+        "rather than lost signal.", table, config.bootstrap), ("shift.csv",), table)
+
+
+@register_figure("curves", "curves", plots.plotly_curves, plots.static_curves)
+def _curves(tables, config) -> FigureSpec:
+    table = aggregate.curves_shown(tables["curves"], config.runs_shown)
+    shown, total = table.run.nunique(), tables["curves"].run.nunique()
+    return FigureSpec("curves", "Training curves and λ(t)", (
+        f"Training of the first {shown} of {total} runs, per epoch: validation and training accuracy, λ(t) — the "
+        "weight of the CLS head in the loss L(t) = λ(t)·L_CLS + (1 − λ(t))·L_avg — and training and validation "
+        "loss, from each run's metrics.jsonl. One run per panel, so no CIs."), ("curves.csv",), table)
+
+
+@register_figure("confusion", "confusion", plots.plotly_confusion, plots.static_confusion)
+def _confusion(tables, config) -> FigureSpec:
+    table = aggregate.confusion_shares(tables["confusion"], config.runs_shown)
+    shown, total = table.run.nunique(), tables["confusion"].run.nunique()
+    return FigureSpec("confusion", "Confusion matrices", (
+        f"Row-normalised confusion matrices of the first {shown} of {total} runs on the test split: each cell is "
+        "the share of the true class's windows (row) predicted as the column's class, count / row total "
+        "(counts in the table and on hover). One run per panel, so no CIs."), ("confusion.csv",), table)
+
+
+@register_figure("planted", "planted", plots.plotly_planted, plots.static_planted)
+def _planted(tables, config) -> FigureSpec:
+    table = aggregate.planted_summary(tables["planted"], config.bootstrap, config.seed)
+    return FigureSpec("planted", "Planted truth against what each method found", _caption(
+        "Synthetic data only: for each check (rows `level` run), each run's finding with its own 95% CI over "
+        "segments, green where that run passed its rule and red where it failed. A rule tests one number (named "
+        "after 'tests': the estimate, the CI's low or high end, or the whole CI) and passes when it lies in a "
+        "region: shaded for each run, its finite bounds dashed (a bound such as chance differs between runs). "
+        "Black diamond: the mean over the runs of a check (rows `level` pooled; `passed_runs` of `runs` passed, "
+        "`passed` when all did; `low` and `high` filled only where every run has the same region); × the "
+        "planted value where it is a number (the `planted` column states each rule).", table, config.bootstrap,
+        PLANTED_TEXT), ("planted.csv",), table)
 
 
 def _runs_of(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -310,8 +374,6 @@ def render(report: Report, folder: Path) -> None:
     import plotly.io as pio
     import plotly.offline
 
-    from isoprobe.reports import plots
-
     (folder / "figures").mkdir()
     (folder / "tables").mkdir()
     (folder / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
@@ -321,11 +383,11 @@ def render(report: Report, folder: Path) -> None:
                  "csv": f"tables/{spec.id}.csv", "md": f"tables/{spec.id}.md"}
         spec.table.to_csv(folder / files["csv"], index=False)
         (folder / files["md"]).write_text(spec.table.to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8")
-        static = plots.STATIC[spec.id](spec.table)
+        static = FIGURES[spec.id].static(spec.table)
         _save_png(static, folder / files["png"])
         static.set_layout_engine("none")  # keep the layout the PNG computed rather than solving it again
         static.savefig(folder / files["svg"], metadata={"Date": None})
-        interactive = plots.PLOTLY[spec.id](spec.table)
+        interactive = FIGURES[spec.id].plotly(spec.table)
         div = pio.to_html(interactive, full_html=False, include_plotlyjs=False, div_id=f"figure-{spec.id}",
                           default_height=f"{interactive.layout.height or 450}px",
                           config={"displaylogo": False, "responsive": True})

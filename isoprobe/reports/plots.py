@@ -1039,11 +1039,3 @@ def static_planted(table: pd.DataFrame):
         ax.set_title(title, fontsize=10)
     _legend(figure, handles)
     return figure
-
-
-PLOTLY = {"accuracy": plotly_accuracy, "channels": plotly_channels, "layer_drop": plotly_layer_drop, "layer_heatmap": plotly_heatmap,
-          "compare": plotly_compare, "compare_layers": plotly_compare_layers, "shift_vs_drop": plotly_shift,
-          "curves": plotly_curves, "confusion": plotly_confusion, "planted": plotly_planted}
-STATIC = {"accuracy": static_accuracy, "channels": static_channels, "layer_drop": static_layer_drop, "layer_heatmap": static_heatmap,
-          "compare": static_compare, "compare_layers": static_compare_layers, "shift_vs_drop": static_shift,
-          "curves": static_curves, "confusion": static_confusion, "planted": static_planted}

@@ -12,7 +12,7 @@ import pytest
 from isoprobe.errors import IsoprobeError
 from isoprobe.reports import aggregate
 from isoprobe.reports.aggregate import ALONE, channel_split, channel_summary
-from isoprobe.reports.html import ReportConfig, build_report
+from isoprobe.reports.html import FIGURES, ReportConfig, build_report
 from isoprobe.reports.inputs import load_study
 from tests.reports.study_fixture import MODELS, make_study
 
@@ -145,13 +145,12 @@ def test_a_cross_mask_short_of_the_deepest_layer_is_not_all_layers():
 def test_the_figure_draws_without_panel_b_and_with_null_points():
     from matplotlib.figure import Figure
 
-    from isoprobe.reports import plots
 
     runs = _runs([(s, 0, m, 0.7 + 0.05 * s) for s in (1, 2) for m in ("emg[0:2]", "emg[0:2],acc", "emg", "emg,acc")])
     table = channel_summary(runs, None, bootstrap=200, seed=0)
-    assert isinstance(plots.STATIC["channels"](table), Figure)
+    assert isinstance(FIGURES["channels"].static(table), Figure)
     each = "each subject (its own CI where it has one)"
-    assert {t.name for t in plots.PLOTLY["channels"](table).data} == {"sEMG alone", "sEMG + acc", "gain of + acc (right axis)",
+    assert {t.name for t in FIGURES["channels"].plotly(table).data} == {"sEMG alone", "sEMG + acc", "gain of + acc (right axis)",
                                                                      each}
     ablation = runs[runs.modalities.str.contains("acc")].assign(layers="L1-L4", pathway="cross", heads="all",
                                                                intervention="mask", relative_drop=0.0,
@@ -159,6 +158,6 @@ def test_the_figure_draws_without_panel_b_and_with_null_points():
     table = channel_summary(runs, ablation, bootstrap=200, seed=0)
     drops = table[table.measure == "relative_drop"]
     assert drops.value.isna().all() and (drops.level == "pooled").all()  # null rows: no number, no unit rows
-    assert isinstance(plots.STATIC["channels"](table), Figure)
-    null = [t for t in plots.PLOTLY["channels"](table).data if t.name == "∅ null by construction"]
+    assert isinstance(FIGURES["channels"].static(table), Figure)
+    null = [t for t in FIGURES["channels"].plotly(table).data if t.name == "∅ null by construction"]
     assert len(null) == 1 and list(null[0].y) == [0, 0] and list(null[0].x) == [2, 12]

@@ -3,6 +3,8 @@ missing tables are said, bad input fails cleanly and leaves nothing half-written
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import re
@@ -15,7 +17,7 @@ import pytest
 
 from isoprobe.reports import aggregate, plots
 from isoprobe.reports.aggregate import Measure, summarise
-from isoprobe.reports.html import ReportConfig, write_report
+from isoprobe.reports.html import FIGURES, ReportConfig, write_report
 from tests.cli_helpers import assert_ok, assert_user_error, invoke
 from tests.reports.conftest import SUBJECTS
 from tests.reports.study_fixture import CAVEAT, MODELS, make_study
@@ -286,7 +288,7 @@ def test_below_five_units_every_figure_draws_each_unit_and_the_mean_without_an_e
         table = pd.DataFrame(next(f for f in document["figures"] if f["id"] == figure_id)["rows"])
         table = table.astype({c: float for c in table.columns if c.endswith("ci_low") or c.endswith("ci_high") or c == value})
         units = table[table.level == "subject"]
-        figure = plots.PLOTLY[figure_id](table)
+        figure = FIGURES[figure_id].plotly(table)
         each = [t for t in figure.data if t.name and t.name.startswith("each subject") and t.mode == "markers"
                 and t.x is not None and len(t.x) and t.x[0] is not None]
         horizontal = figure_id == "compare"
@@ -301,7 +303,7 @@ def test_below_five_units_every_figure_draws_each_unit_and_the_mean_without_an_e
             for error in (trace.error_x, trace.error_y):
                 if error is not None and error.array is not None:
                     assert np.isnan(np.asarray(error.array, dtype=float)).all(), (figure_id, trace.name)
-        assert isinstance(plots.STATIC[figure_id](table), Figure)
+        assert isinstance(FIGURES[figure_id].static(table), Figure)
 
 
 def test_seeds_are_averaged_within_subjects_before_the_bootstrap():
@@ -335,7 +337,7 @@ def test_compare_layers_null_rows_are_hollow_and_carry_no_number(study_report):
     assert set(null.arch) == {"hierarchical", "mmt"} and set(null[null.arch == "hierarchical"].layer) == {"L5"}
     assert null.estimate.isna().all() and null.ci_low.isna().all() and (null.level == "pooled").all()
     assert not summary[(summary.arch == "mmt") & (summary.level != "pooled")].size  # nothing of the mmt per subject
-    figure = plots.PLOTLY["compare_layers"](summary)
+    figure = FIGURES["compare_layers"].plotly(summary)
     marks = [t for t in figure.data if t.text is not None and "∅" in list(t.text)]
     assert sum(len(t.x) for t in marks) == len(null)
     assert all(t.marker.symbol == "circle-open" and t.mode == "markers+text" for t in marks)
@@ -367,7 +369,7 @@ def test_the_planted_figure_draws_each_rule_and_each_run_by_its_own_verdict():
     assert (synergy.passed, synergy.passed_runs, synergy.low, synergy.runs) == (False, 1, 0.65, 2)
     assert math.isnan(synergy.ci_low)  # two runs: no pooled CI
     assert math.isnan(blind.high) and " | " in blind.planted  # regions differ by run: none pooled
-    figure = plots.PLOTLY["planted"](summary)
+    figure = FIGURES["planted"].plotly(summary)
     extent = figure.layout.xaxis.range
     regions = sorted((shape.x0, shape.x1) for shape in figure.layout.shapes)
     expected = sorted([(0.65, extent[1])] * 2 + [(extent[0], 0.17), (extent[0], 0.18)])
@@ -380,7 +382,7 @@ def test_the_planted_figure_draws_each_rule_and_each_run_by_its_own_verdict():
     assert traces["mean over runs"].marker.color == "black"  # the mean is never coloured by a run's verdict
     from matplotlib.figure import Figure
 
-    assert isinstance(plots.STATIC["planted"](summary), Figure)
+    assert isinstance(FIGURES["planted"].static(summary), Figure)
 
 
 def test_a_repeated_subject_and_seed_is_an_error():
@@ -445,7 +447,8 @@ def test_a_failed_report_leaves_the_previous_one_untouched(tmp_path, monkeypatch
     def broken(table):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setitem(plots.STATIC, "layer_heatmap", broken)  # after accuracy and layer_drop are written
+    heatmap = dataclasses.replace(FIGURES["layer_heatmap"], static=broken)
+    monkeypatch.setitem(FIGURES, "layer_heatmap", heatmap)  # after accuracy and layer_drop are written
     with pytest.raises(RuntimeError, match="drawing failed"):
         write_report(root, config)
     after = {p.relative_to(root): p.read_bytes() for p in (root / "report").rglob("*") if p.is_file()}
@@ -489,3 +492,38 @@ def test_without_compare_the_headline_comes_from_the_widest_cross_mask_ablation(
         ("ablation.csv", "hierarchical", "L1-L5", aggregate.FEW_SUBJECTS, 2)
     assert top["share"] == pytest.approx(rows.relative_drop.mean(), rel=1e-12)
     assert [u["share"] for u in top["units"]] == rows.relative_drop.tolist()
+
+
+def test_a_figure_registered_here_joins_the_report(tmp_path):
+    """A new figure is one builder, two renderers and one registration: nothing else names it."""
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+
+    from isoprobe.reports.html import FigureSpec, register_figure
+
+    def interactive(table):
+        return go.Figure(go.Bar(x=table.arch, y=table.runs))
+
+    def static(table):
+        figure, axes = plt.subplots()
+        axes.bar(table.arch, table.runs)
+        return figure
+
+    @register_figure("toy_runs_per_arch", "runs", interactive, static)
+    def toy(tables, config):
+        counts = tables["runs"].groupby("arch").size().rename("runs").reset_index()
+        return FigureSpec("toy_runs_per_arch", "Runs per architecture", "How many runs each architecture has.",
+                          ("runs.csv",), counts)
+
+    try:
+        root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
+                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
+        folder = write_report(root, ReportConfig(bootstrap=200))
+        document = json.loads((folder / "report.json").read_text())
+        entry = next(f for f in document["figures"] if f["id"] == "toy_runs_per_arch")
+        assert entry["rows"] == [{"arch": "hierarchical", "runs": 1}] and entry["title"] == "Runs per architecture"
+        assert 'id="figure-toy_runs_per_arch"' in (folder / "index.html").read_text()
+        assert (folder / "figures" / "toy_runs_per_arch.png").is_file()
+        assert [f["id"] for f in document["figures"]][-1] == "toy_runs_per_arch"  # page order: registration order
+    finally:
+        del FIGURES["toy_runs_per_arch"]
