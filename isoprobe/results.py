@@ -1,15 +1,29 @@
-"""What every analysis returns: a table of numbers with the configuration that produced them.
+"""What every analysis returns: a table of numbers with the configuration that produced them, and how
+it writes itself (`write`: CSV, JSON with the configuration and provenance, Markdown; atomically).
 
-The CLI prints and writes these; reports (later) read them. `to_dict` hands out plain values
-(JSON-ready, NaN as null), never the object's own state."""
+The CLI prints them and the study collects what they write; the report reads that. `to_dict` hands out
+plain values (JSON-ready, NaN as null), never the object's own state."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
+
+from isoprobe.atomic import write_text_atomic
+
+
+def write_table(out: Path, stem: str, table: pd.DataFrame, meta: dict | None = None) -> Path:
+    """`stem`.csv, `stem`.json (rows plus `meta`) and `stem`.md in `out`; returns the CSV's path."""
+    out = Path(out)
+    write_text_atomic(out / f"{stem}.csv", table.to_csv(index=False))
+    records = json.loads(table.to_json(orient="records", double_precision=15))
+    write_text_atomic(out / f"{stem}.json", json.dumps({"meta": meta or {}, "rows": records}, indent=2, default=str))
+    write_text_atomic(out / f"{stem}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    return out / f"{stem}.csv"
 
 
 @dataclass(frozen=True)
@@ -17,6 +31,17 @@ class TableResult:
     config: Any  # a configuration dataclass with to_dict()
     table: pd.DataFrame
     kind: ClassVar[str] = "table"
+    stem: ClassVar[str | None] = None  # the file name the table is written under (default: kind)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """What `write` writes: file stem -> table."""
+        return {self.stem or self.kind: self.table}
+
+    def write(self, out: Path, meta: dict | None = None) -> list[Path]:
+        """Every table as CSV, JSON and Markdown in `out`; the JSON's meta holds the configuration, then
+        `meta` (the provenance: isoprobe.provenance). Returns the CSVs' paths."""
+        meta = {**self.config.to_dict(), **(meta or {})}
+        return [write_table(out, stem, table, meta) for stem, table in self.tables().items()]
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()

@@ -143,6 +143,9 @@ class CompareResult(TableResult):
     per_layer: pd.DataFrame = field(default_factory=pd.DataFrame)
     kind: ClassVar[str] = "compare"
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"compare": self.table, "compare-layers": self.per_layer}
+
     def to_dict(self) -> dict:
         records = lambda frame: TableResult(self.config, frame).to_dict()["rows"]
         return {**super().to_dict(), "per_layer": records(self.per_layer)}

@@ -7,27 +7,28 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
+from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, DonorOption, HeadsOption,
+                                 LayersOption, SeedOption, SplitOption, console, user_errors,
+                                 write_result)
 
 NULL_MARK = "∅"
 
 
 def ablate(
     checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")],
-    layers: Annotated[str, typer.Option(help="Shared layers, 1-based as the paper counts: 1-5, 2,4 or all.")] = "all",
+    layers: LayersOption = "all",
     pathway: Annotated[str, typer.Option(help="uni, cross, relay, readout, cls, all or a directed pair like emg->acc; "
                                               "+ joins pathways into one condition (cross+relay); a comma makes one row each.")] = "cross",
-    heads: Annotated[str, typer.Option(help="all, or head numbers (0-based) like 0,2.")] = "all",
+    heads: HeadsOption = "all",
     intervention: Annotated[str, typer.Option(help="mask (logits to −inf), mean (pathway contribution → its training mean) "
                                                    "or resample (→ a donor window's).")] = "mask",
     mode: Annotated[str, typer.Option(help="single (each layer alone, then all together), cumulative or joint.")] = "single",
     mask_self: Annotated[bool, typer.Option(help="Also mask self edges (a token attending to itself).")] = False,
-    donor: Annotated[str, typer.Option(help="resample: any (a random derangement of the windows) or other-class "
-                                            "(the donor always has another label).")] = "any",
+    donor: DonorOption = "any",
     draws: Annotated[int, typer.Option(help="resample: donor draws; rows report their mean and the spread across draws.")] = 1,
     bootstrap: BootstrapOption = 1000,
     permutations: Annotated[int, typer.Option(help="Random sign patterns of the paired test when there are more than 16 segments.")] = 9999,
-    seed: Annotated[int, typer.Option(help="Seed of the donors, the bootstrap and the paired test.")] = 0,
+    seed: SeedOption = 0,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -77,13 +78,7 @@ def ablate(
         notes.append(f"{NULL_MARK}: null by construction (it touches no edge the prediction can depend on); "
                      "not a finding, left out of the Holm correction")
     console.print("\n".join(notes), style="dim")
-    if out is not None:
-        with user_errors(ablate):
-            from isoprobe.reports.tables import write_table
-
-            write_table(out, "ablation", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
-                                                      "provenance": made_by(analysis, seeds={"seed": seed})})
-        console.print(f"written to {out}/ablation.csv, .json, .md")
+    write_result(ablate, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
 
 
 def terminal_table(table):
@@ -152,11 +147,5 @@ def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str
         console.print(f"saturating: a row these conditions touch loses more than {SATURATING:.0%} of its attention "
                       "(e.g. masking cls empties CLS's own row); the first-order estimate can miss most of such an "
                       "effect: run them exactly (without --approx).", style="yellow")
-    if out is not None:
-        with user_errors(ablate):
-            from isoprobe.reports.tables import write_table
-
-            write_table(out, "ablation-approx", table, meta={"checkpoint": str(checkpoint), "split": split, "check": check,
-                                                             "agreement": agreement, **config.to_dict(),
-                                                             "provenance": made_by(analysis, seeds={"seed": config.seed})})
-        console.print(f"written to {out}/ablation-approx.csv, .json, .md")
+    write_result(ablate, result, out, analysis, config.seed, checkpoint=str(checkpoint), split=split, check=check,
+                 agreement=agreement)

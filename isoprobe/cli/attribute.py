@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
+from isoprobe.cli.common import (BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption, console, user_errors,
+                                 write_result)
 
 METHODS = ("ig", "layer-ig", "attention")
 
@@ -21,7 +22,7 @@ def attribute(
     steps: Annotated[Optional[int], typer.Option(help="Points of the path integral (default: 50 for ig/layer-ig, 20 for attention).")] = None,
     layers: Annotated[Optional[str], typer.Option(help="attention: shared layers, 1-based: 1-5, 2,4 or all.")] = None,
     bootstrap: BootstrapOption = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    seed: SeedOption = 0,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -44,13 +45,15 @@ def attribute(
         options.update({k: v for k, v in (("steps", steps), ("batch_size", batch_size),
                                            ("internal_batch_size", internal_batch_size)) if v is not None})
         if method == "attention":
-            from isoprobe.attribution.attention import AttentionConfig, attribute as run
+            from isoprobe.attribution.attention import AttentionConfig
+            from isoprobe.attribution.attention import attribute as run
 
             if baseline is not None:
                 raise ConfigError("baseline", baseline, "attention attribution integrates a gate from 0 to 1: it takes no baseline")
             config = AttentionConfig(**options, **({"layers": layers} if layers is not None else {}))
         else:
-            from isoprobe.attribution.ig import IGConfig, attribute as run
+            from isoprobe.attribution.ig import IGConfig
+            from isoprobe.attribution.ig import attribute as run
 
             if layers is not None:
                 raise ConfigError("layers", layers, "only the attention method attributes per layer")
@@ -65,13 +68,7 @@ def attribute(
                   f"{table.segments.max()} segments), explaining the {target} class's logit")
     console.print(terminal_table(table))
     console.print(completeness_line(table), style="dim")
-    if out is not None:
-        with user_errors(attribute):
-            from isoprobe.reports.tables import write_table
-
-            write_table(out, "attribution", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
-                                                         "provenance": made_by(analysis, seeds={"seed": seed})})
-        console.print(f"written to {out}/attribution.csv, .json, .md")
+    write_result(attribute, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
 
 
 def terminal_table(table):

@@ -21,6 +21,13 @@ SplitOption = Annotated[str, typer.Option(help="Split to evaluate: train, valida
 DeviceOption = Annotated[str, typer.Option(help="cpu or cuda.")]
 BootstrapOption = Annotated[int, typer.Option(help="Cluster-bootstrap resamples (over segments) for the confidence intervals.")]
 BatchOption = Annotated[int, typer.Option(help="Windows per batch (no number depends on it).")]
+SeedOption = Annotated[int, typer.Option(help="Seed of everything random (donors, subsamples, permutations, bootstrap): "
+                                              "the numbers depend on it alone.")]
+# The grid of conditions, as ablate and shift take it.
+LayersOption = Annotated[str, typer.Option(help="Shared layers, 1-based as the paper counts: 1-5, 2,4 or all.")]
+HeadsOption = Annotated[str, typer.Option(help="all, or head numbers (0-based) like 0,2.")]
+DonorOption = Annotated[str, typer.Option(help="resample: any (a random derangement of the windows) or other-class "
+                                               "(the donor always has another label).")]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,6 +64,17 @@ def _option_flags(command: Callable) -> dict[str, str]:
         if any(isinstance(m, OptionInfo) for m in getattr(parameter.annotation, "__metadata__", ())):
             flags[name] = "--" + name.replace("_", "-")
     return flags
+
+
+def write_result(command: Callable, result, out: Path | None, analysis=None, seed: int | None = None, **meta) -> None:
+    """Nothing without --out; else `result.write(out)` (its configuration, `meta` and the provenance of
+    this command in each table's JSON) under one error handler, and one line saying where."""
+    if out is None:
+        return
+    with user_errors(command):
+        paths = result.write(out, {**meta, "provenance": made_by(analysis, **({"seeds": {"seed": seed}} if seed is not None
+                                                                               else {}))})
+    console.print(f"written to {', '.join(str(p) for p in paths)} (and .json, .md beside each)")
 
 
 def made_by(analysis=None, **sources) -> dict:

@@ -7,17 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
+from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, LayersOption, SeedOption,
+                                 SplitOption, console, user_errors, write_result)
 
 
 def compare(
     checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")],
-    layers: Annotated[str, typer.Option(help="Shared layers, 1-based: 1-5, 2,4 or all.")] = "all",
+    layers: LayersOption = "all",
     baseline: Annotated[str, typer.Option(help="Interaction index: what replaces an absent modality (zero, mean or donor).")] = "zero",
     steps: Annotated[int, typer.Option(help="Attention attribution: points of the path integral.")] = 20,
     draws: Annotated[int, typer.Option(help="Resample ablation: donor draws.")] = 1,
     bootstrap: BootstrapOption = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the donors and the bootstrap.")] = 0,
+    seed: SeedOption = 0,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -33,7 +34,8 @@ def compare(
     from rich.table import Table
 
     from isoprobe.analysis import load_analysis
-    from isoprobe.attribution.compare import BLOCKS, CompareConfig, compare as run
+    from isoprobe.attribution.compare import BLOCKS, CompareConfig
+    from isoprobe.attribution.compare import compare as run
     from isoprobe.engine.grid import InterventionEngine
     from isoprobe.models.pathways import parse_layers
 
@@ -87,15 +89,7 @@ def compare(
         console.print(shown)
         console.print("∅: null by construction (cross in that layer cannot change the prediction); attention: a "
                       "related quantity, not a share of accuracy or margin", style="dim")
-    if out is not None:
-        with user_errors(compare):
-            from isoprobe.reports.tables import write_table
-
-            meta = {"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
-                    "provenance": made_by(analysis, seeds={"seed": seed})}
-            write_table(out, "compare", result.table, meta=meta)
-            write_table(out, "compare-layers", result.per_layer, meta=meta)
-        console.print(f"written to {out}/compare.csv, compare-layers.csv (and .json, .md)")
+    write_result(compare, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
 
 
 def _number(value: float, method: str) -> str:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
+from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption,
+                                 console, user_errors, write_result)
 
 
 def interact(
@@ -19,7 +20,7 @@ def interact(
                                                "window) or donor (the same modality of a window of another class).")] = "zero",
     target: Annotated[str, typer.Option(help="Score the true class or the predicted one: true or predicted.")] = "true",
     bootstrap: BootstrapOption = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the donors and the bootstrap.")] = 0,
+    seed: SeedOption = 0,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -34,7 +35,8 @@ def interact(
     from rich.progress import Progress
 
     from isoprobe.analysis import load_analysis
-    from isoprobe.attribution.interaction import InteractConfig, interact as run
+    from isoprobe.attribution.interaction import InteractConfig
+    from isoprobe.attribution.interaction import interact as run
 
     with user_errors(interact):
         config = InteractConfig(baseline=baseline, target=target, games=games, batch_size=batch_size, bootstrap=bootstrap,
@@ -52,13 +54,7 @@ def interact(
     console.print("v: value of the coalition (accuracy, or the mean target-class logit) with all or none of the players; "
                   "φ: Shapley value; I: pairwise Shapley interaction index (for two modalities f(both) − f(one) − "
                   "f(other) + f(neither)); share: of v(all) − v(none); CIs: 95% cluster bootstrap over segments", style="dim")
-    if out is not None:
-        with user_errors(interact):
-            from isoprobe.reports.tables import write_table
-
-            write_table(out, "interaction", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
-                                                         "provenance": made_by(analysis, seeds={"seed": seed})})
-        console.print(f"written to {out}/interaction.csv, .json, .md")
+    write_result(interact, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
 
 
 SYMBOLS = {"value": "v", "shapley": "φ", "interaction": "I"}

@@ -7,23 +7,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import BatchOption, BootstrapOption, DataOption, DeviceOption, SplitOption, console, made_by, user_errors
+from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, DonorOption, HeadsOption,
+                                 LayersOption, SeedOption, SplitOption, console, user_errors,
+                                 write_result)
 
 
 def shift(
     checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")],
-    layers: Annotated[str, typer.Option(help="Shared layers, 1-based: 1-5, 2,4 or all.")] = "all",
+    layers: LayersOption = "all",
     pathway: Annotated[str, typer.Option(help="The pathway, as ablate takes it (cross, cls, cross+relay, emg->acc, …); "
                                               "a comma makes one condition each.")] = "cross",
-    heads: Annotated[str, typer.Option(help="all, or head numbers (0-based) like 0,2.")] = "all",
+    heads: HeadsOption = "all",
     intervention: Annotated[str, typer.Option(help="mask, mean or resample; comma-separated to set them side by side.")] = "mask,mean,resample",
     mode: Annotated[str, typer.Option(help="joint (all listed layers together), single or cumulative, as ablate.")] = "joint",
-    donor: Annotated[str, typer.Option(help="resample: any or other-class.")] = "any",
+    donor: DonorOption = "any",
     permutations: Annotated[int, typer.Option(help="Random swap patterns of the MMD permutation test.")] = 1000,
     max_windows: Annotated[int, typer.Option(help="At most this many windows enter the MMD (a seeded subsample; the "
                                                   "kernel matrix grows with its square).")] = 1000,
     bootstrap: BootstrapOption = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the donors, the subsample, the permutations and the bootstrap.")] = 0,
+    seed: SeedOption = 0,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -38,7 +40,8 @@ def shift(
     from rich.table import Table
 
     from isoprobe.analysis import load_analysis
-    from isoprobe.diagnostics.shift import ShiftConfig, shift as run
+    from isoprobe.diagnostics.shift import ShiftConfig
+    from isoprobe.diagnostics.shift import shift as run
     from isoprobe.engine.ablate import AblationConfig, conditions_for
     from isoprobe.engine.grid import InterventionEngine
 
@@ -73,10 +76,4 @@ def shift(
                   "bandwidth, p from swapping clean and intervened by segment; null 95%: the 95th percentile of those "
                   "swaps' MMD², its size when nothing moved. Its expectation is 0 when nothing moved, so a small negative "
                   "value is noise: read it against null 95% and p", style="dim")
-    if out is not None:
-        with user_errors(shift):
-            from isoprobe.reports.tables import write_table
-
-            write_table(out, "shift", table, meta={"checkpoint": str(checkpoint), "split": split, **config.to_dict(),
-                                                   "provenance": made_by(analysis, seeds={"seed": seed})})
-        console.print(f"written to {out}/shift.csv, .json, .md")
+    write_result(shift, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)

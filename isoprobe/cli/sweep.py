@@ -60,7 +60,7 @@ def sweep_dropout(
                       f"{row.drop:+.3f}", f"[{row.drop_ci_low:+.3f}, {row.drop_ci_high:+.3f}]")
     console.print(shown)
     with user_errors(sweep_dropout):
-        from isoprobe.reports.tables import write_table
+        from isoprobe.results import write_table
 
         write_table(out, "dropout", table, meta={"pathways": pathways, "rates": rates, "epochs": epochs, "arch": arch,
                                                  "data": str(root), "seed": seed,

@@ -35,14 +35,13 @@ import torch
 
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.mmd import cosine_per_window, mmd_test, subsample
-from isoprobe.engine.ablate import AblationConfig, conditions_for
-from isoprobe.engine.donors import DonorRule
+from isoprobe.engine.ablate import AblationConfig, GridOptions, conditions_for
 from isoprobe.engine.driver import grid_batches
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode
 from isoprobe.engine.interventions import check_intervention
 from isoprobe.engine.stats import Segments, cluster_means
 from isoprobe.errors import ConfigError
-from isoprobe.options import Options, check_choices, check_counts, check_level
+from isoprobe.options import check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
 COLUMNS = ("layers", "pathway", "heads", "intervention", "site", "windows", "segments", "base_accuracy", "accuracy",
@@ -51,19 +50,11 @@ FINAL_SITES = ("hook_cls", "hook_pooled")  # what the prediction head reads: hie
 
 
 @dataclass(frozen=True)
-class ShiftConfig(Options):
-    layers: str = "all"
-    pathway: str = "cross"
-    heads: str = "all"
-    interventions: tuple[str, ...] = ("mask",)
+class ShiftConfig(GridOptions):
     mode: Mode = "joint"
-    mask_self: bool = False
-    donor: DonorRule = "any"
+    interventions: tuple[str, ...] = ("mask",)
     permutations: int = 1000
     max_windows: int = 1000
-    bootstrap: int = 1000
-    seed: int = 0
-    level: float = 0.95
     batch_size: int = 256
 
     def __post_init__(self) -> None:

@@ -28,19 +28,27 @@ COLUMNS = ("layers", "pathway", "heads", "intervention", "draws", "windows", "se
 
 
 @dataclass(frozen=True)
-class AblationConfig(Options):
+class GridOptions(Options):
+    """What every grid of conditions is asked with (ablate, shift): the layers, pathways and heads as
+    the command line writes them (checked against a model by `conditions_for`), how layers combine,
+    the donors' rule, and the seed, resamples and level of the statistics."""
+
     layers: str = "all"
     pathway: str = "cross"
     heads: str = "all"
-    intervention: str = "mask"  # a registered intervention (isoprobe.engine.interventions)
     mode: Mode = "single"
     mask_self: bool = False
     donor: DonorRule = "any"
-    draws: int = 1
     bootstrap: int = 1000
-    permutations: int = 9999
     level: float = 0.95
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class AblationConfig(GridOptions):
+    intervention: str = "mask"  # a registered intervention (isoprobe.engine.interventions)
+    draws: int = 1
+    permutations: int = 9999
     batch_size: int = 512
 
     def __post_init__(self) -> None:

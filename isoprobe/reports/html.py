@@ -132,12 +132,18 @@ def build_report(study: Study, config: ReportConfig) -> Report:
     return Report(title, _summary(tables, top, runs), top, runs, figures, left_out, config, study.meta)
 
 
-@register_figure("accuracy", "runs", plots.plotly_accuracy, plots.static_accuracy)
-def _accuracy(tables, config) -> FigureSpec:
-    table = aggregate.accuracy_summary(tables["runs"], config.bootstrap, config.seed)
-    return FigureSpec("accuracy", "Accuracy by architecture and modality configuration", _caption(
-        "Test accuracy of each architecture (x) under each modality configuration (bars: unimodal, multimodal, "
-        "equal-channel, with the modality groups used), averaged over runs.", table, config.bootstrap), ("runs.csv",), table)
+def _summarised(figure_id: str, title: str, source: str, summarise: Callable, text: str) -> Callable:
+    """The builder of a figure that draws one study table's summary (aggregate) under a fixed caption."""
+    def build(tables, config) -> FigureSpec:
+        table = summarise(tables[source], config.bootstrap, config.seed)
+        return FigureSpec(figure_id, title, _caption(text, table, config.bootstrap), (f"{source}.csv",), table)
+    return build
+
+
+register_figure("accuracy", "runs", plots.plotly_accuracy, plots.static_accuracy)(_summarised(
+    "accuracy", "Accuracy by architecture and modality configuration", "runs", aggregate.accuracy_summary,
+    "Test accuracy of each architecture (x) under each modality configuration (bars: unimodal, multimodal, "
+    "equal-channel, with the modality groups used), averaged over runs."))
 
 
 @register_figure("channels", "runs", plots.plotly_channels, plots.static_channels)
@@ -204,30 +210,25 @@ def _compare(tables, config) -> FigureSpec:
             if compare[aggregate.NULL_COLUMN].any() else ""), compare, config.bootstrap), ("compare.csv",), compare)
 
 
-@register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers, plots.static_compare_layers)
-def _compare_layers(tables, config) -> FigureSpec:
-    table = aggregate.compare_layers_summary(tables["compare_layers"], config.bootstrap, config.seed)
-    return FigureSpec("compare_layers", "Cross-modal attention per layer, by method", _caption(
-        "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them, the "
-        "methods side by side around each layer: shares of clean accuracy (mask, mean, resample), shares of the "
-        "clean margin (mask margin, attribution patching), and attention attribution (cross edges' share of the "
-        "layer's signed attribution over non-self edges: a related quantity on its own scale). Hollow markers with "
-        "∅ are null by construction (`cross` in that layer cannot change the prediction: no cross-modal attention "
-        "exists, as in the multimodal transformer, or only CLS reaches the head): not measurements, so no line "
-        "through them and no number.", table, config.bootstrap), ("compare_layers.csv",), table)
+register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers, plots.static_compare_layers)(_summarised(
+    "compare_layers", "Cross-modal attention per layer, by method", "compare_layers", aggregate.compare_layers_summary,
+    "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them, the "
+    "methods side by side around each layer: shares of clean accuracy (mask, mean, resample), shares of the "
+    "clean margin (mask margin, attribution patching), and attention attribution (cross edges' share of the "
+    "layer's signed attribution over non-self edges: a related quantity on its own scale). Hollow markers with "
+    "∅ are null by construction (`cross` in that layer cannot change the prediction: no cross-modal attention "
+    "exists, as in the multimodal transformer, or only CLS reaches the head): not measurements, so no line "
+    "through them and no number."))
 
-
-@register_figure("shift_vs_drop", "shift", plots.plotly_shift, plots.static_shift)
-def _shift(tables, config) -> FigureSpec:
-    table = aggregate.shift_summary(tables["shift"], config.bootstrap, config.seed)
-    return FigureSpec("shift_vs_drop", "Distribution shift against drop, per intervention", _caption(
-        "For each condition of `isoprobe shift` at its last site (the representation the head reads): the paired "
-        "unbiased MMD² (RBF kernel, median-heuristic bandwidth; each window's own clean–intervened term left out, "
-        "so its expectation is 0 when nothing moved) between intervened and clean representations (x) against "
-        "the accuracy drop of the same condition (base − intervened accuracy, y). Vertical ticks: the 95th "
-        "percentile of the statistic's permutation null (clean and intervened swapped by segment); a point left "
-        "of its tick is within what swapping alone gives. A larger shift for the same drop points to damage "
-        "rather than lost signal.", table, config.bootstrap), ("shift.csv",), table)
+register_figure("shift_vs_drop", "shift", plots.plotly_shift, plots.static_shift)(_summarised(
+    "shift_vs_drop", "Distribution shift against drop, per intervention", "shift", aggregate.shift_summary,
+    "For each condition of `isoprobe shift` at its last site (the representation the head reads): the paired "
+    "unbiased MMD² (RBF kernel, median-heuristic bandwidth; each window's own clean–intervened term left out, "
+    "so its expectation is 0 when nothing moved) between intervened and clean representations (x) against "
+    "the accuracy drop of the same condition (base − intervened accuracy, y). Vertical ticks: the 95th "
+    "percentile of the statistic's permutation null (clean and intervened swapped by segment); a point left "
+    "of its tick is within what swapping alone gives. A larger shift for the same drop points to damage "
+    "rather than lost signal."))
 
 
 @register_figure("curves", "curves", plots.plotly_curves, plots.static_curves)

@@ -319,6 +319,20 @@ def _plotly_legend(figure, table: pd.DataFrame, at: dict) -> None:
                                     legendgroup="null"), **at)
 
 
+def accuracy_bars(rows: pd.DataFrame, labels: list[str]):
+    """One panel of the accuracy figure, for both renderers: ([(colour index, label, its summary rows, their x
+    positions, CI lengths above, below)] for each bar label present, the unit rows, the architectures)."""
+    summary, units = levels(rows)
+    archs = list(dict.fromkeys(summary.arch))
+    bars = []
+    for j, label in enumerate(labels):
+        chosen = summary[summary.configuration + ": " + summary.modalities == label]
+        if not chosen.empty:
+            above, below = _errors(chosen, "accuracy", "accuracy_ci_low", "accuracy_ci_high")
+            bars.append((j, label, chosen, _bar_positions(chosen, archs, labels), above, below))
+    return bars, units, archs
+
+
 def plotly_accuracy(table: pd.DataFrame):
     import plotly.graph_objects as go
 
@@ -328,14 +342,9 @@ def plotly_accuracy(table: pd.DataFrame):
     width = 0.8 / len(labels)
     shown = set()
     for i, (_, rows) in enumerate(groups):
-        summary, units = levels(rows)
-        archs = list(dict.fromkeys(summary.arch))
-        for j, label in enumerate(labels):
-            bars = summary[summary.configuration + ": " + summary.modalities == label]
-            if bars.empty:
-                continue
-            above, below = _errors(bars, "accuracy", "accuracy_ci_low", "accuracy_ci_high")
-            figure.add_trace(go.Bar(x=_bar_positions(bars, archs, labels), y=bars.accuracy, width=width, name=label,
+        bar_groups, units, archs = accuracy_bars(rows, labels)
+        for j, label, bars, x, above, below in bar_groups:
+            figure.add_trace(go.Bar(x=x, y=bars.accuracy, width=width, name=label,
                                     legendgroup=label, showlegend=label not in shown, marker_color=colour(j),
                                     error_y=dict(type="data", array=above, arrayminus=below),
                                     customdata=np.stack([bars.arch, [pooled_note(r) for _, r in bars.iterrows()]], axis=1),
@@ -759,15 +768,9 @@ def static_accuracy(table: pd.DataFrame):
     width = 0.8 / len(labels)
     handles: dict = {}
     for ax, (title, rows) in zip(axes, groups):
-        summary, units = levels(rows)
-        archs = list(dict.fromkeys(summary.arch))
-        for j, label in enumerate(labels):
-            bars = summary[summary.configuration + ": " + summary.modalities == label]
-            if bars.empty:
-                continue
-            above, below = _errors(bars, "accuracy", "accuracy_ci_low", "accuracy_ci_high")
-            handles.setdefault(label, ax.bar(_bar_positions(bars, archs, labels), bars.accuracy, width, yerr=[below, above],
-                                             color=colour(j), capsize=3))
+        bar_groups, units, archs = accuracy_bars(rows, labels)
+        for j, label, bars, x, above, below in bar_groups:
+            handles.setdefault(label, ax.bar(x, bars.accuracy, width, yerr=[below, above], color=colour(j), capsize=3))
         _static_units(ax, units, _spread(_bar_positions(units, archs, labels), 0.5 * width), units.accuracy, "accuracy",
                       "accuracy_ci_low", "accuracy_ci_high", UNIT_COLOUR)
         ax.set_xticks(range(len(archs)), archs)

@@ -23,12 +23,3 @@ def write_evaluation(out: Path, evaluation, class_names: tuple[str, ...], title:
     confusion = pd.DataFrame(evaluation.confusion, index=pd.Index(class_names, name="true"), columns=class_names)
     write_text_atomic(out / "confusion.csv", confusion.to_csv())
     confusion_png(evaluation.confusion, class_names, out / "confusion.png", title)
-
-
-def write_table(out: Path, stem: str, table: pd.DataFrame, meta: dict | None = None) -> None:
-    """`stem`.csv, `stem`.json (rows plus `meta`) and `stem`.md in `out`."""
-    out = Path(out)
-    write_text_atomic(out / f"{stem}.csv", table.to_csv(index=False))
-    records = json.loads(table.to_json(orient="records", double_precision=15))
-    write_text_atomic(out / f"{stem}.json", json.dumps({"meta": meta or {}, "rows": records}, indent=2, default=str))
-    write_text_atomic(out / f"{stem}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")

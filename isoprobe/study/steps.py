@@ -3,9 +3,9 @@ single commands write (`isoprobe train`, `eval`, `ablate`, `compare`, `shift`), 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,9 @@ def step_config(step: str, recipe: Recipe, job) -> dict | None:
 
 def run_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     config = {key: value for key, value in config.items() if key != "analysis_version"}  # keys the step, no option
-    return {"train": _train, "eval": _eval, "ablate": _ablate, "compare": _compare, "shift": _shift}[step](
-        config, run, data_root, recipe, job)
+    if step in ("ablate", "compare", "shift"):
+        return _analysis_step(step, config, run, data_root, recipe, job)
+    return {"train": _train, "eval": _eval}[step](config, run, data_root, recipe, job)
 
 
 def _train(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
@@ -67,7 +68,7 @@ def _analysis(run: Path, data_root: str, recipe: Recipe, attention: bool = True)
     return load_analysis(run / "checkpoint.pt", Path(data_root), "test", device, needs_attention=attention), device
 
 
-def _meta(options: dict, run: Path, analysis, device: str, recipe: Recipe, job) -> dict:
+def _meta(run: Path, analysis, device: str, recipe: Recipe, job, **options) -> dict:
     """A table's metadata: its options and what made it (isoprobe.provenance)."""
     from isoprobe.provenance import provenance
 
@@ -85,7 +86,7 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     predicted = predict_logits(analysis.model, windows, analysis.model.modality_names, 1024, device).argmax(-1).numpy()
     evaluation = evaluate(predicted, windows.y, len(analysis.class_names))
     write_evaluation(run / "eval", evaluation, analysis.class_names, title=f"{job.model.name} {job.modalities} — test",
-                     meta=_meta({"split": "test"}, run, analysis, device, recipe, job))
+                     meta=_meta(run, analysis, device, recipe, job, split="test"))
     labels = np.asarray(analysis.checkpoint.class_labels)
     predictions = pd.DataFrame({"start": windows.start, "repetition": windows.repetition, "label": windows.label,
                                 "predicted": labels[predicted]})
@@ -101,36 +102,20 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     return summary
 
 
-def _ablate(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
-    from isoprobe.engine.ablate import AblationConfig, run_ablation
-    from isoprobe.reports.tables import write_table
-
-    analysis, device = _analysis(run, data_root, recipe)
-    ablation = AblationConfig(**config)
-    result = run_ablation(analysis.model, analysis.windows, ablation, reference=analysis.reference, device=device)
-    write_table(run / "ablate", "ablation", result.table, meta=_meta(ablation.to_dict(), run, analysis, device, recipe, job))
-    return {"rows": len(result.table)}
-
-
-def _compare(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+def _analyses() -> dict[str, tuple[type, Callable]]:
+    """step -> (its configuration class, the analysis it runs): each takes the model, the evaluated
+    windows, the configuration, the reference windows and the device, and returns a result that writes
+    itself. Imported when a step runs, not with the study."""
     from isoprobe.attribution.compare import CompareConfig, compare
-    from isoprobe.reports.tables import write_table
-
-    analysis, device = _analysis(run, data_root, recipe)
-    options = CompareConfig(**config)
-    result = compare(analysis.model, analysis.windows, options, reference=analysis.reference, device=device)
-    meta = _meta(options.to_dict(), run, analysis, device, recipe, job)
-    write_table(run / "compare", "compare", result.table, meta=meta)
-    write_table(run / "compare", "compare-layers", result.per_layer, meta=meta)
-    return {"rows": len(result.table)}
-
-
-def _shift(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     from isoprobe.diagnostics.shift import ShiftConfig, shift
-    from isoprobe.reports.tables import write_table
+    from isoprobe.engine.ablate import AblationConfig, run_ablation
 
+    return {"ablate": (AblationConfig, run_ablation), "compare": (CompareConfig, compare), "shift": (ShiftConfig, shift)}
+
+
+def _analysis_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
+    options, analyse = _analyses()[step]
     analysis, device = _analysis(run, data_root, recipe)
-    options = ShiftConfig(**config)
-    result = shift(analysis.model, analysis.windows, options, reference=analysis.reference, device=device)
-    write_table(run / "shift", "shift", result.table, meta=_meta(dataclasses.asdict(options), run, analysis, device, recipe, job))
+    result = analyse(analysis.model, analysis.windows, options(**config), reference=analysis.reference, device=device)
+    result.write(run / step, _meta(run, analysis, device, recipe, job))
     return {"rows": len(result.table)}

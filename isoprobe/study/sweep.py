@@ -56,6 +56,7 @@ class SweepConfig(Options):
 @dataclass(frozen=True)
 class SweepResult(TableResult):
     kind: ClassVar[str] = "dropout-sweep"
+    stem: ClassVar[str] = "dropout"
 
 
 def parse_rates(spec: str) -> tuple[float, ...]:
