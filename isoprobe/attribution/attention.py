@@ -46,7 +46,8 @@ from isoprobe.attribution.common import Target, summarise
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.grid import attached, attention_layers, is_staged
-from isoprobe.models.pathways import Pathway, parse_layers
+from isoprobe.layersets import parse_layers
+from isoprobe.models.pathways import Pathway
 from isoprobe.engine.stats import Segments
 from isoprobe.errors import ConfigError
 from isoprobe.models.modes import evaluating
@@ -281,8 +282,10 @@ def _part_sums(model: torch.nn.Module, clean: _CleanRun, inputs: Sequence[torch.
 def attention_attributions(model: torch.nn.Module, windows: WindowSet, config: AttentionConfig,
                            device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
                            token_groups: torch.Tensor | Sequence[int] | None = None,
-                           modality_names: Sequence[str] | None = None) -> AttentionAttributions:
-    """Per-window part sums and completeness errors of every configured layer, batch by batch.
+                           modality_names: Sequence[str] | None = None,
+                           layers: Sequence[int] | None = None) -> AttentionAttributions:
+    """Per-window part sums and completeness errors of every configured layer, batch by batch (layers:
+    0-based, already parsed by the caller; default `config.layers` parsed here).
 
     The model's inputs are `windows.x` in the order of `model.modality_names` (for a model that does
     not declare them: in the order of `windows.x`); token_groups / modality_names default to the
@@ -290,7 +293,7 @@ def attention_attributions(model: torch.nn.Module, windows: WindowSet, config: A
     if not len(windows):
         raise ConfigError("windows", 0, "no windows to attribute")
     n_layers = _check_model(model)
-    layers = parse_layers(config.layers, n_layers)
+    layers = tuple(layers) if layers is not None else parse_layers(config.layers, n_layers)
     groups, names = _grouping(model, token_groups, modality_names)
     parts = existing_edges(model, edge_parts(groups, names))
     model = model.to(device)

@@ -43,11 +43,11 @@ from isoprobe.attribution.attention import AttentionConfig, attention_attributio
 from isoprobe.attribution.interaction import InteractConfig, interact
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.shift import ShiftConfig, shift
-from isoprobe.engine.ablate import AblationConfig, ablation_logits
+from isoprobe.engine.ablate import AblationConfig, GridPlan, ablation_logits, grid_plan
 from isoprobe.engine.approx import run_approx
 from isoprobe.engine.grid import Condition, InterventionEngine
-from isoprobe.models.pathways import parse_layers
 from isoprobe.engine.stats import Segments, cluster_ratio, logit_margin
+from isoprobe.layersets import parse_layer_label, parse_layers
 from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
@@ -69,7 +69,8 @@ class Estimate:
 
 @dataclass
 class CompareInputs:
-    """What every method of compare is given."""
+    """What every method of compare is given: `layers` parsed once (0-based), and `plan` for the grids
+    of `cross` conditions on them (so no method parses `--layers` again)."""
 
     model: torch.nn.Module
     windows: WindowSet
@@ -77,6 +78,12 @@ class CompareInputs:
     config: "CompareConfig"
     device: str | torch.device
     engine: InterventionEngine
+    layers: tuple[int, ...]
+
+    def plan(self, mode: str, interventions: tuple[str, ...], draws: int | None = None) -> GridPlan:
+        """`cross` on the layers, in `mode`, for each intervention (resample: `draws`, default the config's)."""
+        return grid_plan(self.engine, mode, self.layers, ("cross",), None, interventions,
+                         self.config.draws if draws is None else draws)
 
     @cached_property
     def segments(self) -> Segments:
@@ -176,10 +183,11 @@ def _ablation_rows(inputs: CompareInputs) -> list[dict]:
     target = torch.as_tensor(windows.y).long()
     rows = []
     for method, intervention in ABLATIONS:
-        ablation = AblationConfig(layers=config.layers, pathway="cross", intervention=intervention, mode="single",
-                                  draws=config.draws if intervention == "resample" else 1, seed=config.seed,
-                                  batch_size=config.batch_size, bootstrap=0)
-        grid = ablation_logits(inputs.model, windows, ablation, reference=inputs.reference, device=inputs.device)
+        ablation = AblationConfig(pathway="cross", intervention=intervention, mode="single", seed=config.seed,
+                                  draws=config.draws if intervention == "resample" else 1, batch_size=config.batch_size,
+                                  bootstrap=0)
+        grid = ablation_logits(inputs.model, windows, ablation, reference=inputs.reference, device=inputs.device,
+                               plan=inputs.plan("single", (intervention,)))
         base_correct = (grid.clean.argmax(1) == target).double().numpy()
         base_margin = logit_margin(grid.clean.double(), target).numpy()
         right = np.flatnonzero(base_margin > 0)
@@ -199,8 +207,9 @@ def _ablation_rows(inputs: CompareInputs) -> list[dict]:
 def _patching_rows(inputs: CompareInputs) -> list[dict]:
     """The first-order estimate of the same conditions, as the same share (correctly classified windows)."""
     config = inputs.config
-    ablation = AblationConfig(layers=config.layers, pathway="cross", mode="single", batch_size=config.batch_size, bootstrap=0)
-    result = run_approx(inputs.model, inputs.windows, ablation, check=0, device=inputs.device)
+    ablation = AblationConfig(pathway="cross", mode="single", batch_size=config.batch_size, bootstrap=0)
+    result = run_approx(inputs.model, inputs.windows, ablation, check=0, device=inputs.device,
+                        plan=inputs.plan("single", ("mask",)))
     right = np.flatnonzero(result.clean_margin > 0)
     if not len(right):
         return []
@@ -215,8 +224,8 @@ def _patching_rows(inputs: CompareInputs) -> list[dict]:
 def _attention_rows(inputs: CompareInputs) -> list[dict]:
     """Per layer: the cross edges' signed attribution over that of every non-self edge (ratio of sums)."""
     config = inputs.config
-    data = attention_attributions(inputs.model, inputs.windows, AttentionConfig(layers=config.layers, steps=config.steps),
-                                  device=inputs.device)
+    data = attention_attributions(inputs.model, inputs.windows, AttentionConfig(steps=config.steps), device=inputs.device,
+                                  layers=inputs.layers)
     if "cross" not in data.parts:
         return []
     names = list(data.parts)
@@ -252,23 +261,24 @@ def _game_rows(inputs: CompareInputs) -> list[dict]:
 
 
 def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, reference: WindowSet | None = None,
-            device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None) -> CompareResult:
-    """Every estimate (see the module docstring) on `windows`."""
+            device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
+            layers: tuple[int, ...] | None = None) -> CompareResult:
+    """Every estimate (see the module docstring) on `windows`; layers: `config.layers` already parsed
+    against the model (0-based; parsed here when not given)."""
     engine = InterventionEngine(model.to(device))
-    layers = parse_layers(config.layers, engine.n_layers)
+    layers = layers if layers is not None else parse_layers(config.layers, engine.n_layers)
     all_label = f"L{layers[0] + 1}-L{layers[-1] + 1}" if len(layers) > 1 else f"L{layers[0] + 1}"
-    inputs = CompareInputs(model, windows, reference, config, device, engine)
+    inputs = CompareInputs(model, windows, reference, config, device, engine, layers)
     steps = len(PRODUCERS) + 1
     report = (lambda done: progress(done, steps)) if progress is not None else (lambda done: None)
     rows = []
     for done, producer in enumerate(PRODUCERS, start=1):
         rows += producer(inputs)
         report(done)
-    shifted = shift(model, windows, ShiftConfig(layers=config.layers, interventions=("mask", "mean", "resample"),
-                                                 bootstrap=config.bootstrap, seed=config.seed, level=config.level,
-                                                 batch_size=config.batch_size, max_windows=config.shift_windows,
-                                                 permutations=config.shift_permutations),
-                    reference=reference, device=device).table
+    shifted = shift(model, windows, ShiftConfig(interventions=("mask", "mean", "resample"), bootstrap=config.bootstrap,
+                                                 seed=config.seed, level=config.level, batch_size=config.batch_size,
+                                                 max_windows=config.shift_windows, permutations=config.shift_permutations),
+                    reference=reference, device=device, plan=inputs.plan("joint", ("mask", "mean", "resample"), draws=1)).table
     final = shifted[shifted.site.str.startswith("final")].set_index("intervention")
     long = pd.DataFrame(rows)
     for column in ("shift_cosine", "shift_mmd2", "shift_p", "shift_null95"):
@@ -282,14 +292,15 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
     kinds = [estimate_of(m) for m in long.method]
     long["block"], long["estimand"] = [k.block for k in kinds], [k.estimand for k in kinds]
     report(steps)
-    summary = long[~long.layers.str.fullmatch(r"L\d+") | (len(layers) == 1)]
+    single = long.layers.map(lambda label: len(parse_layer_label(label)) == 1).to_numpy(bool)  # one layer alone
+    summary = long[~single | (len(layers) == 1)]
     summary = summary.assign(_block=summary.block.map(BLOCKS.index)).sort_values("_block", kind="stable")
-    per_layer = long[long.layers.str.fullmatch(r"L\d+")].rename(columns={"layers": "layer"})
+    per_layer = long[single].rename(columns={"layers": "layer"})
     # Every layered method looks at `cross` in one layer: where that cannot change the prediction (no
     # cross edge in the model; the last layer of a model read from CLS) its 0 is no finding.
-    null = [engine.null_by_construction(Condition((int(label[1:]) - 1,), "cross")) for label in per_layer.layer]
+    null = [engine.null_by_construction(Condition(parse_layer_label(label), "cross")) for label in per_layer.layer]
     per_layer = per_layer.assign(null_by_construction=np.array(null, dtype=bool))[list(LAYER_COLUMNS)]
     order = {m: i for i, m in enumerate(METHODS)}
-    per_layer = per_layer.assign(_layer=per_layer.layer.str[1:].astype(int), _method=per_layer.method.map(order))
+    per_layer = per_layer.assign(_layer=per_layer.layer.map(parse_layer_label), _method=per_layer.method.map(order))
     per_layer = per_layer.sort_values(["_layer", "_method"]).drop(columns=["_layer", "_method"])
     return CompareResult(config, summary[list(COLUMNS)].reset_index(drop=True), per_layer.reset_index(drop=True))

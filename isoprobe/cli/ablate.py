@@ -45,8 +45,7 @@ def ablate(
     from rich.progress import Progress
 
     from isoprobe.analysis import load_analysis
-    from isoprobe.engine.ablate import AblationConfig, conditions_for, run_ablation
-    from isoprobe.engine.grid import InterventionEngine
+    from isoprobe.engine.ablate import AblationConfig, plan_ablation, run_ablation
 
     with user_errors(ablate):  # one message and exit 2 for a bad option, --approx or not
         config = AblationConfig(layers=layers, pathway=pathway, heads=heads, intervention=intervention, mode=mode,
@@ -56,11 +55,11 @@ def ablate(
         return _approximate(checkpoint, data, split, device, out, check, config)
     with user_errors(ablate):
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
-        conditions_for(InterventionEngine(analysis.model, mask_self=mask_self), config)  # before the data are read
+        plan = plan_ablation(analysis.model, config)  # before the data are read
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("intervening", total=None)
             result = run_ablation(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total), plan=plan)
     table = result.table
     windows = analysis.windows
     # The title on its own line: as the table's title it would wrap at the table's width.
@@ -115,17 +114,16 @@ def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str
     from rich.table import Table
 
     from isoprobe.analysis import load_analysis
-    from isoprobe.engine.ablate import conditions_for
+    from isoprobe.engine.ablate import plan_ablation
     from isoprobe.engine.approx import SATURATING, run_approx
-    from isoprobe.engine.grid import InterventionEngine
 
     with user_errors(ablate):
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
-        conditions_for(InterventionEngine(analysis.model, mask_self=config.mask_self), config)
+        plan = plan_ablation(analysis.model, config)  # before the data are read
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("estimating", total=None)
             result = run_approx(analysis.model, analysis.windows, config, check=check, device=device,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                progress=lambda done, total: bar.update(task, completed=done, total=total), plan=plan)
     table, agreement = result.table, result.agreement
     console.print(f"[bold]{escape(str(checkpoint))}[/] — attribution patching on the {split} split "
                   f"({len(analysis.windows)} windows in {table.segments.iloc[0]} segments): estimated change of the "

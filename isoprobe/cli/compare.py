@@ -36,18 +36,18 @@ def compare(
     from isoprobe.analysis import load_analysis
     from isoprobe.attribution.compare import BLOCKS, CompareConfig
     from isoprobe.attribution.compare import compare as run
-    from isoprobe.engine.grid import InterventionEngine
-    from isoprobe.models.pathways import parse_layers
+    from isoprobe.engine.grid import attention_layers
+    from isoprobe.layersets import parse_layers
 
     with user_errors(compare):
         config = CompareConfig(layers=layers, baseline=baseline, steps=steps, draws=draws, batch_size=batch_size,
                                bootstrap=bootstrap, seed=seed)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
-        parse_layers(layers, InterventionEngine(analysis.model).n_layers)  # before the data are read
+        parsed = parse_layers(layers, attention_layers(analysis.model))  # before the data are read
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("comparing methods", total=None)
             result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+                         progress=lambda done, total: bar.update(task, completed=done, total=total), layers=parsed)
     console.print(f"[bold]{escape(str(checkpoint))}[/] — how much of the decision runs through cross-modal "
                   f"attention, on the {split} split ({len(analysis.windows)} windows); 95% stratified cluster-bootstrap "
                   "CIs over segments. Rows are shares of one thing only within a block.")

@@ -40,22 +40,19 @@ def shift(
     from rich.table import Table
 
     from isoprobe.analysis import load_analysis
-    from isoprobe.diagnostics.shift import ShiftConfig
+    from isoprobe.diagnostics.shift import ShiftConfig, plan_shift
     from isoprobe.diagnostics.shift import shift as run
-    from isoprobe.engine.ablate import AblationConfig, conditions_for
-    from isoprobe.engine.grid import InterventionEngine
 
     with user_errors(shift):
         config = ShiftConfig(layers=layers, pathway=pathway, heads=heads, interventions=intervention, mode=mode, donor=donor,
                              permutations=permutations, max_windows=max_windows, bootstrap=bootstrap, seed=seed,
                              batch_size=batch_size)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
-        conditions_for(InterventionEngine(analysis.model), AblationConfig(layers=layers, pathway=pathway, heads=heads,
-                                                                          mode=mode))  # before the data are read
+        plan = plan_shift(analysis.model, config)  # before the data are read
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("intervening and measuring", total=None)
             result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+                         progress=lambda done, total: bar.update(task, completed=done, total=total), plan=plan)
     table = result.table
     several = table.pathway.nunique() > 1
     console.print(f"[bold]{escape(str(checkpoint))}[/] — representation shift"

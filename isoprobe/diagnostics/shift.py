@@ -35,9 +35,9 @@ import torch
 
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.mmd import cosine_per_window, mmd_test, subsample
-from isoprobe.engine.ablate import AblationConfig, GridOptions, conditions_for
+from isoprobe.engine.ablate import GridOptions, GridPlan, plan_grid
 from isoprobe.engine.driver import grid_batches
-from isoprobe.engine.grid import Condition, InterventionEngine, Mode
+from isoprobe.engine.grid import Condition, Mode
 from isoprobe.engine.interventions import check_intervention
 from isoprobe.engine.stats import Segments, cluster_means
 from isoprobe.errors import ConfigError
@@ -94,18 +94,20 @@ def site_label(site: str) -> str:
                                                                                          "hook_pooled": "final pooled"}[site]
 
 
+def plan_shift(model: torch.nn.Module, config: ShiftConfig) -> GridPlan:
+    return plan_grid(model, config, config.interventions)
+
+
 def shift(model: torch.nn.Module, windows: WindowSet, config: ShiftConfig, reference: WindowSet | None = None,
-          device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None) -> ShiftResult:
-    """Cosine and MMD² of intervened against clean representations, per condition and site (COLUMNS)."""
+          device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
+          plan: GridPlan | None = None) -> ShiftResult:
+    """Cosine and MMD² of intervened against clean representations, per condition and site (COLUMNS);
+    plan: the grid `plan_shift(model, config)` made (made here when not given)."""
     if not len(windows):
         raise ConfigError("windows", 0, "no windows to evaluate")
     model = model.to(device)
-    engine = InterventionEngine(model, mask_self=config.mask_self)
-    conditions: list[Condition] = []
-    for intervention in config.interventions:
-        conditions += conditions_for(engine, AblationConfig(layers=config.layers, pathway=config.pathway, heads=config.heads,
-                                                            intervention=intervention, mode=config.mode,
-                                                            mask_self=config.mask_self))
+    plan = plan or plan_shift(model, config)
+    engine, conditions = plan.engine, list(plan.conditions)
     final = final_site(model)
     sites = {c: sites_for(c, engine.n_layers, final) for c in conditions}
     capture = sorted({s for per in sites.values() for s in per})

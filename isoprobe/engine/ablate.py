@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,8 @@ from isoprobe.engine.donors import DonorRule
 from isoprobe.engine.grid import Condition, InterventionEngine, Mode, build_conditions
 from isoprobe.engine.driver import grid_batches
 from isoprobe.engine.interventions import INTERVENTIONS, check_intervention
-from isoprobe.models.pathways import parse_heads, parse_layers, parse_pathway, split_rows
+from isoprobe.layersets import parse_layers
+from isoprobe.models.pathways import parse_heads, parse_pathway, split_rows
 from isoprobe.engine.stats import Segments, grid_statistics, holm
 from isoprobe.errors import ConfigError
 from isoprobe.options import Options, check_choices, check_counts, check_level
@@ -30,7 +31,7 @@ COLUMNS = ("layers", "pathway", "heads", "intervention", "draws", "windows", "se
 @dataclass(frozen=True)
 class GridOptions(Options):
     """What every grid of conditions is asked with (ablate, shift): the layers, pathways and heads as
-    the command line writes them (checked against a model by `conditions_for`), how layers combine,
+    the command line writes them (checked against a model by `plan_grid`), how layers combine,
     the donors' rule, and the seed, resamples and level of the statistics."""
 
     layers: str = "all"
@@ -73,14 +74,41 @@ class AblationResult(TableResult):
         return float(self.table.base_accuracy.iloc[0]) if len(self.table) else float("nan")
 
 
-def conditions_for(engine: InterventionEngine, config: AblationConfig) -> list[Condition]:
-    """The grid a configuration asks for, checked against the model (layers, heads, pathway names)."""
-    layers = parse_layers(config.layers, engine.n_layers)
-    pathways = [parse_pathway(p, engine.modality_names).name for p in split_rows(config.pathway)]
+@dataclass(frozen=True)
+class GridPlan:
+    """A grid checked against a model before any data are read, the one place its layers, pathways and
+    heads are parsed: the engine on that model and the conditions (each layer set as 0-based indices,
+    each pathway in its canonical spelling)."""
+
+    engine: InterventionEngine
+    conditions: tuple[Condition, ...]
+
+
+def plan_grid(model: torch.nn.Module, options: GridOptions, interventions: Sequence[str] = ("mask",), draws: int = 1,
+              engine: InterventionEngine | None = None) -> GridPlan:
+    """The conditions `options` ask for, for each of `interventions`, against `model` (layers, heads and
+    pathway names checked; a bad one raises ConfigError naming the option). engine: one built with an
+    explicit token layout (a model that does not declare its own), else built here."""
+    engine = engine or InterventionEngine(model, mask_self=options.mask_self)
+    layers = parse_layers(options.layers, engine.n_layers)
+    pathways = [parse_pathway(p, engine.modality_names).name for p in split_rows(options.pathway)]
     if not pathways:
-        raise ConfigError("pathway", config.pathway, "name at least one pathway, e.g. cross")
-    heads = parse_heads(config.heads, engine.n_heads)
-    return build_conditions(config.mode, layers, pathways, heads, config.intervention, config.draws)
+        raise ConfigError("pathway", options.pathway, "name at least one pathway, e.g. cross")
+    heads = parse_heads(options.heads, engine.n_heads)
+    return grid_plan(engine, options.mode, layers, pathways, heads, interventions, draws)
+
+
+def grid_plan(engine: InterventionEngine, mode: str, layers: Sequence[int], pathways: Sequence[str],
+              heads: tuple[int, ...] | None, interventions: Sequence[str], draws: int = 1) -> GridPlan:
+    """The plan of already parsed parts (0-based layers, canonical pathway names): `draws` donor draws for
+    the interventions that take donors, one for the others."""
+    return GridPlan(engine, tuple(condition for name in interventions
+                                  for condition in build_conditions(mode, layers, pathways, heads, name,
+                                                                    draws if INTERVENTIONS[name].takes_donors else 1)))
+
+
+def plan_ablation(model: torch.nn.Module, config: AblationConfig) -> GridPlan:
+    return plan_grid(model, config, (config.intervention,), config.draws)
 
 
 @dataclass
@@ -94,17 +122,19 @@ class GridLogits:
 
 
 def ablation_logits(model: torch.nn.Module, windows: WindowSet, config: AblationConfig, reference: WindowSet | None = None,
-                    device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None) -> GridLogits:
+                    device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
+                    plan: GridPlan | None = None) -> GridLogits:
     """Evaluate the configured grid on every window, batch by batch (no result depends on the batch size).
 
     reference: windows for the `mean` intervention (the training split; default `windows`).
     Donors for `resample` are drawn over all of `windows`, keyed by `windows.start` (see
-    `isoprobe.engine.donors`), and gathered batch by batch next to the windows they serve."""
+    `isoprobe.engine.donors`), and gathered batch by batch next to the windows they serve. plan: the
+    grid `plan_ablation(model, config)` made (made here when not given)."""
     if not len(windows):
         raise ConfigError("windows", 0, "no windows to evaluate")
     model = model.to(device)
-    engine = InterventionEngine(model, mask_self=config.mask_self)
-    conditions = conditions_for(engine, config)
+    plan = plan or plan_ablation(model, config)
+    engine, conditions = plan.engine, list(plan.conditions)
     n_batches = math.ceil(len(windows) / config.batch_size)
     clean, per_condition = [], [[] for _ in conditions]
     batches = grid_batches(engine, windows, conditions, reference=reference, batch_size=config.batch_size, device=device,
@@ -121,10 +151,11 @@ def ablation_logits(model: torch.nn.Module, windows: WindowSet, config: Ablation
 
 
 def run_ablation(model: torch.nn.Module, windows: WindowSet, config: AblationConfig, reference: WindowSet | None = None,
-                 device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None) -> AblationResult:
+                 device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
+                 plan: GridPlan | None = None) -> AblationResult:
     """One row per condition (COLUMNS) on `windows` (their labels `y`, segments and `start` keys);
     see `ablation_logits` for the evaluation."""
-    grid = ablation_logits(model, windows, config, reference, device, progress)
+    grid = ablation_logits(model, windows, config, reference, device, progress, plan)
     rows = list(dict.fromkeys(c.row for c in grid.conditions))  # the draws of one condition make one row
     stacked = [torch.stack([x for c, x in grid.logits.items() if c.row == row]) for row in rows]  # [draw, window, class]
     stats = grid_statistics(grid.clean, stacked, torch.as_tensor(windows.y).long(), Segments.of_windows(windows),

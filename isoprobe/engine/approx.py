@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
-from isoprobe.engine.ablate import AblationConfig, conditions_for
+from isoprobe.engine.ablate import AblationConfig, GridPlan, plan_ablation
 from isoprobe.engine.grid import Condition, InterventionEngine, attached
 from isoprobe.engine.interventions import head_mask
 from isoprobe.engine.stats import Segments, cluster_means, logit_margin
@@ -205,7 +205,7 @@ def agreement(estimate: np.ndarray, exact: np.ndarray) -> dict:
 
 
 def run_approx(model: torch.nn.Module, windows: WindowSet, config: AblationConfig, check: int = 12,
-               device: str | torch.device = "cpu", progress=None) -> ApproxResult:
+               device: str | torch.device = "cpu", progress=None, plan: GridPlan | None = None) -> ApproxResult:
     """`ablate --approx`: estimate every mask condition of the configured grid from one forward and
     one backward pass per batch, and run `check` of them exactly to measure the agreement."""
     if config.intervention != "mask":
@@ -213,8 +213,8 @@ def run_approx(model: torch.nn.Module, windows: WindowSet, config: AblationConfi
     if not len(windows):
         raise ConfigError("windows", 0, "no windows to evaluate")
     model = model.to(device)
-    engine = InterventionEngine(model, mask_self=config.mask_self)
-    conditions = conditions_for(engine, config)
+    plan = plan or plan_ablation(model, config)
+    engine, conditions = plan.engine, list(plan.conditions)
     checked = checked_subset(len(conditions), check)
     names = tuple(model.modality_names)
     targets = torch.as_tensor(windows.y).long()

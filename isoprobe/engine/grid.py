@@ -27,6 +27,7 @@ from isoprobe.engine.interventions import INTERVENTIONS, BatchState, Contributio
 from isoprobe.engine.interventions import check_intervention
 from isoprobe.models.pathways import Pathway
 from isoprobe.errors import ConfigError
+from isoprobe.layersets import format_layers
 from isoprobe.models.modes import evaluating
 
 Mode = Literal["single", "cumulative", "joint"]
@@ -47,11 +48,8 @@ class Condition:
 
     @property
     def layer_label(self) -> str:
-        """1-based, as the paper counts: "L3", "L1-L5", "L2,L4"."""
-        one = [layer + 1 for layer in self.layers]
-        if len(one) > 1 and one == list(range(one[0], one[-1] + 1)):
-            return f"L{one[0]}-L{one[-1]}"
-        return ",".join(f"L{layer}" for layer in one)
+        """1-based, as the paper counts: "L3", "L1-L5", "L2,L4" (`isoprobe.layersets`)."""
+        return format_layers(self.layers)
 
     @property
     def head_label(self) -> str:

@@ -100,27 +100,6 @@ def parse_pathway(spec: str, modality_names: tuple[str, ...]) -> Pathway:
     return pathway
 
 
-def parse_layers(spec: str, n_layers: int) -> tuple[int, ...]:
-    """`1-5`, `2,4`, `1-2,5` or `all` (1-based, as the paper counts) -> 0-based layer indices."""
-    if spec.strip() == "all":
-        return tuple(range(n_layers))
-    ranges: list[tuple[int, int]] = []
-    try:
-        for part in spec.split(","):
-            first, last = (int(x) for x in part.split("-")) if "-" in part else (int(part),) * 2
-            ranges.append((first, last))
-    except ValueError:
-        raise ConfigError("layers", spec, f"write layers as 1-{n_layers}, 2,4 or all") from None
-    for first, last in ranges:
-        if last < first:  # never silently an empty range
-            raise ConfigError("layers", spec, f"the range {first}-{last} runs backwards; write {last}-{first}")
-    layers = [layer for first, last in ranges for layer in range(first, last + 1)]
-    bad = [layer for layer in layers if not 1 <= layer <= n_layers]
-    if bad or not layers:
-        raise ConfigError("layers", spec, f"layers count from 1 to {n_layers} (the model's shared stage has {n_layers})")
-    return tuple(sorted(set(layer - 1 for layer in layers)))
-
-
 def parse_heads(spec: str, n_heads: int) -> tuple[int, ...] | None:
     """`all` -> None (every head); `0,2` -> those heads (0-based, as TransformerLens numbers them)."""
     if spec.strip() == "all":

@@ -21,7 +21,6 @@ checks list every run whatever the count (`level` = "run"): each run's rule has 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,6 +30,7 @@ import pandas as pd
 from isoprobe.data.datasets import DATASETS
 from isoprobe.data.modalities import parse_modalities
 from isoprobe.errors import IsoprobeError
+from isoprobe.layersets import parse_layer_label
 
 ID_COLUMNS = ("dataset", "data", "subject", "arch", "modalities", "configuration", "seed", "run")
 # What identifies a model across subjects and seeds: the rows one summary row averages. `model` (the
@@ -38,7 +38,6 @@ ID_COLUMNS = ("dataset", "data", "subject", "arch", "modalities", "configuration
 MODEL_COLUMNS = ("dataset", "data", "arch", "model", "modalities", "configuration")
 NULL_COLUMN = "null_by_construction"
 LEVEL = 0.95
-SINGLE_LAYER = re.compile(r"^L(\d+)$")
 LAYER_PATHWAYS = ("uni", "cross", "relay", "readout")  # the paper's Figure 5, plus CLS's two routes
 ALONE = "none"  # `second` of a run with sEMG groups only
 MIN_UNITS = 5  # fewer replicate units than this: no pooled CI, each unit listed and drawn instead
@@ -191,7 +190,8 @@ def model_columns(table: pd.DataFrame) -> list[str]:
 
 def layer_number(layers: pd.Series) -> pd.Series:
     """'L3' -> 3; a range or list of layers ('L1-L5', 'L2,L4') -> <NA>."""
-    return layers.astype(str).str.extract(SINGLE_LAYER, expand=False).astype("Int64")
+    numbers = [parsed[0] + 1 if len(parsed) == 1 else pd.NA for parsed in map(parse_layer_label, layers.astype(str))]
+    return pd.Series(numbers, index=layers.index, dtype="Int64")
 
 
 # The summaries each figure plots. Each takes one study table and returns what the figure shows.
@@ -396,22 +396,10 @@ def with_channels(table: pd.DataFrame, where: str) -> pd.DataFrame:
                        second=[s.second for s in found])
 
 
-def _layer_set(label: str) -> frozenset[int]:
-    """'L3' -> {3}, 'L1-L5' -> {1..5}, 'L2,L4' -> {2, 4}; anything else -> empty."""
-    layers = set()
-    for part in str(label).split(","):
-        match = re.fullmatch(r"L(\d+)(?:-L(\d+))?", part.strip())
-        if match is None:
-            return frozenset()
-        first = int(match.group(1))
-        layers.update(range(first, int(match.group(2) or first) + 1))
-    return frozenset(layers)
-
-
 def all_layers(ablation: pd.DataFrame) -> pd.Series:
     """Whether each row's `layers` spans every shared layer of its run: layers 1 to the deepest any row of
     the run names ('L1-L5' where the run has L1 … L5)."""
-    sets = ablation.layers.map(_layer_set)
+    sets = ablation.layers.map(lambda label: frozenset(layer + 1 for layer in parse_layer_label(label)))
     deepest = sets.map(lambda s: max(s, default=0)).groupby(ablation.run).transform("max")
     return pd.Series([bool(s) and s == frozenset(range(1, d + 1)) for s, d in zip(sets, deepest)], index=ablation.index,
                      dtype=bool)

@@ -329,7 +329,7 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     """Build each analysis's configuration once, so a bad value fails here, before any training."""
     from isoprobe.diagnostics.shift import ShiftConfig
     from isoprobe.attribution.compare import CompareConfig
-    from isoprobe.engine.ablate import AblationConfig, conditions_for
+    from isoprobe.engine.ablate import AblationConfig, plan_grid
 
     builders = {"ablate": AblationConfig, "compare": CompareConfig, "shift": ShiftConfig}
     configs = {}
@@ -341,9 +341,9 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
         return
     # Layers, heads and pathway names against each model that will be analysed, built for the data
     # set's recordings without reading data (isoprobe.training.runspec).
-    from isoprobe.engine.grid import InterventionEngine
-    from isoprobe.models.pathways import parse_layers
+    from isoprobe.engine.grid import attention_layers
     from isoprobe.models import build_model
+    from isoprobe.layersets import parse_layers
 
     checked = set()
     for model in recipe.models:
@@ -354,14 +354,12 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
                 if _groups(modalities) < 2 or (model.name, source.dataset, modalities) in checked:
                     continue
                 checked.add((model.name, source.dataset, modalities))
-                engine = InterventionEngine(build_model(model.model_spec(source.dataset, modalities).reference_config()))
+                built = build_model(model.model_spec(source.dataset, modalities).reference_config())
                 for key, config in configs.items():
                     if key == "compare":
-                        check.call(f"{key}.layers", parse_layers, config.layers, engine.n_layers)
+                        check.call(f"{key}.layers", parse_layers, config.layers, attention_layers(built))
                     else:
-                        ablation = config if key == "ablate" else AblationConfig(layers=config.layers, pathway=config.pathway,
-                                                                                  heads=config.heads)
-                        check.call(key, conditions_for, engine, ablation)
+                        check.call(key, plan_grid, built, config)
 
 
 class _Checker:

@@ -14,7 +14,7 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from isoprobe.engine.ablate import AblationConfig, conditions_for
+from isoprobe.engine.ablate import AblationConfig, plan_grid
 from isoprobe.engine.grid import Condition, InterventionEngine, attention_layers, head_count
 from isoprobe.errors import ConfigError
 
@@ -194,12 +194,12 @@ def test_the_head_count_and_a_whole_ablation_grid_work_on_a_foreign_model(model)
     HookedRootModule written here, which has neither isoprobe's config nor its attention class."""
     engine = InterventionEngine(model, GROUPS, NAMES)
     assert head_count(model) == engine.n_heads == N_HEADS
-    conditions = conditions_for(engine, AblationConfig(layers="1-2", pathway="cross,left->right", heads="1"))
+    conditions = plan_grid(model, AblationConfig(layers="1-2", pathway="cross,left->right", heads="1"), engine=engine).conditions
     assert [(c.layers, c.pathway, c.heads) for c in conditions] == [
         ((0,), "cross", (1,)), ((0,), "left->right", (1,)), ((1,), "cross", (1,)), ((1,), "left->right", (1,)),
         ((0, 1), "cross", (1,)), ((0, 1), "left->right", (1,))]
     with pytest.raises(ConfigError, match="heads are numbered 0–1"):
-        conditions_for(engine, AblationConfig(heads="2"))
+        plan_grid(model, AblationConfig(heads="2"), engine=engine)
 
 
 def test_head_count_prefers_the_configuration():

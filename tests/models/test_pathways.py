@@ -9,7 +9,8 @@ import itertools
 import pytest
 import torch
 
-from isoprobe.models.pathways import Pathway, parse_heads, parse_layers, parse_pathway, split_rows
+from isoprobe.layersets import parse_layers
+from isoprobe.models.pathways import Pathway, parse_heads, parse_pathway, split_rows
 from isoprobe.errors import ConfigError
 
 from tests.engine.reference import as_tensor, naive_edges
