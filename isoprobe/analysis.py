@@ -64,7 +64,7 @@ def load_analysis(path: Path, data_root: Path | None = None, split: str = "test"
     check_split(split)
     check_device(device)
     checkpoint = load_checkpoint(path)
-    if needs_attention and checkpoint.model_config.arch == "mlp":
+    if needs_attention and not checkpoint.model_config.has_attention:
         raise ConfigError("checkpoint", str(path), "is a multimodal MLP, which has no attention to intervene on; "
                           "this needs an mmt or hierarchical checkpoint")
     model = checkpoint.build_model().to(device).eval()

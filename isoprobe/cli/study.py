@@ -36,9 +36,14 @@ def study(
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("jobs", total=None)
+
+            def progress(done: int, total: int, last: str) -> None:
+                bar.update(task, completed=done, total=total, description=f"jobs ({last})" if last else "jobs")
+                if last and not console.is_terminal:  # a CI log: the bar draws nothing there, a line per job does
+                    console.print(f"job {done}/{total} done: {last}", highlight=False)
+
             result = run_study(loaded, out, executor=executor, jobs=jobs, address=address, report=report,
-                               progress=lambda done, total, last: bar.update(task, completed=done, total=total,
-                                                                              description=f"jobs ({last})" if last else "jobs"))
+                               progress=progress)
     steps = ", ".join(f"{count} {status}" for status, count in sorted(result.steps.items())) or "nothing to do"
     console.print(f"{loaded.title}: {result.jobs} jobs; steps: {steps}; tables in {out / 'tables'}")
     if result.report is not None:

@@ -47,8 +47,9 @@ def train(
 ) -> None:
     """Train one architecture on one subject; the best validation epoch is saved as OUT/checkpoint.pt."""
     from isoprobe.errors import ConfigError
-    from isoprobe.training.runspec import default_model_spec, load_model_config
+    from isoprobe.models.config import has_attention
     from isoprobe.training.dropout import parse_pathway_dropout
+    from isoprobe.training.runspec import default_model_spec, load_model_config
     from isoprobe.training.run import fit, synthetic_root
 
     with user_errors(train):
@@ -63,7 +64,7 @@ def train(
         chosen.pop("n_layers" if arch == "mlp" else "features", None)  # --n-layers: transformers; --features: mlp
         spec = (base or default_model_spec(dataset, arch)).with_overrides(**chosen)  # fails fast, before data are read
         dropout = parse_pathway_dropout(pathway_dropout)
-        if dropout and arch == "mlp":
+        if dropout and not has_attention(arch):
             raise ConfigError("pathway_dropout", pathway_dropout, "the multimodal MLP has no attention; use mmt or hierarchical")
         train_config = spec.train_config(seed=seed, device=device, bf16=bf16)
         token, options = spec.token, spec.model_options()

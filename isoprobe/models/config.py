@@ -10,7 +10,6 @@ from isoprobe.data.modalities import ModalityGroup
 from isoprobe.data.recording import Grid
 from isoprobe.data.tokens import TokenConfig
 from isoprobe.errors import ConfigError
-from isoprobe.models.pathways import parse_pathway
 
 MLP_FEATURES = ("patches", "classic")
 
@@ -50,6 +49,7 @@ class ModelConfig:
     patch_energy: bool = True  # feed each token's per-channel log power to the embedding (see TokenEmbed)
 
     arch = "base"
+    has_attention: ClassVar[bool] = True  # attention to intervene on (hook_attn_scores): what the engine needs
     # Fields that checkpoints written before they existed lack, with the value that reproduces
     # those models: earlier models embedded raw patches only.
     legacy_defaults: ClassVar[dict] = {"patch_energy": False}
@@ -100,6 +100,8 @@ class ModelConfig:
 
 def check_removed_pathways(config: ModelConfig) -> None:
     """Pathways removed from the shared layers must be ones the engine names for these modalities."""
+    from isoprobe.models.pathways import parse_pathway  # imports torch: configurations stay readable without it
+
     names = tuple(g.name for g in config.groups)
     for pathway in config.removed_pathways:
         try:
@@ -153,6 +155,7 @@ class MLPConfig(ModelConfig):
     features: str = "patches"
     hidden: tuple[int, ...] = (256, 128)
     arch = "mlp"
+    has_attention: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -162,6 +165,11 @@ class MLPConfig(ModelConfig):
 
 CONFIGS: dict[str, type[ModelConfig]] = {"mlp": MLPConfig, "mmt": MMTConfig, "hierarchical": HierarchicalConfig}
 ARCHITECTURES = tuple(CONFIGS)
+
+
+def has_attention(arch: str) -> bool:
+    """Whether architecture `arch` has attention to intervene on (pathway dropout, ablate, shift, …)."""
+    return config_class(arch).has_attention
 
 
 def config_class(arch: str) -> type[ModelConfig]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from isoprobe.atomic import write_text_atomic
+from isoprobe.models.config import has_attention
 from isoprobe.study.recipe import DataSource, ModelRuns, Recipe, configuration_kind
 
 STEPS = ("train", "eval", "ablate", "compare", "shift")
@@ -55,7 +56,7 @@ class Job:
     @property
     def analysable(self) -> bool:
         """Attention to intervene on, and more than one modality group for it to cross."""
-        return self.model.arch != "mlp" and configuration_kind(self.modalities, self.dataset) != "unimodal"
+        return has_attention(self.model.arch) and configuration_kind(self.modalities, self.dataset) != "unimodal"
 
 
 def jobs_for(recipe: Recipe) -> list[Job]:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from isoprobe.errors import ConfigError, IsoprobeError
+from isoprobe.models.config import has_attention
 
 TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", "ablate", "compare", "shift"}
 DATA_KEYS = {"name", "dataset", "subjects", "root", "synthetic"}
@@ -178,7 +179,7 @@ def parse_recipe(values: dict, path: Path, data: Path | dict[str, Path] | None =
         if table is not None:
             check.keys(key, check.table(key, table), allowed)
         analyses[key] = table
-    analysable = any(m.arch != "mlp" and _groups(c) > 1 for m in models for s in sources if s.name in m.data
+    analysable = any(has_attention(m.arch) and _groups(c) > 1 for m in models for s in sources if s.name in m.data
                      for c in m.modalities_for(s.dataset))
     if any(v is not None for v in analyses.values()) and not analysable:
         raise check.error(next(k for k, v in analyses.items() if v is not None),
@@ -316,8 +317,8 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
     if dropout is not None:
         from isoprobe.training.dropout import parse_pathway_dropout
 
-        if arch == "mlp":
-            raise check.error(f"{key}.pathway_dropout", "the multimodal MLP has no attention; use mmt or hierarchical")
+        if not has_attention(arch):
+            raise check.error(f"{key}.pathway_dropout", f"the {arch} model has no attention; use mmt or hierarchical")
         check.call(f"{key}.pathway_dropout", parse_pathway_dropout, dropout)
     name = check.string(f"{key}.name", table.get("name", arch))
     return ModelRuns(name=name, arch=arch, specs=tuple((d, spec.to_dict()) for d, spec in specs.items()),
@@ -348,7 +349,7 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     checked = set()
     for model in recipe.models:
         for source in recipe.data:
-            if source.name not in model.data or model.arch == "mlp":
+            if source.name not in model.data or not has_attention(model.arch):
                 continue
             for modalities in model.modalities_for(source.dataset):
                 if _groups(modalities) < 2 or (model.name, source.dataset, modalities) in checked:

@@ -25,6 +25,7 @@ from isoprobe.data.tokens import TokenConfig
 from isoprobe.engine.ablate import AblationConfig, ablation_logits
 from isoprobe.engine.stats import Segments, cluster_means
 from isoprobe.errors import ConfigError
+from isoprobe.models.config import has_attention
 from isoprobe.options import Options, check_counts, check_level
 from isoprobe.results import TableResult
 from isoprobe.training.run import fit
@@ -47,7 +48,7 @@ class SweepConfig(Options):
         object.__setattr__(self, "rates", tuple(float(r) for r in self.rates))
         if not self.rates or any(not 0.0 <= r <= 1.0 for r in self.rates) or len(set(self.rates)) != len(self.rates):
             raise ConfigError("rates", self.rates, "distinct dropout rates in [0, 1], e.g. 0,0.1,0.3,0.5")
-        if self.arch == "mlp":
+        if not has_attention(self.arch):
             raise ConfigError("arch", self.arch, "the multimodal MLP has no attention to drop; use mmt or hierarchical")
         check_counts(self, {"bootstrap": 0, "seed": 0})
         check_level(self)

@@ -293,6 +293,9 @@ def test_a_killed_study_rerun_ends_with_the_uninterrupted_numbers(finished, tmp_
     result = CliRunner().invoke(app, ["study", str(recipe), "--out", str(out), "--jobs", "1", "--no-report"])
     assert result.exit_code == 0, result.output
     assert_same_tables(reference, out)
+    # not a terminal (a CI log): one line per finished job, where a progress bar would draw nothing
+    finished = [line for line in result.output.splitlines() if line.startswith("job ") and " done: runs/" in line]
+    assert len(finished) == len({line.split(": ", 1)[1] for line in finished}) >= 1
 
 
 def _spawned_workers_of(parent: int) -> set[int]:
