@@ -29,7 +29,7 @@ import torch
 
 from isoprobe.analysis import load_analysis
 from isoprobe.data.batches import window_batches
-from isoprobe.engine.approx import SATURATING, agreement, estimate_masking, masked_mass
+from isoprobe.engine.attribution_patching import SATURATING, agreement, estimate_masking, masked_mass
 from isoprobe.engine.grid import Condition, InterventionEngine
 from isoprobe.engine.stats import logit_margin
 

@@ -9,5 +9,5 @@ long format (`common.COLUMNS`):
 - `compare`: the cross-modal share by every method, side by side.
 
 Attribution patching, a first-order estimate of the masking grid, lives with the engine
-(`isoprobe.engine.approx`). Import the modules themselves: captum is heavy to import.
+(`isoprobe.engine.attribution_patching`). Import the modules themselves: captum is heavy to import.
 """

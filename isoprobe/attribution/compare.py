@@ -44,7 +44,7 @@ from isoprobe.attribution.interaction import InteractConfig, interact
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.shift import ShiftConfig, shift
 from isoprobe.engine.ablate import AblationConfig, GridPlan, ablation_logits, grid_plan
-from isoprobe.engine.approx import run_approx
+from isoprobe.engine.attribution_patching import run_attribution_patching
 from isoprobe.engine.grid import Condition, InterventionEngine
 from isoprobe.engine.stats import Segments, cluster_ratio, logit_margin
 from isoprobe.layersets import parse_layer_label, parse_layers
@@ -208,7 +208,7 @@ def _patching_rows(inputs: CompareInputs) -> list[dict]:
     """The first-order estimate of the same conditions, as the same share (correctly classified windows)."""
     config = inputs.config
     ablation = AblationConfig(pathway="cross", mode="single", batch_size=config.batch_size, bootstrap=0)
-    result = run_approx(inputs.model, inputs.windows, ablation, check=0, device=inputs.device,
+    result = run_attribution_patching(inputs.model, inputs.windows, ablation, check=0, device=inputs.device,
                         plan=inputs.plan("single", ("mask",)))
     right = np.flatnonzero(result.clean_margin > 0)
     if not len(right):

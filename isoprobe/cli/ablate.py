@@ -115,14 +115,14 @@ def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str
 
     from isoprobe.analysis import load_analysis
     from isoprobe.engine.ablate import plan_ablation
-    from isoprobe.engine.approx import SATURATING, run_approx
+    from isoprobe.engine.attribution_patching import SATURATING, run_attribution_patching
 
     with user_errors(ablate):
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
         plan = plan_ablation(analysis.model, config)  # before the data are read
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("estimating", total=None)
-            result = run_approx(analysis.model, analysis.windows, config, check=check, device=device,
+            result = run_attribution_patching(analysis.model, analysis.windows, config, check=check, device=device,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total), plan=plan)
     table, agreement = result.table, result.agreement
     console.print(f"[bold]{escape(str(checkpoint))}[/] — attribution patching on the {split} split "

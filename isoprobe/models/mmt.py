@@ -33,7 +33,7 @@ class MultimodalTransformer(StagedTransformer):
         )
         self.ln_final = GroupedLayerNorm(config.d_model, n_groups)
         ids = self.embed.token_modalities
-        self.register_buffer("token_groups", ids - 1, persistent=False)  # weight group per token
+        self.register_buffer("weight_groups", ids - 1, persistent=False)  # weight group per token
         same = ids[:, None] == ids[None, :]
         allowed = same & ~self.removed_edges()  # removed pathways (pathway dropout p = 1) never exist either
         self.register_buffer("within_modality", torch.zeros(same.shape).masked_fill(~allowed, float("-inf")), persistent=False)
@@ -60,7 +60,7 @@ class MultimodalTransformer(StagedTransformer):
     @property
     def prediction_positions(self) -> torch.Tensor:
         """Boolean [pos]: every token is pooled into the prediction."""
-        return torch.ones_like(self.token_groups, dtype=torch.bool)
+        return torch.ones_like(self.weight_groups, dtype=torch.bool)
 
     # Forward in stages for the intervention engine: embed_stage -> block_stage(l) -> heads_stage.
     def embed_stage(self, *windows: torch.Tensor) -> torch.Tensor:
@@ -68,10 +68,10 @@ class MultimodalTransformer(StagedTransformer):
         return self.hook_embed(self.embed(windows))
 
     def block_stage(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks[layer](x, self.token_groups, self.within_modality)
+        return self.blocks[layer](x, self.weight_groups, self.within_modality)
 
     def heads_stage(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"main": logits [batch, class]}: mean-pool each modality's tokens, concatenate, classify."""
-        x = self.ln_final(x, self.token_groups)
+        x = self.ln_final(x, self.weight_groups)
         pooled = einsum(x, self.mean_pool.to(x.dtype), "batch pos d_model, modality pos -> batch modality d_model")
         return {"main": self.head(rearrange(self.hook_pooled(pooled), "batch modality d_model -> batch (modality d_model)"))}

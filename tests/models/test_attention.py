@@ -19,9 +19,9 @@ def _noop(activation, hook):
     return None
 
 
-def _block_diagonal(token_groups: torch.Tensor) -> torch.Tensor:
+def _block_diagonal(weight_groups: torch.Tensor) -> torch.Tensor:
     """Additive [query_pos, key_pos] mask: 0 within a group, -inf across groups (the mmt mask)."""
-    same = token_groups[:, None] == token_groups[None, :]
+    same = weight_groups[:, None] == weight_groups[None, :]
     return torch.zeros(same.shape).masked_fill(~same, float("-inf"))
 
 
@@ -65,26 +65,26 @@ def _case(name: str, seed: int = 0):
     attn = Attention(d_model=12, n_heads=3, n_groups=n_groups)
     _randomise(attn, seed)
     attn.eval()
-    token_groups = None if groups is None else torch.tensor(groups)
-    token_groups_arg = token_groups if n_groups > 1 else None
-    mask = _block_diagonal(token_groups) if masked else None
+    weight_groups = None if groups is None else torch.tensor(groups)
+    weight_groups_arg = weight_groups if n_groups > 1 else None
+    mask = _block_diagonal(weight_groups) if masked else None
     x = torch.randn(4, 9, 12, generator=torch.Generator().manual_seed(seed + 1))
-    return attn, x, token_groups_arg, mask, token_groups
+    return attn, x, weight_groups_arg, mask, weight_groups
 
 
 @pytest.mark.parametrize("hook_name", ["hook_attn_scores", "hook_pattern"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_fused_and_explicit_paths_agree(case, hook_name, sdpa_calls):
-    attn, x, token_groups, mask, _ = _case(case)
+    attn, x, weight_groups, mask, _ = _case(case)
     assert not attn.needs_explicit_scores
-    fused = attn(x, token_groups, mask)
+    fused = attn(x, weight_groups, mask)
     assert sdpa_calls.calls == 1, "without hooks on the scores the fused path must run"
 
     fired = []
     getattr(attn, hook_name).add_hook(lambda activation, hook: fired.append(activation.shape))
     try:
         assert attn.needs_explicit_scores
-        explicit = attn(x, token_groups, mask)
+        explicit = attn(x, weight_groups, mask)
     finally:
         getattr(attn, hook_name).remove_hooks("fwd")
     assert sdpa_calls.calls == 1, "a hook on the scores or pattern must force the explicit path"
@@ -98,15 +98,15 @@ def test_fused_and_explicit_paths_agree(case, hook_name, sdpa_calls):
 
 @pytest.mark.parametrize("case", ["plain", "grouped-block-diagonal"])
 def test_fused_and_explicit_gradients_agree(case):
-    attn, x, token_groups, mask, _ = _case(case, seed=3)
+    attn, x, weight_groups, mask, _ = _case(case, seed=3)
     x = x.requires_grad_(True)
-    attn(x, token_groups, mask).pow(2).sum().backward()
+    attn(x, weight_groups, mask).pow(2).sum().backward()
     fused_grads = [x.grad.clone()] + [p.grad.clone() for p in attn.parameters()]
     x.grad = None
     attn.zero_grad()
     attn.hook_pattern.add_hook(_noop)
     try:
-        attn(x, token_groups, mask).pow(2).sum().backward()
+        attn(x, weight_groups, mask).pow(2).sum().backward()
     finally:
         attn.hook_pattern.remove_hooks("fwd")
     explicit_grads = [x.grad] + [p.grad for p in attn.parameters()]
@@ -117,13 +117,13 @@ def test_fused_and_explicit_gradients_agree(case):
         assert_close(explicit_grad, fused_grad, rel=1e-4)
 
 
-def _naive_attention(x, weights, biases, n_heads, token_groups, mask):
+def _naive_attention(x, weights, biases, n_heads, weight_groups, mask):
     """Reference multi-head attention written with per-token, per-head loops.
 
     weights[g] = (W_Q, W_K, W_V [head, d_model, d_head], W_O [head, d_head, d_model]) and
     biases[g] = (b_Q, b_K, b_V [head, d_head], b_O [d_model]) for token group g."""
     batch, n_pos, d_model = x.shape
-    groups = token_groups.tolist() if token_groups is not None else [0] * n_pos
+    groups = weight_groups.tolist() if weight_groups is not None else [0] * n_pos
     out = torch.zeros(batch, n_pos, d_model, dtype=torch.float64)
     for b in range(batch):
         for h in range(n_heads):
@@ -157,7 +157,7 @@ def _per_group_views(attn: Attention, group: int):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_attention_matches_naive_reference(case):
-    attn, x, token_groups, mask, _ = _case(case, seed=7)
+    attn, x, weight_groups, mask, _ = _case(case, seed=7)
     n_groups = attn.qkv.weight.shape[0]
     views = [_per_group_views(attn, g) for g in range(n_groups)]
     if n_groups == 1:
@@ -170,12 +170,12 @@ def test_attention_matches_naive_reference(case):
         biases = [views[0][1]]
     else:
         weights, biases = [v[0] for v in views], [v[1] for v in views]
-    expected = _naive_attention(x.double(), weights, biases, attn.n_heads, token_groups, mask).float()
+    expected = _naive_attention(x.double(), weights, biases, attn.n_heads, weight_groups, mask).float()
 
-    assert_close(attn(x, token_groups, mask), expected)
+    assert_close(attn(x, weight_groups, mask), expected)
     attn.hook_attn_scores.add_hook(_noop)
     try:
-        assert_close(attn(x, token_groups, mask), expected)
+        assert_close(attn(x, weight_groups, mask), expected)
     finally:
         attn.hook_attn_scores.remove_hooks("fwd")
 
@@ -187,7 +187,7 @@ def test_weight_views_have_transformer_lens_shapes():
 
 
 def test_explicit_hooks_have_documented_shapes_and_semantics():
-    attn, x, token_groups, mask, groups = _case("grouped-block-diagonal", seed=2)
+    attn, x, weight_groups, mask, groups = _case("grouped-block-diagonal", seed=2)
     seen = {}
 
     def record(activation, hook):
@@ -198,7 +198,7 @@ def test_explicit_hooks_have_documented_shapes_and_semantics():
         hook.name = name
         hook.add_hook(record)
     try:
-        attn(x, token_groups, mask)
+        attn(x, weight_groups, mask)
     finally:
         for name in ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z"):
             getattr(attn, name).remove_hooks("fwd")
@@ -217,7 +217,7 @@ def test_explicit_hooks_have_documented_shapes_and_semantics():
 
 def test_hook_editing_the_pattern_changes_the_output():
     """The explicit path really uses what hook_pattern returns (interventions depend on it)."""
-    attn, x, token_groups, mask, _ = _case("plain", seed=4)
+    attn, x, weight_groups, mask, _ = _case("plain", seed=4)
     clean = attn(x)
     attn.hook_pattern.add_hook(lambda pattern, hook: torch.zeros_like(pattern))
     try:

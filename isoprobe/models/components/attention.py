@@ -54,11 +54,11 @@ class Attention(nn.Module):
         return _has_hooks(self.hook_attn_scores) or _has_hooks(self.hook_pattern)
 
     def forward(
-        self, x: torch.Tensor, token_groups: torch.Tensor | None = None, mask: torch.Tensor | None = None
+        self, x: torch.Tensor, weight_groups: torch.Tensor | None = None, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """mask: additive float [query_pos, key_pos] (0 or -inf), e.g. the multimodal transformer's
         block-diagonal one; None for full attention."""
-        q, k, v = rearrange(self.qkv(x, token_groups), "batch pos (three head d_head) -> three batch pos head d_head",
+        q, k, v = rearrange(self.qkv(x, weight_groups), "batch pos (three head d_head) -> three batch pos head d_head",
                             three=3, head=self.n_heads)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         p_drop = self.dropout if self.training else 0.0
@@ -74,7 +74,7 @@ class Attention(nn.Module):
                 attn_mask=None if mask is None else mask.to(q.dtype), dropout_p=p_drop,
             ).transpose(1, 2)
         z = self.hook_z(z)
-        return self.out(rearrange(z, "batch pos head d_head -> batch pos (head d_head)"), token_groups)
+        return self.out(rearrange(z, "batch pos head d_head -> batch pos (head d_head)"), weight_groups)
 
     # TransformerLens-shaped views of the weights (group 0): W_Q/W_K/W_V [head, d_model, d_head], W_O [head, d_head, d_model].
     def _qkv_weight(self, index: int) -> torch.Tensor:

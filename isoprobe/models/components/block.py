@@ -18,8 +18,8 @@ class MLP(nn.Module):
         self.fc_out = GroupedLinear(d_mlp, d_model, n_groups)
         self.hook_post = HookPoint()  # [batch, pos, d_mlp], after the non-linearity
 
-    def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fc_out(self.hook_post(F.gelu(self.fc_in(x, token_groups))), token_groups)
+    def forward(self, x: torch.Tensor, weight_groups: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc_out(self.hook_post(F.gelu(self.fc_in(x, weight_groups))), weight_groups)
 
 
 class Block(nn.Module):
@@ -35,9 +35,9 @@ class Block(nn.Module):
         self.hook_resid_pre, self.hook_resid_mid, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
         self.hook_attn_out, self.hook_mlp_out = HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight_groups: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         resid_pre = self.hook_resid_pre(x)
-        attn_out = self.hook_attn_out(self.dropout(self.attn(self.ln1(resid_pre, token_groups), token_groups, mask)))
+        attn_out = self.hook_attn_out(self.dropout(self.attn(self.ln1(resid_pre, weight_groups), weight_groups, mask)))
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
-        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.ln2(resid_mid, token_groups), token_groups)))
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.ln2(resid_mid, weight_groups), weight_groups)))
         return self.hook_resid_post(resid_mid + mlp_out)

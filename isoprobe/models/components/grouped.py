@@ -23,7 +23,7 @@ class GroupedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_groups, d_in, d_out).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(n_groups, d_out))
 
-    def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight_groups: torch.Tensor | None = None) -> torch.Tensor:
         if self.weight.shape[0] == 1:
             # addmm fuses the bias into the matmul and, under autocast, keeps the matmul's dtype
             # (a separate `+ bias` would promote bf16 activations back to fp32).
@@ -34,7 +34,7 @@ class GroupedLinear(nn.Module):
         # Selecting a group's tokens with a boolean mask instead costs a host-device sync per call on
         # CUDA (nonzero), which left the multimodal transformer launch-bound.
         # Under autocast baddbmm casts all three operands, so the output keeps the matmul's dtype.
-        weight, bias = self.weight[token_groups], self.bias[token_groups]
+        weight, bias = self.weight[weight_groups], self.bias[weight_groups]
         out = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight)  # [pos, batch, d_out]
         return out.transpose(0, 1)
 
@@ -48,7 +48,7 @@ class GroupedLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(n_groups, d_model))
         self.bias = nn.Parameter(torch.zeros(n_groups, d_model))
 
-    def forward(self, x: torch.Tensor, token_groups: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight_groups: torch.Tensor | None = None) -> torch.Tensor:
         if self.weight.shape[0] == 1:
             return F.layer_norm(x, x.shape[-1:], self.weight.squeeze(0), self.bias.squeeze(0), self.eps)
-        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight[token_groups] + self.bias[token_groups]
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight[weight_groups] + self.bias[weight_groups]

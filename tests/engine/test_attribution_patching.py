@@ -17,7 +17,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from isoprobe.engine.ablate import AblationConfig, ablation_logits
-from isoprobe.engine.approx import agreement, checked_subset, estimate_masking, pattern_change_effect, run_approx
+from isoprobe.engine.attribution_patching import agreement, checked_subset, estimate_masking, pattern_change_effect, run_attribution_patching
 from isoprobe.engine.grid import Condition, InterventionEngine
 from isoprobe.engine.stats import logit_margin
 from isoprobe.errors import ConfigError
@@ -151,16 +151,16 @@ def test_conditions_null_by_construction_are_estimated_exactly_zero(hier, mmt, d
         assert (estimates[:, :-1] == 0).all()
         assert estimates[:, -1].abs().max() > 1e-3
     test = db2.splits["test"].take(np.arange(0, len(db2.splits["test"]), 6))
-    table = run_approx(mmt, test, AblationConfig(layers="all", pathway="cross,uni", bootstrap=20), check=-1).table
+    table = run_attribution_patching(mmt, test, AblationConfig(layers="all", pathway="cross,uni", bootstrap=20), check=-1).table
     cross = table[table.pathway == "cross"]
     assert (cross[["estimate", "ci_low", "ci_high", "exact", "abs_error"]] == 0).all().all()
     assert (table[table.pathway == "uni"].exact.abs() > 1e-3).all()
 
 
-def test_run_approx_reports_its_agreement_with_the_exact_grid(hier, db2):
+def test_run_attribution_patching_reports_its_agreement_with_the_exact_grid(hier, db2):
     test = db2.splits["test"].take(np.arange(0, len(db2.splits["test"]), 4))
     config = AblationConfig(layers="all", pathway="uni,cross,cls", heads="1", bootstrap=100)
-    result = run_approx(hier, test, config, check=-1)
+    result = run_attribution_patching(hier, test, config, check=-1)
     table = result.table
     exact = ablation_logits(hier, test, config)
     target = torch.as_tensor(test.y)
@@ -180,7 +180,7 @@ def test_run_approx_reports_its_agreement_with_the_exact_grid(hier, db2):
 
 def test_only_a_subset_is_checked_when_asked(hier, db2):
     test = db2.splits["test"].take(np.arange(0, len(db2.splits["test"]), 6))
-    result = run_approx(hier, test, AblationConfig(layers="all", pathway="uni,cross", bootstrap=20), check=3)
+    result = run_attribution_patching(hier, test, AblationConfig(layers="all", pathway="uni,cross", bootstrap=20), check=3)
     assert result.table.exact.notna().sum() == 3 == result.agreement["checked"]
     assert checked_subset(8, 3) == [0, 4, 7] and checked_subset(8, -1) == list(range(8)) and checked_subset(8, 0) == []
 
@@ -195,4 +195,4 @@ def test_agreement_numbers():
 
 def test_only_masking_is_estimated(hier, db2):
     with pytest.raises(ConfigError, match="mask"):
-        run_approx(hier, db2.splits["test"], AblationConfig(intervention="mean"))
+        run_attribution_patching(hier, db2.splits["test"], AblationConfig(intervention="mean"))

@@ -43,7 +43,7 @@ from isoprobe.results import TableResult
 
 
 @dataclass
-class GateEstimates:
+class MaskingEstimates:
     """One batch. estimates: [batch, condition], the estimated change of the metric when masking;
     held: layer -> [condition at that layer, head, query_pos], the clean attention on each condition's
     edges summed over the batch (see `masked_mass`)."""
@@ -122,7 +122,7 @@ def _forward_from(engine: InterventionEngine, inputs: Sequence[torch.Tensor], fi
 
 
 def estimate_masking(engine: InterventionEngine, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],
-                     target: torch.Tensor, chunk: int = 16) -> GateEstimates:
+                     target: torch.Tensor, chunk: int = 16) -> MaskingEstimates:
     """First-order estimates of each mask condition's change of the true-class logit margin, per
     window, from one forward and one backward pass. inputs: one [batch, time, channel] tensor per
     modality; target: [batch] class indices; chunk: conditions per step of the estimate (memory)."""
@@ -157,11 +157,11 @@ def estimate_masking(engine: InterventionEngine, inputs: Sequence[torch.Tensor],
                 part = positions[start : start + chunk]
                 estimates[:, [indices[p] for p in part]] += pattern_change_effect(pattern, gradient, masks[part])
             held[layer] = einsum(pattern.float(), masks, "batch head q k, condition head q k -> condition head q")
-    return GateEstimates(logits.detach(), estimates, held)
+    return MaskingEstimates(logits.detach(), estimates, held)
 
 
 @dataclass(frozen=True)
-class ApproxResult(TableResult):
+class AttributionPatchingResult(TableResult):
     """One row per condition (APPROX_COLUMNS), and the agreement with the exact grid on the checked
     conditions: {checked, spearman, mean_abs_error, sign_agreement, and the same over the rows in the
     linear regime}."""
@@ -204,8 +204,8 @@ def agreement(estimate: np.ndarray, exact: np.ndarray) -> dict:
             "sign_agreement": float(signs)}
 
 
-def run_approx(model: torch.nn.Module, windows: WindowSet, config: AblationConfig, check: int = 12,
-               device: str | torch.device = "cpu", progress=None, plan: GridPlan | None = None) -> ApproxResult:
+def run_attribution_patching(model: torch.nn.Module, windows: WindowSet, config: AblationConfig, check: int = 12,
+               device: str | torch.device = "cpu", progress=None, plan: GridPlan | None = None) -> AttributionPatchingResult:
     """`ablate --approx`: estimate every mask condition of the configured grid from one forward and
     one backward pass per batch, and run `check` of them exactly to measure the agreement."""
     if config.intervention != "mask":
@@ -254,4 +254,4 @@ def run_approx(model: torch.nn.Module, windows: WindowSet, config: AblationConfi
     summary = {**agreement(mean[checked], exact_means[checked]),
                "linear": agreement(mean[linear], exact_means[linear]),
                "metric": "true-class logit margin"}
-    return ApproxResult(config, table, summary, estimate, torch.cat(margins).numpy())
+    return AttributionPatchingResult(config, table, summary, estimate, torch.cat(margins).numpy())
