@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ class DatasetSpec:
     channels: dict[str, int]  # per source
     n_gestures: int  # rest (label 0) excluded; windows keep it only with keep_rest
     semg: str
+    file_pattern: re.Pattern  # a recording's file name: group 1 the subject (group 2, where present, the exercise)
     grids: dict[str, tuple[Grid, ...]] = field(default_factory=dict)
 
 
@@ -42,6 +44,7 @@ DATASETS: dict[str, DatasetSpec] = {
         subjects_in=ninapro.subjects_in,
         # exercises 1–3 (the data configuration's default): 17 + 23 + 9 gestures
         channels=dict(ninapro.CHANNELS), n_gestures=sum(map(len, ninapro.EXERCISE_LABELS.values())), semg="emg",
+        file_pattern=ninapro.FILE_PATTERN,
     ),
     "hdsemg65": DatasetSpec(
         "hdsemg65", hdsemg.SAMPLING_RATE, ("hdsemg", "force"), hdsemg.TRAIN_REPETITIONS, hdsemg.TEST_REPETITIONS,
@@ -49,7 +52,7 @@ DATASETS: dict[str, DatasetSpec] = {
         files=lambda root, subject, exercises: [hdsemg.find_file(root, subject)],
         subjects_in=hdsemg.subjects_in,
         channels={"hdsemg": len(hdsemg.GRIDS) * _HD_GRID, "force": hdsemg.FORCE_CHANNELS}, n_gestures=hdsemg.N_GESTURES,
-        semg="hdsemg",
+        semg="hdsemg", file_pattern=hdsemg.FILE_PATTERN,
         grids={"hdsemg": tuple(Grid(name, hdsemg.GRID_SHAPE, tuple(range(i * _HD_GRID, (i + 1) * _HD_GRID)))
                                for i, name in enumerate(hdsemg.GRIDS))},
     ),
@@ -66,12 +69,8 @@ def detect_dataset(root: Path) -> str | None:
     """Which layout a folder (or file) holds, from its file names; None if neither."""
     root = Path(root)
     if root.is_file():
-        return "hdsemg65" if hdsemg.FILE_PATTERN.match(root.name) else "ninapro-db2" if ninapro.FILE_PATTERN.match(root.name) else None
-    if ninapro.subjects_in(root):
-        return "ninapro-db2"
-    if hdsemg.subjects_in(root):
-        return "hdsemg65"
-    return None
+        return next((name for name, spec in DATASETS.items() if spec.file_pattern.match(root.name)), None)
+    return next((name for name, spec in DATASETS.items() if spec.subjects_in(root)), None)
 
 
 def locate(path: Path, dataset: str | None = None) -> tuple[str, DatasetSpec, Path, list[int]]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from isoprobe.data import hdsemg, ninapro
 from isoprobe.data.datasets import locate
 from isoprobe.data.pipeline import class_name
 from isoprobe.data.synth.generate import read_ground_truth
@@ -52,7 +51,7 @@ def summarise(path: Path, dataset: str | None = None, subjects: list[int] | None
     dataset, spec, folder, found = locate(path, dataset)
     exercises: tuple[int, ...] = (1, 2, 3)
     if path.is_file():  # one file: its subject (and, for DB2, its exercise) only
-        match = (ninapro.FILE_PATTERN if dataset == "ninapro-db2" else hdsemg.FILE_PATTERN).match(path.name)
+        match = spec.file_pattern.match(path.name)
         found = [int(match.group(1))]
         exercises = (int(match.group(2)),) if dataset == "ninapro-db2" else exercises
     if not found:
