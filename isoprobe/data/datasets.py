@@ -61,7 +61,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise ConfigError("--dataset", name, f"choose one of {', '.join(DATASETS)}")
+        raise ConfigError("dataset", name, f"choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
 
 

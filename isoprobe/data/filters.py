@@ -22,9 +22,9 @@ class FilterConfig:
     def __post_init__(self) -> None:
         if self.bandpass_hz is not None:
             if len(self.bandpass_hz) != 2 or not 0 < self.bandpass_hz[0] < self.bandpass_hz[1]:
-                raise ConfigError("--bandpass", self.bandpass_hz, "give LOW,HIGH in Hz with 0 < LOW < HIGH")
+                raise ConfigError("bandpass_hz", self.bandpass_hz, "give LOW,HIGH in Hz with 0 < LOW < HIGH")
         if self.notch_hz is not None and self.notch_hz <= 0:
-            raise ConfigError("--notch", self.notch_hz, "give the mains frequency in Hz (50 or 60)")
+            raise ConfigError("notch_hz", self.notch_hz, "give the mains frequency in Hz (50 or 60)")
         if not self.notch_quality > 0:
             raise ConfigError("notch_quality", self.notch_quality, "must be positive (30 is typical)")
 
@@ -38,12 +38,12 @@ class FilterConfig:
         if self.bandpass_hz is not None:
             low, high = self.bandpass_hz
             if high >= fs / 2:
-                raise ConfigError("--bandpass", self.bandpass_hz, f"the upper edge must lie below Nyquist ({fs / 2:g} Hz)")
+                raise ConfigError("bandpass_hz", self.bandpass_hz, f"the upper edge must lie below Nyquist ({fs / 2:g} Hz)")
             # butter(N) for a band-pass gives order 2N; N=2 is the 4th-order filter of DESIGN §2.4.
             parts.append(signal.butter(2, [low, high], btype="band", fs=fs, output="sos"))
         if self.notch_hz is not None:
             if self.notch_hz >= fs / 2:
-                raise ConfigError("--notch", self.notch_hz, f"must lie below Nyquist ({fs / 2:g} Hz)")
+                raise ConfigError("notch_hz", self.notch_hz, f"must lie below Nyquist ({fs / 2:g} Hz)")
             b, a = signal.iirnotch(self.notch_hz, self.notch_quality, fs=fs)
             parts.append(signal.tf2sos(b, a))
         return np.vstack(parts)

@@ -37,7 +37,7 @@ def split_groups(spec: str) -> list[str]:
 
 
 def _select(selector: str, n_channels: int, group: str) -> tuple[int, ...]:
-    option = "--modalities"
+    option = "modalities"
     try:
         if ":" in selector:
             parts = [int(p) if p.strip() else None for p in selector.split(":")]
@@ -64,7 +64,7 @@ def _select(selector: str, n_channels: int, group: str) -> tuple[int, ...]:
 def _parse_group(text: str, spec: str) -> tuple[str, str | None]:
     match = _GROUP.match(text)
     if not text or match is None:
-        raise ConfigError("--modalities", spec, f"cannot read group {text!r}; write e.g. emg,acc or emg[0:6],emg[6:12]")
+        raise ConfigError("modalities", spec, f"cannot read group {text!r}; write e.g. emg,acc or emg[0:6],emg[6:12]")
     return match.group(1), match.group(2)
 
 
@@ -73,7 +73,7 @@ def check_sources(spec: str, names: tuple[str, ...]) -> None:
     for text in split_groups(spec):
         source, _ = _parse_group(text, spec)
         if source not in names:
-            raise ConfigError("--modalities", source, f"unknown modality; this data set has {', '.join(names)}")
+            raise ConfigError("modalities", source, f"unknown modality; this data set has {', '.join(names)}")
 
 
 def parse_modalities(spec: str, available: dict[str, int]) -> tuple[ModalityGroup, ...]:
@@ -86,5 +86,5 @@ def parse_modalities(spec: str, available: dict[str, int]) -> tuple[ModalityGrou
         groups.append(ModalityGroup(text.replace(" ", ""), source, channels))
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
-        raise ConfigError("--modalities", spec, "a group appears twice")
+        raise ConfigError("modalities", spec, "a group appears twice")
     return tuple(groups)

@@ -45,12 +45,12 @@ class DataConfig:
         check_sources(self.modalities, spec.modalities)
         train, test, validation = self.repetitions()
         if not train:
-            raise ConfigError("--train-repetitions", self.train_repetitions, "leave at least one repetition for training")
+            raise ConfigError("train_repetitions", self.train_repetitions, "leave at least one repetition for training")
         # Validation first: a validation repetition outside training would otherwise be reported as a test overlap.
         if not set(validation) <= set(self.train_repetitions or spec.train_repetitions):
-            raise ConfigError("--validation-repetitions", validation, "must be taken from the training repetitions")
+            raise ConfigError("validation_repetitions", validation, "must be taken from the training repetitions")
         if set(train) & set(test) or set(validation) & set(test):
-            raise ConfigError("--test-repetitions", test, f"must not overlap training repetitions {train + validation}")
+            raise ConfigError("test_repetitions", test, f"must not overlap training repetitions {train + validation}")
 
     def repetitions(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(train, test, validation) repetitions; training excludes the validation ones."""
@@ -205,7 +205,7 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default", zscore
     masks = {"train": np.isin(repetition, train), "validation": np.isin(repetition, validation), "test": np.isin(repetition, test)}
     for split, mask in masks.items():
         if not mask.any():
-            raise ConfigError(f"--{split}-repetitions" if split != "train" else "--train-repetitions",
+            raise ConfigError(f"{split}_repetitions",
                               {"train": train, "validation": validation, "test": test}[split],
                               f"no windows fall in these repetitions (present: {sorted(set(repetition.tolist()))})")
 
@@ -224,7 +224,7 @@ def prepare(config: DataConfig, cache_dir: Path | None | str = "default", zscore
     else:
         missing = [g.name for g in groups if g.name not in zscore.mean]
         if missing:
-            raise ConfigError("--modalities", config.modalities, f"the normalisation statistics lack group(s) {missing}")
+            raise ConfigError("modalities", config.modalities, f"the normalisation statistics lack group(s) {missing}")
     splits = {
         split: WindowSet(zscore.apply(raw[split]), lookup[mask].astype(np.int64), labels[mask], repetition[mask], starts[mask])
         for split, mask in masks.items()

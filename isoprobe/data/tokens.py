@@ -25,9 +25,9 @@ class TokenConfig:
 
     def __post_init__(self) -> None:
         if self.patch not in PATCH_KINDS:
-            raise ConfigError("--patch", self.patch, f"choose one of {', '.join(PATCH_KINDS)}")
+            raise ConfigError("patch", self.patch, f"choose one of {', '.join(PATCH_KINDS)}")
         if self.patch_ms <= 0:
-            raise ConfigError("--patch-ms", self.patch_ms, "must be positive")
+            raise ConfigError("patch_ms", self.patch_ms, "must be positive")
 
 
 def _grids_of(group: ModalityGroup, grids: tuple[Grid, ...]) -> list[tuple[Grid, tuple[int, ...]]]:
@@ -38,7 +38,7 @@ def _grids_of(group: ModalityGroup, grids: tuple[Grid, ...]) -> list[tuple[Grid,
         if all(c in position for c in grid.channels):
             covered.append((grid, tuple(position[c] for c in grid.channels)))
     if sum(len(c) for _, c in covered) != len(group.channels):
-        raise ConfigError("--patch", "grid", f"group {group.name!r} does not consist of whole electrode grids")
+        raise ConfigError("patch", "grid", f"group {group.name!r} does not consist of whole electrode grids")
     return covered
 
 
@@ -56,23 +56,23 @@ def patchify(
         patch = max(1, int(round(config.patch_ms * sampling_rate / 1000)))
         n_time = windows.shape[1]
         if n_time % patch:
-            raise ConfigError("--patch-ms", config.patch_ms, f"must divide the window ({n_time} samples) into whole patches of {patch}")
+            raise ConfigError("patch_ms", config.patch_ms, f"must divide the window ({n_time} samples) into whole patches of {patch}")
         return rearrange(windows, "batch (pos time) channel -> batch pos (time channel)", time=patch)
     if config.patch == "channel":
         return rearrange(windows, "batch time channel -> batch channel time")
     if config.patch == "grid":
         if not grids:
-            raise ConfigError("--patch", "grid", f"group {group.name!r} has no electrode grid; use time or channel patches")
+            raise ConfigError("patch", "grid", f"group {group.name!r} has no electrode grid; use time or channel patches")
         rows, cols = config.tile
         tiles = []
         for grid_spec, positions in _grids_of(group, grids):
             grid = windows[:, :, list(positions)]
             side_r, side_c = grid_spec.shape
             if side_r % rows or side_c % cols:
-                raise ConfigError("--tile", config.tile, f"must divide the {side_r}×{side_c} grid")
+                raise ConfigError("tile", config.tile, f"must divide the {side_r}×{side_c} grid")
             tiles.append(rearrange(grid, "batch time (gr r gc c) -> batch (gr gc) (time r c)", r=rows, c=cols, gc=side_c // cols))
         return pack(tiles, "batch * d_token")[0]
-    raise ConfigError("--patch", config.patch, f"choose one of {', '.join(PATCH_KINDS)}")
+    raise ConfigError("patch", config.patch, f"choose one of {', '.join(PATCH_KINDS)}")
 
 
 def channels_per_token(config: TokenConfig, n_channels: int) -> int:
@@ -84,7 +84,7 @@ def channels_per_token(config: TokenConfig, n_channels: int) -> int:
         return 1
     if config.patch == "grid":
         return config.tile[0] * config.tile[1]
-    raise ConfigError("--patch", config.patch, f"choose one of {', '.join(PATCH_KINDS)}")
+    raise ConfigError("patch", config.patch, f"choose one of {', '.join(PATCH_KINDS)}")
 
 
 def token_modalities(tokens_per_group: list[int]) -> np.ndarray:

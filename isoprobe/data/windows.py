@@ -20,9 +20,9 @@ class WindowConfig:
 
     def __post_init__(self) -> None:
         if self.window_ms <= 0:
-            raise ConfigError("--window-ms", self.window_ms, "must be positive")
+            raise ConfigError("window_ms", self.window_ms, "must be positive")
         if self.stride_ms <= 0:
-            raise ConfigError("--stride-ms", self.stride_ms, "must be positive")
+            raise ConfigError("stride_ms", self.stride_ms, "must be positive")
 
     def samples(self, fs: float) -> tuple[int, int]:
         """(window length, stride) in samples at sampling rate `fs`."""

@@ -56,19 +56,19 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if not self.groups:
-            raise ConfigError("--modalities", "", "give at least one modality group")
+            raise ConfigError("modalities", "", "give at least one modality group")
         names = [g.module_name for g in self.groups]
         if len(set(names)) != len(names):
-            raise ConfigError("--modalities", [g.name for g in self.groups], "group names must stay distinct as module names")
+            raise ConfigError("modalities", [g.name for g in self.groups], "group names must stay distinct as module names")
         if self.n_classes < 2:
             raise ConfigError("n_classes", self.n_classes, "a classifier needs at least two classes")
-        for option, value in (("--d-model", self.d_model), ("--n-heads", self.n_heads), ("d_mlp", self.d_mlp)):
+        for option, value in (("d_model", self.d_model), ("n_heads", self.n_heads), ("d_mlp", self.d_mlp)):
             if value < 1:
                 raise ConfigError(option, value, "must be a positive integer")
         if self.d_model % self.n_heads:
-            raise ConfigError("--n-heads", self.n_heads, f"must divide d_model ({self.d_model})")
+            raise ConfigError("n_heads", self.n_heads, f"must divide d_model ({self.d_model})")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError("--dropout", self.dropout, "must lie in [0, 1)")
+            raise ConfigError("dropout", self.dropout, "must lie in [0, 1)")
 
     def to_dict(self) -> dict:
         return {"arch": self.arch, **asdict(self)}
@@ -124,7 +124,7 @@ class HierarchicalConfig(ModelConfig):
         super().__post_init__()
         check_removed_pathways(self)
         if self.n_layers < 1:
-            raise ConfigError("--n-layers", self.n_layers, "the shared stage needs at least one layer")
+            raise ConfigError("n_layers", self.n_layers, "the shared stage needs at least one layer")
         if self.n_encoder_layers < 0:
             raise ConfigError("n_encoder_layers", self.n_encoder_layers, "must be 0 (no modality encoders) or more")
 
@@ -143,7 +143,7 @@ class MMTConfig(ModelConfig):
         super().__post_init__()
         check_removed_pathways(self)
         if self.n_layers < 1:
-            raise ConfigError("--n-layers", self.n_layers, "needs at least one layer")
+            raise ConfigError("n_layers", self.n_layers, "needs at least one layer")
         if self.fusion_hidden < 0:
             raise ConfigError("fusion_hidden", self.fusion_hidden, "a width ≥ 0 (0: a linear head)")
 
@@ -160,7 +160,7 @@ class MLPConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.features not in MLP_FEATURES:
-            raise ConfigError("--features", self.features, f"choose one of {', '.join(MLP_FEATURES)}")
+            raise ConfigError("features", self.features, f"choose one of {', '.join(MLP_FEATURES)}")
 
 
 CONFIGS: dict[str, type[ModelConfig]] = {"mlp": MLPConfig, "mmt": MMTConfig, "hierarchical": HierarchicalConfig}
@@ -175,5 +175,5 @@ def has_attention(arch: str) -> bool:
 def config_class(arch: str) -> type[ModelConfig]:
     """The configuration class of architecture `arch`; an unknown name is refused listing the valid ones."""
     if arch not in CONFIGS:
-        raise ConfigError("--arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
+        raise ConfigError("arch", arch, f"choose one of {', '.join(ARCHITECTURES)}")
     return CONFIGS[arch]

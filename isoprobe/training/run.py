@@ -29,7 +29,7 @@ DEFAULT_SYNTH = dict(subjects=1, gestures=9, seconds_per_repetition=2.0, rest_se
 def synthetic_root(dataset: str, preset: str, seed: int = 0, synergy_fraction: float | None = None) -> Path:
     """The folder of the default synthetic data set for `dataset` (generated on first use, then reused)."""
     if dataset not in LAYOUTS:
-        raise ConfigError("--dataset", dataset, f"choose one of {', '.join(LAYOUTS)}")
+        raise ConfigError("dataset", dataset, f"choose one of {', '.join(LAYOUTS)}")
     config = SynthConfig(layout=dataset, preset=preset, synergy_fraction=synergy_fraction, seed=seed, **DEFAULT_SYNTH)
     return ensure_synthetic(config, default_cache_dir())
 

@@ -52,24 +52,24 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise ConfigError("--epochs", self.epochs, "train for at least one epoch")
+            raise ConfigError("epochs", self.epochs, "train for at least one epoch")
         if self.batch_size < 1:
-            raise ConfigError("--batch-size", self.batch_size, "must be positive")
+            raise ConfigError("batch_size", self.batch_size, "must be positive")
         if self.device not in DEVICES:
-            raise ConfigError("--device", self.device, f"choose one of {', '.join(DEVICES)}")
+            raise ConfigError("device", self.device, f"choose one of {', '.join(DEVICES)}")
         if not 0.0 <= self.gain_jitter < 2.0:
-            raise ConfigError("--gain-jitter", self.gain_jitter, "a log-normal σ in [0, 2); 0 turns the augmentation off")
+            raise ConfigError("gain_jitter", self.gain_jitter, "a log-normal σ in [0, 2); 0 turns the augmentation off")
         if not 0.0 <= self.head_switch_fraction <= 1.0:
-            raise ConfigError("--head-switch", self.head_switch_fraction, "a fraction of training in [0, 1]")
+            raise ConfigError("head_switch_fraction", self.head_switch_fraction, "a fraction of training in [0, 1]")
         object.__setattr__(self, "pathway_dropout", tuple((str(p), float(r)) for p, r in self.pathway_dropout))
         for pathway, rate in self.pathway_dropout:
             if not 0.0 <= rate < 1.0:
-                raise ConfigError("--pathway-dropout", f"{pathway}:{rate:g}", "a training dropout rate lies in [0, 1); "
+                raise ConfigError("pathway_dropout", f"{pathway}:{rate:g}", "a training dropout rate lies in [0, 1); "
                                   "rate 1 removes the pathway from the model (removed_pathways)")
 
     def resolve_device(self) -> torch.device:
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device", "cuda", "no CUDA device is available here; use --device cpu or auto")
+            raise ConfigError("device", "cuda", "no CUDA device is available here; use --device cpu or auto")
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)

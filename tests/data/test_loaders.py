@@ -486,14 +486,14 @@ def test_valid_modality_configurations(spec, available, expected):
 def test_unknown_modality_lists_valid_names(spec):
     with pytest.raises(ConfigError) as error:
         parse_modalities(spec, DB2_CHANNELS)
-    assert error.value.option == "--modalities"
+    assert error.value.option == "modalities"
     assert "unknown modality" in str(error.value) and "emg, acc" in str(error.value)
 
 
 def test_unknown_modality_in_the_data_config(db2_redundant):
     with pytest.raises(ConfigError) as error:
         DataConfig(root=str(db2_redundant), modalities="emg,foo")
-    assert error.value.option == "--modalities" and error.value.value == "foo"
+    assert error.value.option == "modalities" and error.value.value == "foo"
     assert "emg, acc" in str(error.value)
     with pytest.raises(ConfigError) as error:
         DataConfig(root=str(db2_redundant), dataset="hdsemg65", modalities="emg")
@@ -524,7 +524,7 @@ def test_unknown_modality_in_the_data_config(db2_redundant):
 def test_bad_selectors(spec, fragment):
     with pytest.raises(ConfigError) as error:
         parse_modalities(spec, DB2_CHANNELS)
-    assert error.value.option == "--modalities"
+    assert error.value.option == "modalities"
     assert fragment in str(error.value)
 
 

@@ -141,14 +141,14 @@ def test_synergy_pairs_are_xor_and_variants_balance_both_splits():
 @pytest.mark.parametrize(
     "options, option",
     [
-        (dict(layout="ninapro-db3"), "--layout"),
-        (dict(preset="xor"), "--preset"),
-        (dict(preset="mixed"), "--synergy-fraction"),
-        (dict(preset="mixed", synergy_fraction=1.5), "--synergy-fraction"),
-        (dict(preset="redundant", synergy_fraction=0.5), "--synergy-fraction"),
-        (dict(gestures=50), "--gestures"),
-        (dict(layout="hdsemg65", repetitions=6), "--repetitions"),
-        (dict(subjects=0), "--subjects"),
+        (dict(layout="ninapro-db3"), "layout"),
+        (dict(preset="xor"), "preset"),
+        (dict(preset="mixed"), "synergy_fraction"),
+        (dict(preset="mixed", synergy_fraction=1.5), "synergy_fraction"),
+        (dict(preset="redundant", synergy_fraction=0.5), "synergy_fraction"),
+        (dict(gestures=50), "gestures"),
+        (dict(layout="hdsemg65", repetitions=6), "repetitions"),
+        (dict(subjects=0), "subjects"),
     ],
 )
 def test_bad_generator_options_name_the_option(tmp_path, options, option):

@@ -219,8 +219,8 @@ def test_window_config_samples_at_2000_and_2048_hz():
     assert WindowConfig(window_ms=0.1, stride_ms=0.1).samples(2000.0) == (1, 1)  # never zero samples
 
 
-@pytest.mark.parametrize("kwargs,option", [({"window_ms": 0}, "--window-ms"), ({"window_ms": -5}, "--window-ms"),
-                                           ({"stride_ms": 0}, "--stride-ms")])
+@pytest.mark.parametrize("kwargs,option", [({"window_ms": 0}, "window_ms"), ({"window_ms": -5}, "window_ms"),
+                                           ({"stride_ms": 0}, "stride_ms")])
 def test_window_config_rejects_bad_lengths(kwargs, option):
     with pytest.raises(ConfigError) as info:
         WindowConfig(**kwargs)
@@ -364,13 +364,13 @@ def test_filter_sections_match_an_independent_scipy_chain():
 
 
 @pytest.mark.parametrize("kwargs,option", [
-    ({"bandpass_hz": (450, 20)}, "--bandpass"),
-    ({"bandpass_hz": (0, 450)}, "--bandpass"),
-    ({"bandpass_hz": (-20, 450)}, "--bandpass"),
-    ({"bandpass_hz": (20,)}, "--bandpass"),
-    ({"bandpass_hz": (20, 450, 600)}, "--bandpass"),
-    ({"notch_hz": 0}, "--notch"),
-    ({"notch_hz": -50}, "--notch"),
+    ({"bandpass_hz": (450, 20)}, "bandpass_hz"),
+    ({"bandpass_hz": (0, 450)}, "bandpass_hz"),
+    ({"bandpass_hz": (-20, 450)}, "bandpass_hz"),
+    ({"bandpass_hz": (20,)}, "bandpass_hz"),
+    ({"bandpass_hz": (20, 450, 600)}, "bandpass_hz"),
+    ({"notch_hz": 0}, "notch_hz"),
+    ({"notch_hz": -50}, "notch_hz"),
     ({"notch_hz": 50, "notch_quality": 0}, "notch_quality"),
 ])
 def test_filter_config_rejects_bad_options(kwargs, option):
@@ -379,7 +379,7 @@ def test_filter_config_rejects_bad_options(kwargs, option):
     assert info.value.option == option and option in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs,option", [({"bandpass_hz": (20, 1000)}, "--bandpass"), ({"notch_hz": 1200}, "--notch")])
+@pytest.mark.parametrize("kwargs,option", [({"bandpass_hz": (20, 1000)}, "bandpass_hz"), ({"notch_hz": 1200}, "notch_hz")])
 def test_filter_edges_above_nyquist_raise_config_errors(kwargs, option):
     recording = signal_recording(sine(100)[:, None], sine(100)[:, None])
     with pytest.raises(ConfigError) as info:
@@ -551,7 +551,7 @@ def test_prepare_hdsemg_channel_selection_and_window_length(hd_redundant):
     assert [g.channels for g in grids] == [tuple(range(64)), tuple(range(64, 128))]
     with pytest.raises(ConfigError) as info:
         patchify(prepared.splits["test"].x["hdsemg[::4]"], prepared.groups[0], TokenConfig(patch="grid"), 2048.0, grids)
-    assert info.value.option == "--patch"
+    assert info.value.option == "patch"
 
 
 def test_data_config_round_trip_through_json(db2_redundant):
@@ -571,13 +571,13 @@ def test_data_config_round_trip_through_json(db2_redundant):
 
 
 @pytest.mark.parametrize("kwargs,option", [
-    ({"train_repetitions": (1, 2, 3), "test_repetitions": (2, 5)}, "--test-repetitions"),
-    ({"test_repetitions": (1, 2)}, "--test-repetitions"),
-    ({"train_repetitions": (1, 3, 4, 6), "test_repetitions": (6,)}, "--test-repetitions"),  # validation 6 = test
-    ({"validation_repetitions": (2,)}, "--validation-repetitions"),
-    ({"train_repetitions": (1,)}, "--train-repetitions"),  # validation takes the only one
-    ({"modalities": "emg,glove"}, "--modalities"),
-    ({"dataset": "db9"}, "--dataset"),
+    ({"train_repetitions": (1, 2, 3), "test_repetitions": (2, 5)}, "test_repetitions"),
+    ({"test_repetitions": (1, 2)}, "test_repetitions"),
+    ({"train_repetitions": (1, 3, 4, 6), "test_repetitions": (6,)}, "test_repetitions"),  # validation 6 = test
+    ({"validation_repetitions": (2,)}, "validation_repetitions"),
+    ({"train_repetitions": (1,)}, "train_repetitions"),  # validation takes the only one
+    ({"modalities": "emg,glove"}, "modalities"),
+    ({"dataset": "db9"}, "dataset"),
 ])
 def test_data_config_rejects_bad_repetitions(kwargs, option):
     with pytest.raises(ConfigError) as info:
@@ -588,7 +588,7 @@ def test_data_config_rejects_bad_repetitions(kwargs, option):
 def test_prepare_rejects_repetitions_with_no_windows(db2_redundant):
     with pytest.raises(ConfigError) as info:
         prepare(DataConfig(root=str(db2_redundant), exercises=(1,), test_repetitions=(7,)), cache_dir=None)
-    assert info.value.option == "--test-repetitions"
+    assert info.value.option == "test_repetitions"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -772,7 +772,7 @@ def test_time_patches_at_the_real_sampling_rates():
     assert patchify(random_windows((1, 410, 2)), group, TokenConfig(), 2048.0).shape == (1, 10, 82)  # 41-sample patches
     with pytest.raises(ConfigError) as info:
         patchify(random_windows((1, 400, 2)), group, TokenConfig(patch_ms=30), 2000.0)
-    assert info.value.option == "--patch-ms"
+    assert info.value.option == "patch_ms"
 
 
 def test_channel_patches_are_one_token_per_channel():
@@ -836,23 +836,23 @@ def test_grid_patches_need_whole_grids_and_dividing_tiles():
     strided = ModalityGroup("hdsemg[::4]", "hdsemg", tuple(range(0, 128, 4)))
     with pytest.raises(ConfigError) as info:
         patchify(windows, strided, TokenConfig(patch="grid"), 2048.0, HD_GRIDS)
-    assert info.value.option == "--patch" and "whole electrode grids" in str(info.value)
+    assert info.value.option == "patch" and "whole electrode grids" in str(info.value)
     partial = ModalityGroup("hdsemg[0:96]", "hdsemg", tuple(range(96)))
     with pytest.raises(ConfigError):
         patchify(random_windows((1, 4, 96)), partial, TokenConfig(patch="grid"), 2048.0, HD_GRIDS)
     with pytest.raises(ConfigError) as info:
         patchify(random_windows((1, 4, 5)), ModalityGroup("force", "force", tuple(range(5))), TokenConfig(patch="grid"), 2048.0)
-    assert info.value.option == "--patch"
+    assert info.value.option == "patch"
     whole = ModalityGroup("hdsemg", "hdsemg", tuple(range(128)))
     with pytest.raises(ConfigError) as info:
         patchify(random_windows((1, 4, 128)), whole, TokenConfig(patch="grid", tile=(3, 3)), 2048.0, HD_GRIDS)
-    assert info.value.option == "--tile"
+    assert info.value.option == "tile"
     with pytest.raises(ConfigError) as info:
         TokenConfig(patch="frequency")
-    assert info.value.option == "--patch"
+    assert info.value.option == "patch"
     with pytest.raises(ConfigError) as info:
         TokenConfig(patch_ms=0)
-    assert info.value.option == "--patch-ms"
+    assert info.value.option == "patch_ms"
 
 
 @pytest.mark.parametrize("config,channels,grids", [

@@ -77,7 +77,7 @@ def _raises(option: str, call):
 
 
 def test_unknown_arch_lists_valid_ones(prepared):
-    error = _raises("--arch", lambda: model_config_for(prepared("emg,acc"), "transformer"))
+    error = _raises("arch", lambda: model_config_for(prepared("emg,acc"), "transformer"))
     assert error.value == "transformer"
     for arch in ("mlp", "mmt", "hierarchical"):
         assert arch in str(error)
@@ -86,10 +86,10 @@ def test_unknown_arch_lists_valid_ones(prepared):
 def test_unknown_arch_in_a_stored_config(prepared):
     data = model_config_for(prepared("emg,acc"), "mmt").to_dict()
     data["arch"] = "cnn"
-    error = _raises("--arch", lambda: ModelConfig.from_dict(data))
+    error = _raises("arch", lambda: ModelConfig.from_dict(data))
     assert "mlp, mmt, hierarchical" in str(error)
     del data["arch"]
-    _raises("--arch", lambda: ModelConfig.from_dict(data))
+    _raises("arch", lambda: ModelConfig.from_dict(data))
 
 
 def test_unknown_field_in_a_stored_config(prepared):
@@ -102,31 +102,31 @@ def test_unknown_field_in_a_stored_config(prepared):
 @pytest.mark.parametrize("arch", ["hierarchical", "mmt", "mlp"])
 @pytest.mark.parametrize("n_heads", [3, 5, 0, -2])
 def test_n_heads_must_divide_d_model(prepared, arch, n_heads):
-    error = _raises("--n-heads", lambda: model_config_for(prepared("emg,acc"), arch, d_model=16, n_heads=n_heads))
+    error = _raises("n_heads", lambda: model_config_for(prepared("emg,acc"), arch, d_model=16, n_heads=n_heads))
     assert error.value == n_heads
 
 
 @pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5, float("nan")])
 def test_dropout_out_of_range(prepared, dropout):
-    error = _raises("--dropout", lambda: model_config_for(prepared("emg,acc"), "hierarchical", dropout=dropout))
+    error = _raises("dropout", lambda: model_config_for(prepared("emg,acc"), "hierarchical", dropout=dropout))
     assert "[0, 1)" in str(error)
 
 
 @pytest.mark.parametrize("features", ["rms", "Patches", ""])
 def test_bad_mlp_features(prepared, features):
-    error = _raises("--features", lambda: model_config_for(prepared("emg,acc"), "mlp", features=features))
+    error = _raises("features", lambda: model_config_for(prepared("emg,acc"), "mlp", features=features))
     assert "patches" in str(error) and "classic" in str(error)
 
 
-@pytest.mark.parametrize(("option", "values"), [("--d-model", {"d_model": 0}), ("d_mlp", {"d_mlp": 0})])
+@pytest.mark.parametrize(("option", "values"), [("d_model", {"d_model": 0}), ("d_mlp", {"d_mlp": 0})])
 def test_sizes_must_be_positive(prepared, option, values):
     _raises(option, lambda: model_config_for(prepared("emg,acc"), "mmt", **values))
 
 
 def test_layer_counts(prepared):
     data = prepared("emg,acc")
-    _raises("--n-layers", lambda: model_config_for(data, "hierarchical", n_layers=0))
-    _raises("--n-layers", lambda: model_config_for(data, "mmt", n_layers=0))
+    _raises("n_layers", lambda: model_config_for(data, "hierarchical", n_layers=0))
+    _raises("n_layers", lambda: model_config_for(data, "mmt", n_layers=0))
     error = _raises("n_encoder_layers", lambda: model_config_for(data, "hierarchical", n_encoder_layers=-1))
     assert error.value == -1
     assert model_config_for(data, "hierarchical", n_encoder_layers=0).n_encoder_layers == 0  # no encoders is valid
@@ -148,4 +148,4 @@ def test_configs_are_frozen(prepared):
 def test_n_classes_and_groups_are_checked(prepared):
     config = model_config_for(prepared("emg,acc"), "mmt")
     _raises("n_classes", lambda: dataclasses.replace(config, n_classes=1))
-    _raises("--modalities", lambda: dataclasses.replace(config, groups=()))
+    _raises("modalities", lambda: dataclasses.replace(config, groups=()))

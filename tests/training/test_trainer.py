@@ -172,8 +172,8 @@ def test_best_epoch_is_the_first_with_the_best_validation_accuracy(hierarchical_
     assert checkpoint.metrics["best_epoch"] == first and checkpoint.metrics["validation_accuracy"] == best
 
 
-@pytest.mark.parametrize("field, value, option", [("epochs", 0, "--epochs"), ("batch_size", 0, "--batch-size"),
-                                                  ("device", "tpu", "--device"), ("head_switch_fraction", 1.5, "--head-switch")])
+@pytest.mark.parametrize("field, value, option", [("epochs", 0, "epochs"), ("batch_size", 0, "batch_size"),
+                                                  ("device", "tpu", "device"), ("head_switch_fraction", 1.5, "head_switch_fraction")])
 def test_train_config_rejects_bad_values(field, value, option):
     with pytest.raises(ConfigError) as raised:
         TrainConfig(**{field: value})

@@ -54,22 +54,22 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
-            raise ConfigError("--layout", self.layout, f"choose one of {', '.join(LAYOUTS)}")
+            raise ConfigError("layout", self.layout, f"choose one of {', '.join(LAYOUTS)}")
         if self.preset not in PRESETS and self.preset != "force-only":
-            raise ConfigError("--preset", self.preset, f"choose one of {', '.join(PRESETS)}")
+            raise ConfigError("preset", self.preset, f"choose one of {', '.join(PRESETS)}")
         if self.preset == "mixed" and self.synergy_fraction is None:
-            raise ConfigError("--synergy-fraction", None, "the mixed preset needs --synergy-fraction in [0, 1]")
+            raise ConfigError("synergy_fraction", None, "the mixed preset needs --synergy-fraction in [0, 1]")
         if self.subjects < 1:
-            raise ConfigError("--subjects", self.subjects, "give at least 1")
+            raise ConfigError("subjects", self.subjects, "give at least 1")
         if not 1 <= self.n_gestures <= MAX_GESTURES[self.layout]:
-            raise ConfigError("--gestures", self.gestures, f"{self.layout} has 1–{MAX_GESTURES[self.layout]} gestures")
+            raise ConfigError("gestures", self.gestures, f"{self.layout} has 1–{MAX_GESTURES[self.layout]} gestures")
         if not 2 <= self.n_repetitions <= MAX_REPETITIONS[self.layout]:
             raise ConfigError(
-                "--repetitions", self.repetitions, f"{self.layout} allows 2–{MAX_REPETITIONS[self.layout]} repetitions"
+                "repetitions", self.repetitions, f"{self.layout} allows 2–{MAX_REPETITIONS[self.layout]} repetitions"
             )
-        if self.seconds_per_repetition < 0.3 or self.rest_seconds < 0.3:
-            raise ConfigError("--seconds-per-repetition/--rest-seconds", (self.seconds_per_repetition, self.rest_seconds),
-                              "both must be at least 0.3 s")
+        for name in ("seconds_per_repetition", "rest_seconds"):
+            if getattr(self, name) < 0.3:
+                raise ConfigError(name, getattr(self, name), "must be at least 0.3 s")
 
     @property
     def n_gestures(self) -> int:
@@ -333,7 +333,7 @@ def generate(config: SynthConfig, out: Path, on_subject: Callable[[int], None] |
     """Write `config.subjects` synthetic subjects under `out` plus the ground-truth sidecar."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError("--out", str(out), "must be a folder (it exists as a file)")
+        raise ConfigError("out", str(out), "must be a folder (it exists as a file)")
     if config.layout == "ninapro-db2":
         labels = [label for ls in db2_labels_per_exercise(config.n_gestures).values() for label in ls]
         writer = _write_db2_subject

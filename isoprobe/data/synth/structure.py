@@ -48,7 +48,7 @@ def synergy_count(preset: str, n_classes: int, synergy_fraction: float | None) -
         return n_classes - n_classes % 2
     if preset == "mixed":
         if synergy_fraction is None or not 0.0 <= synergy_fraction <= 1.0:
-            raise ConfigError("--synergy-fraction", synergy_fraction, "the mixed preset needs a fraction in [0, 1]")
+            raise ConfigError("synergy_fraction", synergy_fraction, "the mixed preset needs a fraction in [0, 1]")
         # The even count nearest to f × n (ties upward), at least one pair when f > 0.
         count = 2 * math.floor(synergy_fraction * n_classes / 2 + 0.5)
         count = min(count, n_classes - n_classes % 2)
@@ -59,9 +59,9 @@ def synergy_count(preset: str, n_classes: int, synergy_fraction: float | None) -
 def plan_classes(preset: str, labels: list[int], synergy_fraction: float | None, rng: np.random.Generator) -> list[ClassPlan]:
     """One plan per gesture label. Pattern ids are 1 + the class's index (0 = shared pattern)."""
     if preset not in PRESETS:
-        raise ConfigError("--preset", preset, f"choose one of {', '.join(PRESETS)}")
+        raise ConfigError("preset", preset, f"choose one of {', '.join(PRESETS)}")
     if preset != "mixed" and synergy_fraction is not None:
-        raise ConfigError("--synergy-fraction", synergy_fraction, "only the mixed preset takes a synergy fraction")
+        raise ConfigError("synergy_fraction", synergy_fraction, "only the mixed preset takes a synergy fraction")
     ids = {label: index + 1 for index, label in enumerate(labels)}
     plans: dict[int, ClassPlan] = {}
     for label in labels:
