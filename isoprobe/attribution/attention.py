@@ -46,11 +46,12 @@ from isoprobe.attribution.common import Target, summarise
 from isoprobe.data.batches import window_batches
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.engine.grid import attached, attention_layers, is_staged
-from isoprobe.layersets import parse_layers
-from isoprobe.models.pathways import Pathway
 from isoprobe.engine.stats import Segments
 from isoprobe.errors import ConfigError
+from isoprobe.layersets import parse_layers
+from isoprobe.models.components.staged import residual_stream, run_from
 from isoprobe.models.modes import evaluating
+from isoprobe.models.pathways import Pathway
 from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
 
@@ -186,10 +187,8 @@ def _clean_run(model: torch.nn.Module, inputs: Sequence[torch.Tensor], layers: S
     with attached(model, [(_pattern_hook(layer), keep(layer)) for layer in layers]):
         if not is_staged(model):
             return _CleanRun(model(*inputs), patterns, None)
-        residuals = [model.embed_stage(*inputs)]
-        for layer in range(n_layers):
-            residuals.append(model.block_stage(layer, residuals[-1]))
-        return _CleanRun(model.heads_stage(residuals[-1])["main"], patterns, residuals)
+        residuals = residual_stream(model, inputs, n_layers)
+        return _CleanRun(run_from(model, n_layers, residuals[-1], n_layers), patterns, residuals)
 
 
 def _integrate(model: torch.nn.Module, clean: _CleanRun, inputs: Sequence[torch.Tensor], target: torch.Tensor,
@@ -204,9 +203,7 @@ def _integrate(model: torch.nn.Module, clean: _CleanRun, inputs: Sequence[torch.
     if clean.residuals is not None:
         # Everything below the layer is the same for every α: start from its input, computed once.
         def run(x: torch.Tensor) -> torch.Tensor:
-            for above in range(layer, len(clean.residuals) - 1):
-                x = model.block_stage(above, x)
-            return model.heads_stage(x)["main"]
+            return run_from(model, layer, x, len(clean.residuals) - 1)
         arguments: tuple = (clean.residuals[layer],)
     else:
         run, arguments = model, tuple(inputs)

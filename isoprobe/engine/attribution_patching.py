@@ -38,6 +38,7 @@ from isoprobe.engine.grid import Condition, InterventionEngine, attached
 from isoprobe.engine.interventions import head_mask
 from isoprobe.engine.stats import Segments, cluster_means, logit_margin
 from isoprobe.errors import ConfigError
+from isoprobe.models.components.staged import residual_stream, run_from
 from isoprobe.models.modes import evaluating
 from isoprobe.results import TableResult
 
@@ -112,13 +113,9 @@ def _forward_from(engine: InterventionEngine, inputs: Sequence[torch.Tensor], fi
         with torch.enable_grad():
             return model(*inputs)
     with torch.no_grad():
-        x = model.embed_stage(*inputs)
-        for layer in range(first):
-            x = model.block_stage(layer, x)
+        x = residual_stream(model, inputs, first)[-1]
     with torch.enable_grad():
-        for layer in range(first, engine.n_layers):
-            x = model.block_stage(layer, x)
-        return model.heads_stage(x)["main"]
+        return run_from(model, first, x, engine.n_layers)
 
 
 def estimate_masking(engine: InterventionEngine, inputs: Sequence[torch.Tensor], conditions: Sequence[Condition],

@@ -28,6 +28,7 @@ from isoprobe.engine.interventions import check_intervention
 from isoprobe.models.pathways import Pathway
 from isoprobe.errors import ConfigError
 from isoprobe.layersets import format_layers
+from isoprobe.models.components.staged import residual_stream, run_from
 from isoprobe.models.modes import evaluating
 
 Mode = Literal["single", "cumulative", "joint"]
@@ -262,9 +263,7 @@ class InterventionEngine:
                                       self.mask_cache(key[1], None, "replacement")).hooks()
         with evaluating(self.model), attached(self.model, hooks):
             if self.staged:  # no need to run above the highest layer asked for
-                x = self.model.embed_stage(*inputs)
-                for layer in range(max(layer for layer, _ in keys) + 1):
-                    x = self.model.block_stage(layer, x)
+                residual_stream(self.model, inputs, max(layer for layer, _ in keys) + 1)
             else:
                 self.model(*inputs)
         return captured
@@ -321,10 +320,8 @@ class InterventionEngine:
             clean_activations: dict[str, torch.Tensor] = {}
             with attached(model, self._capture(capture, clean_activations)):
                 if self.staged:
-                    residual = [model.embed_stage(*inputs)]
-                    for layer in range(self.n_layers):
-                        residual.append(model.block_stage(layer, residual[-1]))
-                    clean = model.heads_stage(residual[-1])["main"]
+                    residual = residual_stream(model, inputs, self.n_layers)
+                    clean = run_from(model, self.n_layers, residual[-1], self.n_layers)
                 else:
                     clean = model(*inputs)
             logits, activations = [], []
@@ -334,10 +331,8 @@ class InterventionEngine:
                 if self.runs(condition, activations=bool(capture)):
                     with attached(model, self.hooks(condition, state) + self._capture(capture, seen)):
                         if self.staged:
-                            x = residual[min(condition.layers)]
-                            for layer in range(min(condition.layers), self.n_layers):
-                                x = model.block_stage(layer, x)
-                            out = model.heads_stage(x)["main"]
+                            first = min(condition.layers)
+                            out = run_from(model, first, residual[first], self.n_layers)
                         else:
                             out = model(*inputs)
                 logits.append(clean if self.null_by_construction(condition) else out)

@@ -8,6 +8,24 @@ from transformer_lens import HookedRootModule
 from isoprobe.models.pathways import Pathway
 
 
+def residual_stream(model, inputs, n_layers: int) -> list[torch.Tensor]:
+    """The residual stream of a model that runs in stages (`embed_stage`, `block_stage`, `heads_stage`):
+    [the input of shared layer 0, the output of layer 0, …, the output of layer n_layers − 1], each
+    [batch, pos, d_model]. The one loop over the stages below a layer (the engine, attribution
+    patching and attention attribution all start from here)."""
+    stream = [model.embed_stage(*inputs)]
+    for layer in range(n_layers):
+        stream.append(model.block_stage(layer, stream[-1]))
+    return stream
+
+
+def run_from(model, layer: int, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """The prediction logits [batch, class] from the residual stream `x` entering shared layer `layer`."""
+    for above in range(layer, n_layers):
+        x = model.block_stage(above, x)
+    return model.heads_stage(x)["main"]
+
+
 class StagedTransformer(HookedRootModule):
     """A model whose forward is embed_stage -> block_stage(0 … n_layers-1) -> heads_stage.
 
@@ -38,10 +56,7 @@ class StagedTransformer(HookedRootModule):
 
     def forward_heads(self, *windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits per head, [batch, class] each; "main" is the prediction head."""
-        x = self.embed_stage(*windows)
-        for layer in range(self.n_layers):
-            x = self.block_stage(layer, x)
-        return self.heads_stage(x)
+        return self.heads_stage(residual_stream(self, windows, self.n_layers)[-1])
 
     def forward(self, *windows: torch.Tensor) -> torch.Tensor:
         """Class logits [batch, class] from the prediction head; one [batch, time, channel] input per group."""
