@@ -13,8 +13,8 @@ from isoprobe.cli.common import console, user_errors
 def report(
     folder: Annotated[Path, typer.Argument(help="A study folder: tables/*.csv and, optionally, study.json "
                                                 "(as `isoprobe study` writes them).")],
-    bootstrap: Annotated[int, typer.Option(help="Resamples of the bootstrap over subjects (or over the seeds of one "
-                                                "subject) for the CIs across runs.")] = 2000,
+    subject_bootstrap: Annotated[int, typer.Option(help="Resamples of the bootstrap over subjects (or over the seeds "
+                                                        "of one subject) for the CIs across runs.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of that bootstrap.")] = 0,
     runs_shown: Annotated[int, typer.Option(help="Training curves and confusion matrices: how many runs to draw "
                                                  "(the first ones in the tables).")] = 4,
@@ -26,7 +26,7 @@ def report(
     from isoprobe.reports.html import ReportConfig, write_report
 
     with user_errors(report):
-        target = write_report(folder, ReportConfig(bootstrap=bootstrap, seed=seed, runs_shown=runs_shown))
+        target = write_report(folder, ReportConfig(subject_bootstrap=subject_bootstrap, seed=seed, runs_shown=runs_shown))
     import json
 
     document = json.loads((target / "report.json").read_text(encoding="utf-8"))

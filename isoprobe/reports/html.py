@@ -30,16 +30,17 @@ HTML_ROWS = 60  # longer tables are linked, not inlined
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """bootstrap: resamples of the subject (or seed) bootstrap; seed: its generator's seed;
+    """subject_bootstrap: resamples of the bootstrap over subjects (or the seeds of one subject), across
+    runs — not the segment bootstrap within a run, which the analyses did; seed: its generator's seed;
     runs_shown: how many runs get training curves and confusion matrices (the first in the tables)."""
 
-    bootstrap: int = 2000
+    subject_bootstrap: int = 2000
     seed: int = 0
     runs_shown: int = 4
 
     def __post_init__(self):
-        if not isinstance(self.bootstrap, int) or self.bootstrap < 100:
-            raise ConfigError("bootstrap", self.bootstrap, "must be an integer ≥ 100")
+        if not isinstance(self.subject_bootstrap, int) or self.subject_bootstrap < 100:
+            raise ConfigError("subject_bootstrap", self.subject_bootstrap, "must be an integer ≥ 100")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError("seed", self.seed, "must be an integer ≥ 0")
         if not isinstance(self.runs_shown, int) or self.runs_shown < 1:
@@ -111,7 +112,7 @@ def write_report(root: Path, config: ReportConfig | None = None) -> Path:
 # --- what the report shows --------------------------------------------------------------------------
 
 def build_report(study: Study, config: ReportConfig) -> Report:
-    tables, b, s = study.tables, config.bootstrap, config.seed
+    tables, b, s = study.tables, config.subject_bootstrap, config.seed
     figures: list[FigureSpec] = []
     left_out = []
     for figure in FIGURES.values():
@@ -135,8 +136,8 @@ def build_report(study: Study, config: ReportConfig) -> Report:
 def _summarised(figure_id: str, title: str, source: str, summarise: Callable, text: str) -> Callable:
     """The builder of a figure that draws one study table's summary (aggregate) under a fixed caption."""
     def build(tables, config) -> FigureSpec:
-        table = summarise(tables[source], config.bootstrap, config.seed)
-        return FigureSpec(figure_id, title, _caption(text, table, config.bootstrap), (f"{source}.csv",), table)
+        table = summarise(tables[source], config.subject_bootstrap, config.seed)
+        return FigureSpec(figure_id, title, _caption(text, table, config.subject_bootstrap), (f"{source}.csv",), table)
     return build
 
 
@@ -148,7 +149,7 @@ register_figure("accuracy", "runs", plots.plotly_accuracy, plots.static_accuracy
 
 @register_figure("channels", "runs", plots.plotly_channels, plots.static_channels)
 def _channels(tables, config) -> FigureSpec | None:
-    table = aggregate.channel_summary(tables["runs"], tables.get("ablation"), config.bootstrap, config.seed)
+    table = aggregate.channel_summary(tables["runs"], tables.get("ablation"), config.subject_bootstrap, config.seed)
     if table.empty:  # drawn for studies that sweep the sEMG channel count (analyses/channel-sweep.toml)
         return None
     drops = (table.measure == "relative_drop").any()
@@ -156,12 +157,12 @@ def _channels(tables, config) -> FigureSpec | None:
     notes = tuple(aggregate.caveat_notes(_runs_of(tables["ablation"], table[table.measure == "relative_drop"]),
                                          "ablation.csv")) if drops else ()
     return FigureSpec("channels", "Second modality and cross-modal share against sEMG channel count",
-                      _channels_caption(table, config.bootstrap), sources, table, notes)
+                      _channels_caption(table, config.subject_bootstrap), sources, table, notes)
 
 
 def _single_layers(tables, config) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Ablation's single-layer conditions summarised, and the few-segment notes of the runs they draw."""
-    ablation = aggregate.ablation_summary(tables["ablation"], config.bootstrap, config.seed)
+    ablation = aggregate.ablation_summary(tables["ablation"], config.subject_bootstrap, config.seed)
     layered = tables["ablation"][aggregate.layer_number(tables["ablation"].layers).notna().to_numpy(bool)]
     return ablation[ablation.layer.notna()], tuple(aggregate.caveat_notes(layered, "ablation.csv"))
 
@@ -178,7 +179,7 @@ def _layer_drop(tables, config) -> FigureSpec | str:
         "modalities, relay = modality tokens reading CLS, readout = CLS reading modality tokens. "
         f"Hollow markers with {'∅'} are null by construction (the condition touches no edge the prediction can "
         "depend on, e.g. uni/cross at the last layer): not measurements, so no bar and no number.", table,
-        config.bootstrap), ("ablation.csv",), table, notes)
+        config.subject_bootstrap), ("ablation.csv",), table, notes)
 
 
 @register_figure("layer_heatmap", "ablation", plots.plotly_heatmap, plots.static_heatmap)
@@ -190,13 +191,13 @@ def _layer_heatmap(tables, config) -> FigureSpec | str:
     return FigureSpec("layer_heatmap", "Layer × pathway drops", _caption(
         "Mean accuracy drop for every pathway ablated in one layer at a time (red: accuracy falls). "
         "∅: null by construction; blank: not run. The CIs of the cells, and below "
-        f"{MIN_UNITS} units each unit's drop, are in the per-layer figure and its table.", table, config.bootstrap),
+        f"{MIN_UNITS} units each unit's drop, are in the per-layer figure and its table.", table, config.subject_bootstrap),
         ("ablation.csv",), table, notes)
 
 
 @register_figure("compare", "compare", plots.plotly_compare, plots.static_compare)
 def _compare(tables, config) -> FigureSpec:
-    compare = aggregate.compare_summary(tables["compare"], config.bootstrap, config.seed)
+    compare = aggregate.compare_summary(tables["compare"], config.subject_bootstrap, config.seed)
     return FigureSpec("compare", "How much runs through cross-modal attention, by every method", _caption(
         "Each estimate of `isoprobe compare`, over the layers in brackets, coloured by what it estimates (the "
         "`estimand` column says it in full); only estimates of one block are shares of the same thing. Blue: the "
@@ -207,7 +208,7 @@ def _compare(tables, config) -> FigureSpec:
         "(of v(all) − v(none), accuracy) and the modality interaction index (accuracy points; what needs both "
         "modalities by any route, CLS included; not a share)." + (
             " Hollow markers with ∅ are null by construction: not measurements, so no number."
-            if compare[aggregate.NULL_COLUMN].any() else ""), compare, config.bootstrap), ("compare.csv",), compare)
+            if compare[aggregate.NULL_COLUMN].any() else ""), compare, config.subject_bootstrap), ("compare.csv",), compare)
 
 
 register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers, plots.static_compare_layers)(_summarised(
@@ -253,7 +254,7 @@ def _confusion(tables, config) -> FigureSpec:
 
 @register_figure("planted", "planted", plots.plotly_planted, plots.static_planted)
 def _planted(tables, config) -> FigureSpec:
-    table = aggregate.planted_summary(tables["planted"], config.bootstrap, config.seed)
+    table = aggregate.planted_summary(tables["planted"], config.subject_bootstrap, config.seed)
     return FigureSpec("planted", "Planted truth against what each method found", _caption(
         "Synthetic data only: for each check (rows `level` run), each run's finding with its own 95% CI over "
         "segments, green where that run passed its rule and red where it failed. A rule tests one number (named "
@@ -261,7 +262,7 @@ def _planted(tables, config) -> FigureSpec:
         "region: shaded for each run, its finite bounds dashed (a bound such as chance differs between runs). "
         "Black diamond: the mean over the runs of a check (rows `level` pooled; `passed_runs` of `runs` passed, "
         "`passed` when all did; `low` and `high` filled only where every run has the same region); × the "
-        "planted value where it is a number (the `planted` column states each rule).", table, config.bootstrap,
+        "planted value where it is a number (the `planted` column states each rule).", table, config.subject_bootstrap,
         PLANTED_TEXT), ("planted.csv",), table)
 
 

@@ -45,7 +45,8 @@ from typing import Any
 from isoprobe.errors import ConfigError, IsoprobeError
 from isoprobe.models.config import has_attention
 
-TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", "ablate", "compare", "shift"}
+TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", "ablate", "compare", "shift",
+            "report"}
 DATA_KEYS = {"name", "dataset", "subjects", "root", "synthetic"}
 SYNTHETIC_KEYS = {"preset", "synergy_fraction", "gestures", "repetitions", "seconds_per_repetition", "rest_seconds", "seed"}
 # A [[models]] table: these, and any key of a model configuration file (isoprobe.training.runspec:
@@ -54,6 +55,9 @@ MODEL_KEYS = {"name", "arch", "config", "modalities", "pathway_dropout", "data"}
 ABLATE_KEYS = {"layers", "pathway", "intervention", "mode", "heads", "donor", "draws", "permutations"}
 COMPARE_KEYS = {"layers", "baseline", "steps", "draws"}
 SHIFT_KEYS = {"layers", "pathway", "interventions", "mode", "max_windows", "permutations"}
+# [report]: isoprobe.reports.html.ReportConfig — its bootstrap is over subjects across runs (`subject_bootstrap`),
+# where the top-level `bootstrap` resamples segments within each run's analyses
+REPORT_KEYS = {"subject_bootstrap", "seed", "runs_shown"}
 ARCHS = ("mlp", "mmt", "hierarchical")
 
 
@@ -124,6 +128,7 @@ class Recipe:
     ablate: dict | None
     compare: dict | None
     shift: dict | None
+    report: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -190,9 +195,20 @@ def parse_recipe(values: dict, path: Path, data: Path | dict[str, Path] | None =
                     device=check.choice("device", values.get("device", "cpu"), ("cpu", "cuda", "auto")),
                     bootstrap=check.integer("bootstrap", values.get("bootstrap", 1000), minimum=0),
                     threads=check.integer("threads", values.get("threads", 1), minimum=1),
-                    data=sources, models=models, **analyses)
+                    data=sources, models=models, report=_report_options(check, values.get("report")), **analyses)
     _check_analyses(check, recipe)
     return recipe
+
+
+def _report_options(check: "_Checker", table) -> dict | None:
+    """The [report] table, checked by building the report's configuration (no plotting imported)."""
+    if table is None:
+        return None
+    from isoprobe.reports.html import ReportConfig
+
+    check.keys("report", check.table("report", table), REPORT_KEYS)
+    check.call("report", ReportConfig, **table)
+    return dict(table)
 
 
 def _data_source(check: "_Checker", key: str, table, data: Path | None) -> DataSource:

@@ -97,7 +97,7 @@ def run_study(recipe: Recipe, out: Path, executor: Executor = "local", jobs: int
 
 def _report(out: Path, recipe: Recipe, tables: dict) -> Path:
     """Write OUT/report unless it was written from these very tables (a rerun with nothing new)."""
-    from isoprobe.reports.html import write_report
+    from isoprobe.reports.html import ReportConfig, write_report
 
     content = {name: table.to_csv(index=False) for name, table in sorted(tables.items())}
     key = step_key("report", {"recipe": recipe.to_dict(), "tables": content}, "")
@@ -105,7 +105,7 @@ def _report(out: Path, recipe: Recipe, tables: dict) -> Path:
     folder = out / "report"
     if (folder / "index.html").is_file() and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return folder
-    folder = write_report(out)
+    folder = write_report(out, ReportConfig(**(recipe.report or {})))
     write_text_atomic(marker, json.dumps({"key": key}, indent=2))
     return folder
 

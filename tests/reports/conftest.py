@@ -20,5 +20,5 @@ def study_report(tmp_path_factory):
     (4 and 12, with and without acc)."""
     root = make_study(tmp_path_factory.mktemp("study"), subjects=SUBJECTS, seeds=(0,),
                       models=[MODELS[0], MODELS[3], MODELS[4], MODELS[2], MODELS[5], MODELS[6]])
-    report = write_report(root, ReportConfig(bootstrap=BOOTSTRAP, seed=0, runs_shown=2))
+    report = write_report(root, ReportConfig(subject_bootstrap=BOOTSTRAP, seed=0, runs_shown=2))
     return root, json.loads((report / "report.json").read_text(encoding="utf-8"))

@@ -127,13 +127,13 @@ def test_no_figure_without_two_channel_counts(tmp_path):
                       skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
     study = load_study(root)
     assert channel_summary(study.tables["runs"], study.tables["ablation"], 200, 0).empty
-    report = build_report(study, ReportConfig(bootstrap=200))
+    report = build_report(study, ReportConfig(subject_bootstrap=200))
     assert "channels" not in [f.id for f in report.figures]
     assert "channels" not in [n["figure"] for n in report.left_out]
     # negative control: a second channel count draws it
     root = make_study(tmp_path / "swept", subjects=(1, 2), seeds=(0,), models=[MODELS[0], MODELS[6]],
                       skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
-    figure = next(f for f in build_report(load_study(root), ReportConfig(bootstrap=200)).figures if f.id == "channels")
+    figure = next(f for f in build_report(load_study(root), ReportConfig(subject_bootstrap=200)).figures if f.id == "channels")
     assert figure.sources == ("runs.csv", "ablation.csv") and set(figure.table.measure) == {"accuracy", "relative_drop"}
 
 

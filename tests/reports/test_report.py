@@ -200,7 +200,7 @@ def test_notes_say_which_runs_have_too_few_segments(tmp_path, study_report):
                        skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
     ablation = pd.read_csv(older / "tables" / "ablation.csv")
     ablation.drop(columns="caveat").to_csv(older / "tables" / "ablation.csv", index=False)
-    assert all(f.notes == () for f in build_report(load_study(older), ReportConfig(bootstrap=200)).figures)
+    assert all(f.notes == () for f in build_report(load_study(older), ReportConfig(subject_bootstrap=200)).figures)
 
 
 def test_index_is_self_contained_and_ordered(study_report):
@@ -440,7 +440,7 @@ def test_an_option_out_of_range_names_the_flag(tmp_path):
 def test_a_failed_report_leaves_the_previous_one_untouched(tmp_path, monkeypatch):
     root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
                       skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
-    config = ReportConfig(bootstrap=200)
+    config = ReportConfig(subject_bootstrap=200)
     write_report(root, config)
     before = {p.relative_to(root): p.read_bytes() for p in (root / "report").rglob("*") if p.is_file()}
 
@@ -467,7 +467,7 @@ def test_drawing_leaves_pyplot_and_the_backend_alone(tmp_path):
     backend = matplotlib.rcParams._get_backend_or_none()
     root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
                       skip=("compare", "compare_layers", "shift", "curves", "planted"))
-    write_report(root, ReportConfig(bootstrap=200))
+    write_report(root, ReportConfig(subject_bootstrap=200))
     assert matplotlib.rcParams._get_backend_or_none() == backend
     if "matplotlib.pyplot" in sys.modules:  # seaborn imports it; no figure may be left in its state
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
@@ -518,7 +518,7 @@ def test_a_figure_registered_here_joins_the_report(tmp_path):
     try:
         root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
                           skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
-        folder = write_report(root, ReportConfig(bootstrap=200))
+        folder = write_report(root, ReportConfig(subject_bootstrap=200))
         document = json.loads((folder / "report.json").read_text())
         entry = next(f for f in document["figures"] if f["id"] == "toy_runs_per_arch")
         assert entry["rows"] == [{"arch": "hierarchical", "runs": 1}] and entry["title"] == "Runs per architecture"

@@ -4,6 +4,7 @@ recipe alone (not on the number of workers, an interruption, or the executor).""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -168,6 +169,8 @@ def test_a_changed_option_redoes_only_what_depends_on_it(finished, tmp_path):
     (('[shift]', '[shift]\nwindows = 3'), "shift.windows"),
     (('layers = "1-2"\npathway = "cross,uni"', 'layers = "1-3"\npathway = "cross,uni"'), "ablate.layers"),
     (('pathway = "cross,uni"', 'pathway = "cross,emg->force"'), "ablate.pathway"),
+    (("[shift]", "[report]\nbootstrap = 200\n[shift]"), "report.bootstrap"),
+    (("[shift]", "[report]\nsubject_bootstrap = 10\n[shift]"), "report.subject_bootstrap"),
 ])
 def test_bad_recipes_name_the_key_before_any_work(tmp_path, edit, key):
     recipe = write_recipe(tmp_path, TINY.replace(*edit))
@@ -178,6 +181,16 @@ def test_bad_recipes_name_the_key_before_any_work(tmp_path, edit, key):
     assert result.exit_code == 2
     assert str(recipe) in result.output and key in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_recipe_sets_the_report_options_under_their_own_names(finished, tmp_path):
+    recipe, out = finished
+    shutil.copytree(out, tmp_path / "out")
+    text = recipe.read_text().replace("[shift]", "[report]\nsubject_bootstrap = 150\nseed = 3\nruns_shown = 1\n[shift]")
+    result = run_study(load_recipe(write_recipe(tmp_path, text)), tmp_path / "out")
+    assert result.steps.get("done", 0) == 0 and result.steps["skipped"] > 0  # they change no analysis
+    options = json.loads((tmp_path / "out/report/report.json").read_text(encoding="utf-8"))["options"]
+    assert options == {"subject_bootstrap": 150, "seed": 3, "runs_shown": 1}
 
 
 def test_a_missing_data_folder_is_named(tmp_path):
