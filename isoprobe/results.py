@@ -49,3 +49,36 @@ class TableResult:
     def to_dict(self) -> dict:
         rows = json.loads(self.table.to_json(orient="records", double_precision=15))  # NaN -> null
         return {"kind": self.kind, "config": self.config.to_dict(), "rows": rows}
+
+
+# --- the tables of a study ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StudyTable:
+    """One table of a study, OUT/tables/<name>.csv: where each run's rows come from (`source`, relative to
+    the run folder, as the step's result writes it; None where the study builds the rows itself) and the
+    columns the report reads from it besides the identification columns. `aliases`: other file names
+    the report accepts (a single command's own file name)."""
+
+    name: str
+    source: str | None
+    columns: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+
+
+# The one declaration the study collects and the report reads.
+STUDY_TABLES: dict[str, StudyTable] = {t.name: t for t in (
+    StudyTable("runs", None, ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy", "segments")),
+    StudyTable("ablation", "ablate/ablation.csv", (
+        "layers", "pathway", "heads", "intervention", "segments", "drop", "drop_ci_low", "drop_ci_high", "relative_drop",
+        "chance_corrected_drop", "chance_corrected_ci_low", "chance_corrected_ci_high", "null_by_construction")),
+    StudyTable("compare", "compare/compare.csv", ("block", "method", "layers", "estimate", "ci_low", "ci_high", "estimand")),
+    StudyTable("compare_layers", "compare/compare-layers.csv", ("layer", "block", "method", "estimate", "ci_low", "ci_high"),
+               aliases=("compare-layers",)),
+    StudyTable("shift", "shift/shift.csv", ("layers", "pathway", "heads", "intervention", "site", "base_accuracy",
+                                            "accuracy", "mmd2", "mmd2_null95")),
+    StudyTable("curves", None, ("epoch", "lambda", "loss", "train_accuracy", "val_accuracy", "val_loss")),
+    StudyTable("confusion", None, ("true", "predicted", "count")),
+    StudyTable("planted", None, ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "tested", "low",
+                                 "high", "passed")),
+)}

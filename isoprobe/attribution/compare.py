@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from isoprobe.attribution.attention import AttentionConfig, attention_attributions
+from isoprobe.attribution.estimands import ACCURACY, BLOCKS, MARGIN, RELATED, Estimate
 from isoprobe.attribution.interaction import InteractConfig, interact
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.shift import ShiftConfig, shift
@@ -50,22 +51,6 @@ from isoprobe.engine.stats import Segments, cluster_ratio, logit_margin
 from isoprobe.layersets import parse_layer_label, parse_layers
 from isoprobe.options import Options, check_choices, check_counts, check_level
 from isoprobe.results import TableResult
-
-ACCURACY, MARGIN, RELATED = "share of clean accuracy", "share of clean logit margin", "related quantities"
-BLOCKS = (ACCURACY, MARGIN, RELATED)  # printed in this order; rows are comparable within a block only
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """One kind of row of compare: what it is called (`short` in narrow tables), its block, what it
-    estimates (one line for the terminal), and whether it also has per-layer rows."""
-
-    name: str
-    block: str
-    estimand: str
-    short: str
-    layered: bool = False
-
 
 @dataclass
 class CompareInputs:

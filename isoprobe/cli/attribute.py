@@ -1,4 +1,4 @@
-"""`isoprobe attribute CHECKPOINT --method ig|layer-ig|attention`."""
+"""`isoprobe attribute CHECKPOINT --method NAME`: the methods of isoprobe.attribution.methods."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import typer
 from isoprobe.cli.common import (BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption, console, user_errors,
                                  write_result)
 
-METHODS = ("ig", "layer-ig", "attention")
+from isoprobe.attribution.methods import ATTRIBUTIONS
+
+METHOD_HELP = "; ".join(f"{m.name} ({m.attributes_to})" for m in ATTRIBUTIONS.values())
 
 
 def attribute(
     checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt.")],
-    method: Annotated[str, typer.Option(help="ig (inputs), layer-ig (token embeddings, encoder outputs) or attention "
-                                             "(Hao et al.: the attention patterns, per layer and pathway).")] = "ig",
+    method: Annotated[str, typer.Option(help=f"What to attribute with: {METHOD_HELP}.")] = "ig",
     target: Annotated[str, typer.Option(help="Explain the true class's logit or the predicted one's: true or predicted.")] = "true",
     baseline: Annotated[Optional[str], typer.Option(help="ig, layer-ig: zero or mean (the training split's mean window).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Points of the path integral (default: 50 for ig/layer-ig, 20 for attention).")] = None,
@@ -39,26 +40,18 @@ def attribute(
     from isoprobe.errors import ConfigError
 
     with user_errors(attribute):
-        if method not in METHODS:
-            raise ConfigError("method", method, f"choose one of {', '.join(METHODS)}")
-        options = {"target": target, "bootstrap": bootstrap, "seed": seed}
-        options.update({k: v for k, v in (("steps", steps), ("batch_size", batch_size),
-                                           ("internal_batch_size", internal_batch_size)) if v is not None})
-        if method == "attention":
-            from isoprobe.attribution.attention import AttentionConfig
-            from isoprobe.attribution.attention import attribute as run
-
-            if baseline is not None:
-                raise ConfigError("baseline", baseline, "attention attribution integrates a gate from 0 to 1: it takes no baseline")
-            config = AttentionConfig(**options, **({"layers": layers} if layers is not None else {}))
-        else:
-            from isoprobe.attribution.ig import IGConfig
-            from isoprobe.attribution.ig import attribute as run
-
-            if layers is not None:
-                raise ConfigError("layers", layers, "only the attention method attributes per layer")
-            config = IGConfig(method=method, **options, **({"baseline": baseline} if baseline is not None else {}))
-        analysis = load_analysis(checkpoint, data, split, device, needs_attention=method == "attention")
+        if method not in ATTRIBUTIONS:
+            raise ConfigError("method", method, f"choose one of {', '.join(ATTRIBUTIONS)}")
+        chosen = ATTRIBUTIONS[method]
+        given = {"target": target, "bootstrap": bootstrap, "seed": seed, "steps": steps, "batch_size": batch_size,
+                 "internal_batch_size": internal_batch_size, "baseline": baseline, "layers": layers}
+        options = {name: value for name, value in given.items() if value is not None}
+        for name in sorted(set(options) - chosen.options()):
+            takes = [m.name for m in ATTRIBUTIONS.values() if name in m.options()]
+            raise ConfigError(name, options[name], f"{method} takes no {name}; {', '.join(takes) or 'no method'} does")
+        options_class, run = chosen.load()
+        config = options_class(**chosen.fixed, **options)
+        analysis = load_analysis(checkpoint, data, split, device, needs_attention=chosen.needs_attention)
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"attributing ({method})", total=None)
             result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,

@@ -107,56 +107,77 @@ def shift(model: torch.nn.Module, windows: WindowSet, config: ShiftConfig, refer
         raise ConfigError("windows", 0, "no windows to evaluate")
     model = model.to(device)
     plan = plan or plan_shift(model, config)
-    engine, conditions = plan.engine, list(plan.conditions)
     final = final_site(model)
-    sites = {c: sites_for(c, engine.n_layers, final) for c in conditions}
-    capture = sorted({s for per in sites.values() for s in per})
-    chosen = subsample(len(windows), config.max_windows, config.seed, keys=windows.start)
+    sites = {c: sites_for(c, plan.engine.n_layers, final) for c in plan.conditions}
     in_subsample = np.zeros(len(windows), dtype=bool)
-    in_subsample[chosen] = True
+    in_subsample[subsample(len(windows), config.max_windows, config.seed, keys=windows.start)] = True
+    collected = _collect(plan, sites, windows, in_subsample, config, reference, device, progress)
+    rows = [_row(condition, site, collected, windows, in_subsample, config)
+            for condition in plan.conditions for site in sites[condition]]
+    return ShiftResult(config, pd.DataFrame(rows, columns=list(COLUMNS)))
 
-    cosines = {(c, s): [] for c in conditions for s in sites[c]}
-    vectors = {(c, s): [] for c in conditions for s in sites[c]}  # intervened, subsample only
-    clean_vectors = {s: [] for s in capture}
-    correct = {c: [] for c in conditions}
-    base_correct = []
+
+@dataclass
+class _Collected:
+    """What one pass over the windows keeps, on the CPU, concatenated over batches.
+
+    base_correct, correct[c]: [window] bools, clean and under condition c; cosines[(c, site)]: [window];
+    clean[site], shifted[(c, site)]: [subsampled window, features], each representation flattened."""
+
+    base_correct: torch.Tensor
+    correct: dict[Condition, torch.Tensor]
+    cosines: dict[tuple[Condition, str], torch.Tensor]
+    clean: dict[str, torch.Tensor]
+    shifted: dict[tuple[Condition, str], torch.Tensor]
+
+
+def _collect(plan: GridPlan, sites: dict[Condition, list[str]], windows: WindowSet, in_subsample: np.ndarray,
+             config: ShiftConfig, reference: WindowSet | None, device, progress) -> _Collected:
+    """Run the grid once over the windows, capturing every condition's sites beside the clean ones."""
+    conditions = list(plan.conditions)
+    capture = sorted({s for per in sites.values() for s in per})
+    pairs = [(c, s) for c in conditions for s in sites[c]]
+    cosines, shifted = {key: [] for key in pairs}, {key: [] for key in pairs}
+    clean = {s: [] for s in capture}
+    correct, base_correct = {c: [] for c in conditions}, []
     target = torch.as_tensor(windows.y).long()
     n_batches = math.ceil(len(windows) / config.batch_size)
-    batches = grid_batches(engine, windows, conditions, reference=reference, batch_size=config.batch_size, device=device,
-                           seed=config.seed, donor=config.donor, capture=capture)
+    batches = grid_batches(plan.engine, windows, conditions, reference=reference, batch_size=config.batch_size,
+                           device=device, seed=config.seed, donor=config.donor, capture=capture)
     for index, batch in enumerate(batches):
         rows, run = batch.rows, batch.run
         keep = torch.as_tensor(in_subsample[rows], device=run.clean.device)
         batch_target = target[rows].to(run.clean.device)
         base_correct.append((run.clean.argmax(1) == batch_target).cpu())
         for site in capture:
-            clean_vectors[site].append(run.clean_activations[site][keep].flatten(1).float().cpu())
+            clean[site].append(run.clean_activations[site][keep].flatten(1).float().cpu())
         for condition, logits, activations in zip(conditions, run.logits, run.activations):
             correct[condition].append((logits.argmax(1) == batch_target).cpu())
             for site in sites[condition]:
                 cosines[(condition, site)].append(cosine_per_window(activations[site], run.clean_activations[site]).cpu())
-                vectors[(condition, site)].append(activations[site][keep].flatten(1).float().cpu())
+                shifted[(condition, site)].append(activations[site][keep].flatten(1).float().cpu())
         if progress is not None:
             progress(index + 1, n_batches)
+    return _Collected(torch.cat(base_correct), _joined(correct), _joined(cosines), _joined(clean), _joined(shifted))
 
-    segments, keys = windows.segment, windows.start
-    sub_segments, sub_keys = segments[in_subsample], keys[in_subsample]
-    base = torch.cat(base_correct).double().numpy()
-    rows_out = []
-    for condition in conditions:
-        accuracy = float(torch.cat(correct[condition]).double().mean())
-        for site in sites[condition]:
-            cosine = torch.cat(cosines[(condition, site)]).numpy()
-            mean, low, high = cluster_means(cosine, Segments.of_windows(windows), config.bootstrap, config.seed, config.level)
-            clean_sample, shifted = torch.cat(clean_vectors[site]), torch.cat(vectors[(condition, site)])
-            test = mmd_test(clean_sample, shifted, config.permutations, config.seed, paired=True, clusters=sub_segments,
-                            keys=sub_keys)
-            rows_out.append({
-                "layers": condition.layer_label, "pathway": condition.pathway, "heads": condition.head_label,
-                "intervention": condition.intervention, "site": site_label(site), "windows": len(windows),
-                "segments": len(np.unique(segments)), "base_accuracy": float(base.mean()), "accuracy": accuracy,
-                "cosine": float(mean), "cosine_ci_low": float(low), "cosine_ci_high": float(high),
-                "mmd_windows": int(in_subsample.sum()), "mmd2": test.mmd2, "p_value": test.p_value,
-                "mmd2_null95": test.null95, "bandwidth": test.bandwidth,
-            })
-    return ShiftResult(config, pd.DataFrame(rows_out, columns=list(COLUMNS)))
+
+def _joined(batches: dict) -> dict:
+    return {key: torch.cat(parts) for key, parts in batches.items()}
+
+
+def _row(condition: Condition, site: str, collected: _Collected, windows: WindowSet, in_subsample: np.ndarray,
+         config: ShiftConfig) -> dict:
+    """One row of COLUMNS: the condition's accuracy, the site's cosine with its segment CI, and MMD²."""
+    cosine = collected.cosines[(condition, site)].numpy()
+    mean, low, high = cluster_means(cosine, Segments.of_windows(windows), config.bootstrap, config.seed, config.level)
+    test = mmd_test(collected.clean[site], collected.shifted[(condition, site)], config.permutations, config.seed,
+                    paired=True, clusters=windows.segment[in_subsample], keys=windows.start[in_subsample])
+    return {
+        "layers": condition.layer_label, "pathway": condition.pathway, "heads": condition.head_label,
+        "intervention": condition.intervention, "site": site_label(site), "windows": len(windows),
+        "segments": len(np.unique(windows.segment)), "base_accuracy": float(collected.base_correct.double().numpy().mean()),
+        "accuracy": float(collected.correct[condition].double().mean()),
+        "cosine": float(mean), "cosine_ci_low": float(low), "cosine_ci_high": float(high),
+        "mmd_windows": int(in_subsample.sum()), "mmd2": test.mmd2, "p_value": test.p_value,
+        "mmd2_null95": test.null95, "bandwidth": test.bandwidth,
+    }

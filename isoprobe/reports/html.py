@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from isoprobe.atomic import atomic_folder
+from isoprobe.attribution.estimands import ACCURACY, BLOCKS, MARGIN, RELATED
 from isoprobe.errors import ConfigError
 from isoprobe.reports import aggregate
 from isoprobe.reports.aggregate import FEW_SEEDS, FEW_SUBJECTS, MIN_UNITS, SEEDS, SEGMENTS, SUBJECTS
@@ -200,15 +201,29 @@ def _compare(tables, config) -> FigureSpec:
     compare = aggregate.compare_summary(tables["compare"], config.subject_bootstrap, config.seed)
     return FigureSpec("compare", "How much runs through cross-modal attention, by every method", _caption(
         "Each estimate of `isoprobe compare`, over the layers in brackets, coloured by what it estimates (the "
-        "`estimand` column says it in full); only estimates of one block are shares of the same thing. Blue: the "
-        "share of clean accuracy removed (Σ(base − intervened correct) / Σ base correct over all windows) by "
-        "masking `cross`, mean and resample ablation. Orange: the share of the clean true-class logit margin "
-        "removed, over the windows the clean model gets right, exactly (masking) and to first order (attribution "
-        "patching). Green: related quantities, each on its own scale: the pathway Shapley share of `cross` "
-        "(of v(all) − v(none), accuracy) and the modality interaction index (accuracy points; what needs both "
-        "modalities by any route, CLS included; not a share)." + (
-            " Hollow markers with ∅ are null by construction: not measurements, so no number."
-            if compare[aggregate.NULL_COLUMN].any() else ""), compare, config.subject_bootstrap), ("compare.csv",), compare)
+        "`estimand` column says it in full); only estimates of one block are shares of the same thing. "
+        + _blocks_text(compare) + (" Hollow markers with ∅ are null by construction: not measurements, so no number."
+                                   if compare[aggregate.NULL_COLUMN].any() else ""),
+        compare, config.subject_bootstrap), ("compare.csv",), compare)
+
+
+BLOCK_TEXT = {  # how to read each block of compare (isoprobe.attribution.estimands)
+    ACCURACY: "the share of clean accuracy removed (Σ(base − intervened correct) / Σ base correct over all windows)",
+    MARGIN: "the share of the clean true-class logit margin removed, over the windows the clean model gets right",
+    RELATED: "related quantities, each on its own scale, not shares of the above",
+}
+
+
+def _blocks_text(compare: pd.DataFrame) -> str:
+    """Per block present, in its colour: what its rows estimate and which methods gave them (the table's own
+    methods, so a newly registered method is named without editing this caption)."""
+    names = ("Blue", "Orange", "Green", "Red")
+    pieces = []
+    for index, block in enumerate(BLOCKS):
+        methods = list(dict.fromkeys(compare.method[compare.block == block]))
+        if methods:
+            pieces.append(f"{names[index]}: {BLOCK_TEXT[block]} — {', '.join(methods)}.")
+    return " ".join(pieces)
 
 
 register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers, plots.static_compare_layers)(_summarised(

@@ -11,28 +11,18 @@ import pandas as pd
 
 from isoprobe.errors import DataFormatError, IsoprobeError
 from isoprobe.reports.aggregate import ID_COLUMNS
+from isoprobe.results import STUDY_TABLES
 
-# table -> the columns the report reads from it (besides the identification columns)
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "runs": ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy", "segments"),
-    "ablation": ("layers", "pathway", "heads", "intervention", "segments", "drop", "drop_ci_low", "drop_ci_high",
-                 "relative_drop", "chance_corrected_drop", "chance_corrected_ci_low", "chance_corrected_ci_high",
-                 "null_by_construction"),
-    "compare": ("block", "method", "layers", "estimate", "ci_low", "ci_high", "estimand"),
-    "compare_layers": ("layer", "block", "method", "estimate", "ci_low", "ci_high"),
-    "shift": ("layers", "pathway", "heads", "intervention", "site", "base_accuracy", "accuracy", "mmd2", "mmd2_null95"),
-    "curves": ("epoch", "lambda", "loss", "train_accuracy", "val_accuracy", "val_loss"),
-    "confusion": ("true", "predicted", "count"),
-    "planted": ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "tested", "low", "high", "passed"),
-}
+# table -> the columns the report reads from it (besides the identification columns): the study's declaration
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {name: table.columns for name, table in STUDY_TABLES.items()}
 # Read where present, absent in older tables: ablation's `caveat` (few segments), compare's and compare_layers'
 # `null_by_construction` (aggregate.with_null reads a missing one as False).
 # Columns that hold labels, even where every value looks like a number.
 TEXT_COLUMNS = ("dataset", "data", "arch", "modalities", "configuration", "run", "layers", "layer", "pathway", "heads",
                 "intervention", "site", "block", "method", "estimand", "true", "predicted", "check", "quantity", "planted",
                 "tested", "caveat")
-# compare's own file name for compare_layers.csv, read when the study's name is absent
-ALIASES = {"compare_layers": ("compare-layers",)}
+# other file names accepted (compare's own name for compare_layers.csv)
+ALIASES = {name: table.aliases for name, table in STUDY_TABLES.items() if table.aliases}
 
 
 @dataclass

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from isoprobe.attribution.estimands import BLOCKS, RELATED
 from isoprobe.reports.aggregate import (ALONE, FEW_SEEDS, FEW_SUBJECTS, LAYER_PATHWAYS, LEVEL_COLUMN, MIN_UNITS,
                                         MODEL_COLUMNS, NULL_COLUMN, POOLED, RUN, SEED, SEGMENTS, SUBJECT)
 
@@ -195,7 +196,7 @@ def _method_dodge(methods: list[str], method: str) -> float:
 
 def _compare_labels(rows: pd.DataFrame) -> pd.Series:
     """'method [layers]', with the scale of the related quantities (each its own) said in the label."""
-    related = rows.block.astype(str).str.startswith("related")
+    related = rows.block.astype(str) == RELATED
     return rows.method + " [" + rows.layers + "]" + np.where(related, " (own scale)", "")
 
 
@@ -211,8 +212,7 @@ def compare_panel(rows: pd.DataFrame):
 
 def _block_colours(rows: pd.DataFrame) -> list[str]:
     """One colour per block of compare (share of clean accuracy, of clean margin, related quantities)."""
-    blocks = ["share of clean accuracy", "share of clean logit margin", "related quantities"]
-    return [colour(blocks.index(b) if b in blocks else 3) for b in rows.block]
+    return [colour(BLOCKS.index(b) if b in BLOCKS else len(BLOCKS)) for b in rows.block]
 
 
 def planted_layout(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:

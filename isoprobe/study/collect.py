@@ -10,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from isoprobe.atomic import write_text_atomic
+from isoprobe.results import STUDY_TABLES
 from isoprobe.study.jobs import Job
 from isoprobe.study.recipe import Recipe
 
 # table name → (file in the run folder, how to read it)
-RUN_TABLES = {"ablation": "ablate/ablation.csv", "compare": "compare/compare.csv",
-              "compare_layers": "compare/compare-layers.csv", "shift": "shift/shift.csv"}
+# the tables each run's analysis steps wrote: name -> its file in the run folder
+RUN_TABLES = {table.name: table.source for table in STUDY_TABLES.values() if table.source is not None}
 
 
 def collect_tables(recipe: Recipe, out: Path, jobs: list[Job], data_roots: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:

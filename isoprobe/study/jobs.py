@@ -19,9 +19,10 @@ from typing import Callable
 
 from isoprobe.atomic import write_text_atomic
 from isoprobe.models.config import has_attention
+from isoprobe.study.analyses import ANALYSES
 from isoprobe.study.recipe import DataSource, ModelRuns, Recipe, configuration_kind
 
-STEPS = ("train", "eval", "ablate", "compare", "shift")
+STEPS = ("train", "eval", *ANALYSES)
 
 
 @dataclass(frozen=True)

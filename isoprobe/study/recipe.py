@@ -44,17 +44,15 @@ from typing import Any
 
 from isoprobe.errors import ConfigError, IsoprobeError
 from isoprobe.models.config import has_attention
+from isoprobe.study.analyses import ANALYSES, analysis, recipe_keys
 
-TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", "ablate", "compare", "shift",
-            "report"}
+TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", *ANALYSES, "report"}
 DATA_KEYS = {"name", "dataset", "subjects", "root", "synthetic"}
 SYNTHETIC_KEYS = {"preset", "synergy_fraction", "gestures", "repetitions", "seconds_per_repetition", "rest_seconds", "seed"}
 # A [[models]] table: these, and any key of a model configuration file (isoprobe.training.runspec:
 # d_model, n_layers, epochs, lr, patch, window_ms, …), which override the file's values.
 MODEL_KEYS = {"name", "arch", "config", "modalities", "pathway_dropout", "data"}
-ABLATE_KEYS = {"layers", "pathway", "intervention", "mode", "heads", "donor", "draws", "permutations"}
-COMPARE_KEYS = {"layers", "baseline", "steps", "draws"}
-SHIFT_KEYS = {"layers", "pathway", "interventions", "mode", "max_windows", "permutations"}
+# [ablate], [compare], [shift]: the fields of each analysis's configuration (isoprobe.study.analyses)
 # [report]: isoprobe.reports.html.ReportConfig — its bootstrap is over subjects across runs (`subject_bootstrap`),
 # where the top-level `bootstrap` resamples segments within each run's analyses
 REPORT_KEYS = {"subject_bootstrap", "seed", "runs_shown"}
@@ -179,10 +177,10 @@ def parse_recipe(values: dict, path: Path, data: Path | dict[str, Path] | None =
     if len(set(model_names)) != len(model_names):
         raise check.error("models", f"two [[models]] tables share a name ({', '.join(model_names)}); set name = …")
     analyses = {}
-    for key, allowed in (("ablate", ABLATE_KEYS), ("compare", COMPARE_KEYS), ("shift", SHIFT_KEYS)):
+    for key in ANALYSES:
         table = values.get(key)
         if table is not None:
-            check.keys(key, check.table(key, table), allowed)
+            check.keys(key, check.table(key, table), recipe_keys(key))
         analyses[key] = table
     analysable = any(has_attention(m.arch) and _groups(c) > 1 for m in models for s in sources if s.name in m.data
                      for c in m.modalities_for(s.dataset))
@@ -344,16 +342,13 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
 
 def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     """Build each analysis's configuration once, so a bad value fails here, before any training."""
-    from isoprobe.diagnostics.shift import ShiftConfig
-    from isoprobe.attribution.compare import CompareConfig
-    from isoprobe.engine.ablate import AblationConfig, plan_grid
+    from isoprobe.engine.ablate import plan_grid
 
-    builders = {"ablate": AblationConfig, "compare": CompareConfig, "shift": ShiftConfig}
     configs = {}
-    for key, builder in builders.items():
+    for key in ANALYSES:
         table = getattr(recipe, key)
         if table is not None:
-            configs[key] = check.call(key, builder, **{name: value for name, value in table.items()})
+            configs[key] = check.call(key, analysis(key)[0], **{name: value for name, value in table.items()})
     if not configs:
         return
     # Layers, heads and pathway names against each model that will be analysed, built for the data

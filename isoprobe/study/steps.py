@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from isoprobe.atomic import write_text_atomic
+from isoprobe.study.analyses import ANALYSES
+from isoprobe.study.analyses import analysis as analysis_of
 from isoprobe.study.recipe import Recipe
 
 # Part of every analysis step's key (not training's): bump it when what an analysis computes changes for
@@ -42,7 +43,7 @@ def step_config(step: str, recipe: Recipe, job) -> dict | None:
 
 def run_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     config = {key: value for key, value in config.items() if key != "analysis_version"}  # keys the step, no option
-    if step in ("ablate", "compare", "shift"):
+    if step in ANALYSES:
         return _analysis_step(step, config, run, data_root, recipe, job)
     return {"train": _train, "eval": _eval}[step](config, run, data_root, recipe, job)
 
@@ -102,19 +103,8 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     return summary
 
 
-def _analyses() -> dict[str, tuple[type, Callable]]:
-    """step -> (its configuration class, the analysis it runs): each takes the model, the evaluated
-    windows, the configuration, the reference windows and the device, and returns a result that writes
-    itself. Imported when a step runs, not with the study."""
-    from isoprobe.attribution.compare import CompareConfig, compare
-    from isoprobe.diagnostics.shift import ShiftConfig, shift
-    from isoprobe.engine.ablate import AblationConfig, run_ablation
-
-    return {"ablate": (AblationConfig, run_ablation), "compare": (CompareConfig, compare), "shift": (ShiftConfig, shift)}
-
-
 def _analysis_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
-    options, analyse = _analyses()[step]
+    options, analyse = analysis_of(step)
     analysis, device = _analysis(run, data_root, recipe)
     result = analyse(analysis.model, analysis.windows, options(**config), reference=analysis.reference, device=device)
     result.write(run / step, _meta(run, analysis, device, recipe, job))

@@ -108,10 +108,10 @@ def dual_head_loss(heads: dict[str, torch.Tensor], target: torch.Tensor, weight:
     return weight * main + (1.0 - weight) * avg, {"loss_main": main.detach(), "loss_avg": avg.detach()}
 
 
-def _snapshot(model, data, config, history, best_state, best_epoch, best_val, extra=None, provenance=None) -> Checkpoint:
+def _snapshot(model, data, config, history, best: _Best, extra=None, provenance=None) -> Checkpoint:
     return Checkpoint(
         model_config=model.config,
-        state_dict=best_state,
+        state_dict=best.state,
         data_config=data.config,
         zscore=data.zscore,
         class_labels=data.class_labels,
@@ -119,7 +119,7 @@ def _snapshot(model, data, config, history, best_state, best_epoch, best_val, ex
         train_config=asdict(config),
         history=history,
         synth=data.synth,
-        metrics={"best_epoch": best_epoch, "validation_accuracy": best_val},
+        metrics={"best_epoch": best.epoch, "validation_accuracy": best.accuracy},
         extra=extra or {},
         provenance=provenance or {},
     )
@@ -141,6 +141,54 @@ def _changed_options(last: Checkpoint, config: TrainConfig, model: torch.nn.Modu
     )
     return [f"{what} {key}: {short(old.get(key))} in {LAST}, {short(new.get(key))} now"
             for what, old, new in pairs for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+@dataclass
+class _Optimisation:
+    """What a resumed run restores besides the weights: the optimiser and its schedule, and every random
+    stream the run draws from (shuffling, pathway dropout, gain jitter's torch generator)."""
+
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    shuffle: torch.Generator
+    dropout: PathwayDropout | None
+    steps_per_epoch: int
+
+    @classmethod
+    def start(cls, model: torch.nn.Module, config: TrainConfig, n_train: int) -> _Optimisation:
+        steps_per_epoch = math.ceil(n_train / config.batch_size)
+        total_steps = steps_per_epoch * config.epochs
+        warmup = max(1, int(config.warmup_fraction * total_steps))
+        optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, total_steps, warmup))
+        shuffle = torch.Generator().manual_seed(config.seed)
+        dropout = PathwayDropout(model, config.pathway_dropout, config.seed) if config.pathway_dropout else None
+        return cls(optimiser, scheduler, shuffle, dropout, steps_per_epoch)
+
+    def state(self, device: torch.device) -> dict:
+        return {"optimiser": self.optimiser.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "dropout_rng": self.dropout.generator.get_state() if self.dropout else None,
+                "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None}
+
+    def restore(self, state: dict, device: torch.device) -> None:
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.shuffle.set_state(state["shuffle_rng"])
+        if self.dropout is not None and state.get("dropout_rng") is not None:
+            self.dropout.generator.set_state(state["dropout_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+
+
+@dataclass
+class _Best:
+    """The weights of the best validation epoch so far (epoch 0, accuracy −1 before any)."""
+
+    state: dict
+    epoch: int = 0
+    accuracy: float = -1.0
 
 
 def train(
@@ -165,114 +213,113 @@ def train(
     write_text_atomic(out / PROVENANCE, json.dumps(made_by, indent=2))
     torch.manual_seed(config.seed)
     model.to(device)
-    names = tuple(g.name for g in data.groups)
     train_x, train_y = _tensors(data, "train", device)
-    n_train = len(train_y)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = max(1, int(config.warmup_fraction * total_steps))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, total_steps, warmup))
-    shuffle = torch.Generator().manual_seed(config.seed)
-    dropout = PathwayDropout(model, config.pathway_dropout, config.seed) if config.pathway_dropout else None
+    loop = _Optimisation.start(model, config, len(train_y))
     history: list[dict] = []
-    best_state, best_epoch, best_val, start_epoch = copy.deepcopy(model.state_dict()), 0, -1.0, 0
-
+    best, start_epoch = _Best(copy.deepcopy(model.state_dict())), 0
     if resume and (out / LAST).is_file():
-        last = load_checkpoint(out / LAST)
-        state = last.extra.get("trainer")
-        if not state:
-            raise DataFormatError(out / LAST, "holds no training state to resume from (was it copied from a checkpoint.pt?); "
-                                  "start afresh in another --out folder", "extra")
-        changed = _changed_options(last, config, model, data)
-        if changed:
-            raise DataFormatError(out / LAST, f"was written by a run with other options ({'; '.join(changed[:4])}"
-                                  f"{' …' if len(changed) > 4 else ''}); resume with the same options or start afresh in "
-                                  "another --out folder", "train_config" if changed[0].startswith("training") else None)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        shuffle.set_state(state["shuffle_rng"])
-        if dropout is not None and state.get("dropout_rng") is not None:
-            dropout.generator.set_state(state["dropout_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        history, best_state = last.history, last.state_dict
-        best_epoch, best_val, start_epoch = state["best_epoch"], state["best_val"], state["epoch"]
-        log.info("resuming %s after epoch %d", out / LAST, start_epoch)
+        history, best, start_epoch = _resume(out / LAST, model, data, config, loop, device)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.bf16)
     bar = _progress(config.epochs, start_epoch, progress)
     for epoch in range(start_epoch, config.epochs):
         if stop_after is not None and epoch >= stop_after:
             break
         started = time.perf_counter()
         weight = head_weight(epoch, config.epochs, config.head_switch_fraction)
-        model.train()
-        order = torch.randperm(n_train, generator=shuffle).to(device)
-        # Accumulated on the device in float64 (the same arithmetic as Python floats), read once per epoch.
-        sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        for step in range(steps_per_epoch):
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            target = train_y[index]
-            inputs = [x[index] for x in train_x]
-            if config.gain_jitter > 0:
-                inputs = [jitter_gain(x, config.gain_jitter) for x in inputs]
-            with autocast, attached(model, dropout.hooks(len(index), device) if dropout else []):
-                heads = model.forward_heads(*inputs)
-            loss, parts = dual_head_loss(heads, target, weight)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            for key, value in {"loss": loss.detach(), **parts}.items():
-                sums[key] = sums.get(key, 0.0) + value.double() * len(index)
-            correct += (heads["main"].argmax(-1) == target).sum()
-        val_logits = predict_logits(model, data.splits["validation"], names, device=device)
-        val = evaluate(val_logits.argmax(-1).numpy(), data.splits["validation"].y, data.n_classes)
-        record = {
-            "epoch": epoch + 1, "lambda": weight, "lr": scheduler.get_last_lr()[0],
-            **{key: float(value) / n_train for key, value in sums.items()},
-            "train_accuracy": int(correct) / n_train, "val_accuracy": val.accuracy,
-            "val_loss": float(F.cross_entropy(val_logits, torch.as_tensor(data.splits["validation"].y)).item()),
-            "seconds": time.perf_counter() - started,
-        }
+        fitted = _train_epoch(model, loop, train_x, train_y, weight, config, device)
+        val_accuracy, val_loss = _validate(model, data, device)
+        record = {"epoch": epoch + 1, "lambda": weight, "lr": loop.scheduler.get_last_lr()[0], **fitted,
+                  "val_accuracy": val_accuracy, "val_loss": val_loss, "seconds": time.perf_counter() - started}
         history.append(record)
-        if val.accuracy > best_val:  # first best wins ties: earlier, simpler models
-            best_val, best_epoch = val.accuracy, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if val_accuracy > best.accuracy:  # first best wins ties: earlier, simpler models
+            best = _Best({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, epoch + 1, val_accuracy)
         _write_metrics(out / METRICS, history)
         if (epoch + 1) % config.save_every == 0 or epoch + 1 == config.epochs:
-            trainer_state = {
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
-                "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
-                "dropout_rng": dropout.generator.get_state() if dropout else None,
-                "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                "epoch": epoch + 1, "best_epoch": best_epoch, "best_val": best_val,
-            }
-            save_checkpoint(out / LAST, _snapshot(model, data, config, history, best_state, best_epoch, best_val,
-                                                  {"trainer": trainer_state}, made_by))
+            trainer_state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                             **loop.state(device), "epoch": epoch + 1, "best_epoch": best.epoch, "best_val": best.accuracy}
+            save_checkpoint(out / LAST, _snapshot(model, data, config, history, best, {"trainer": trainer_state}, made_by))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}", lam=f"{weight:.2f}", acc=f"{record['train_accuracy']:.3f}",
-                            val=f"{val.accuracy:.3f}")
+                            val=f"{val_accuracy:.3f}")
     if bar is not None:
         bar.close()
 
-    checkpoint = _snapshot(model, data, config, history, best_state, best_epoch, best_val, provenance=made_by)
-    result = TrainResult(checkpoint, history, best_epoch)
+    checkpoint = _snapshot(model, data, config, history, best, provenance=made_by)
+    result = TrainResult(checkpoint, history, best.epoch)
     if stop_after is not None and len(history) < config.epochs:
         return result
-    model.load_state_dict(best_state)
-    test_logits = predict_logits(model, data.splits["test"], names, device=device)
-    test = evaluate(test_logits.argmax(-1).numpy(), data.splits["test"].y, data.n_classes)
-    result.test = test.to_dict(data.class_names)
-    checkpoint.metrics.update(test_accuracy=test.accuracy, test_balanced_accuracy=test.balanced_accuracy)
+    model.load_state_dict(best.state)
+    _test(model, data, device, result)
     save_checkpoint(out / CHECKPOINT, checkpoint)
     return result
+
+
+def _resume(path: Path, model: torch.nn.Module, data: PreparedData, config: TrainConfig, loop: _Optimisation,
+            device: torch.device) -> tuple[list[dict], _Best, int]:
+    """Restore the run that wrote `path` (last.pt) into `model` and `loop`, refusing one with other options:
+    (history so far, best epoch so far, epochs done)."""
+    last = load_checkpoint(path)
+    state = last.extra.get("trainer")
+    if not state:
+        raise DataFormatError(path, "holds no training state to resume from (was it copied from a checkpoint.pt?); "
+                              "start afresh in another --out folder", "extra")
+    changed = _changed_options(last, config, model, data)
+    if changed:
+        raise DataFormatError(path, f"was written by a run with other options ({'; '.join(changed[:4])}"
+                              f"{' …' if len(changed) > 4 else ''}); resume with the same options or start afresh in "
+                              "another --out folder", "train_config" if changed[0].startswith("training") else None)
+    model.load_state_dict(state["model"])
+    loop.restore(state, device)
+    log.info("resuming %s after epoch %d", path, state["epoch"])
+    return last.history, _Best(last.state_dict, state["best_epoch"], state["best_val"]), state["epoch"]
+
+
+def _train_epoch(model: torch.nn.Module, loop: _Optimisation, train_x: list[torch.Tensor], train_y: torch.Tensor,
+                 weight: float, config: TrainConfig, device: torch.device) -> dict:
+    """One pass over the training windows in a fresh shuffled order: the mean losses per window (loss,
+    loss_main, loss_avg) and the training accuracy."""
+    model.train()
+    n_train = len(train_y)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.bf16)
+    order = torch.randperm(n_train, generator=loop.shuffle).to(device)
+    # Accumulated on the device in float64 (the same arithmetic as Python floats), read once per epoch.
+    sums: dict[str, torch.Tensor] = {}
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for step in range(loop.steps_per_epoch):
+        index = order[step * config.batch_size : (step + 1) * config.batch_size]
+        target = train_y[index]
+        inputs = [x[index] for x in train_x]
+        if config.gain_jitter > 0:
+            inputs = [jitter_gain(x, config.gain_jitter) for x in inputs]
+        with autocast, attached(model, loop.dropout.hooks(len(index), device) if loop.dropout else []):
+            heads = model.forward_heads(*inputs)
+        loss, parts = dual_head_loss(heads, target, weight)
+        loop.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimiser.step()
+        loop.scheduler.step()
+        for key, value in {"loss": loss.detach(), **parts}.items():
+            sums[key] = sums.get(key, 0.0) + value.double() * len(index)
+        correct += (heads["main"].argmax(-1) == target).sum()
+    return {**{key: float(value) / n_train for key, value in sums.items()}, "train_accuracy": int(correct) / n_train}
+
+
+def _validate(model: torch.nn.Module, data: PreparedData, device: torch.device) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on the validation repetitions."""
+    split = data.splits["validation"]
+    logits = predict_logits(model, split, tuple(g.name for g in data.groups), device=device)
+    accuracy = evaluate(logits.argmax(-1).numpy(), split.y, data.n_classes).accuracy
+    return accuracy, float(F.cross_entropy(logits, torch.as_tensor(split.y)).item())
+
+
+def _test(model: torch.nn.Module, data: PreparedData, device: torch.device, result: TrainResult) -> None:
+    """The selected model's test metrics, into the result and its checkpoint."""
+    split = data.splits["test"]
+    logits = predict_logits(model, split, tuple(g.name for g in data.groups), device=device)
+    test = evaluate(logits.argmax(-1).numpy(), split.y, data.n_classes)
+    result.test = test.to_dict(data.class_names)
+    result.checkpoint.metrics.update(test_accuracy=test.accuracy, test_balanced_accuracy=test.balanced_accuracy)
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:

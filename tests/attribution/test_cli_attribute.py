@@ -60,3 +60,23 @@ def test_attention_on_the_mlp_is_refused(trained_mlp, tmp_path):
     assert_user_error(invoke("attribute", trained_mlp, "--method", "attention", "--out", tmp_path / "out"),
                       "MLP", "no attention")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_method_registered_here_joins_the_attribute_command(trained, tmp_path):
+    """One module (tests/attribution/toy_attribution.py) and one registration: no other file names it."""
+    from isoprobe.attribution.methods import ATTRIBUTIONS, AttributionMethod, register_attribution
+
+    register_attribution(AttributionMethod("toy", "one half each", "tests.attribution.toy_attribution", "ToyConfig"))
+    try:
+        refused = invoke("attribute", trained, "--method", "nope", "--out", tmp_path / "refused")
+        assert_user_error(refused, "--method", "toy")
+        assert_user_error(invoke("attribute", trained, "--method", "toy", "--layers", "1", "--out", tmp_path / "bad"),
+                          "--layers", "toy takes no layers", "attention")
+        result = invoke("attribute", trained, "--method", "toy", "--steps", 2, "--out", tmp_path)
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "toy on the test split" in result.stdout
+        table = pd.read_csv(tmp_path / "attribution.csv")
+        assert set(table.method) == {"toy"} and (table.estimate == 0.5).all()
+        assert json.loads((tmp_path / "attribution.json").read_text())["meta"]["steps"] == 2
+    finally:
+        del ATTRIBUTIONS["toy"]

@@ -215,5 +215,18 @@ def test_a_method_registered_here_joins_compare_and_its_command(trained, tmp_pat
         assert "toy constant" in result.stdout and "one half, whatever the model" in result.stdout
         table = pd.read_csv(tmp_path / "compare.csv").set_index("method")
         assert table.loc["toy constant", "estimate"] == 0.5 and table.loc["toy constant", "block"] == RELATED
+        # the report draws and names it from the study's table alone
+        from isoprobe.reports.html import ReportConfig, build_report
+        from isoprobe.reports.inputs import load_study
+        from tests.reports.study_fixture import MODELS, make_study
+
+        root = make_study(tmp_path / "study", subjects=(1,), seeds=(0,), models=[MODELS[0]],
+                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
+        identity = pd.read_csv(root / "tables/runs.csv").iloc[0][["dataset", "data", "subject", "arch", "model",
+                                                                     "modalities", "configuration", "seed", "run"]]
+        pd.read_csv(tmp_path / "compare.csv").assign(**identity).to_csv(root / "tables/compare.csv", index=False)
+        figure = next(f for f in build_report(load_study(root), ReportConfig(subject_bootstrap=200)).figures
+                      if f.id == "compare")
+        assert "toy constant" in set(figure.table.method) and "toy constant" in figure.caption
     finally:
         del METHODS["toy constant"], PRODUCERS[toy]

@@ -396,7 +396,7 @@ def test_a_repeated_subject_and_seed_is_an_error():
 def test_a_missing_table_leaves_its_figures_out_with_a_note(tmp_path):
     root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
                       skip=("ablation", "compare", "compare_layers", "shift", "curves", "confusion", "planted"))
-    result = invoke("report", root, "--bootstrap", 200)
+    result = invoke("report", root, "--subject-bootstrap", 200)
     assert_ok(result)
     assert "layer_drop left out: tables/ablation.csv not found" in result.output
     document = json.loads((root / "report" / "report.json").read_text(encoding="utf-8"))

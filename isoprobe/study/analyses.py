@@ -1,0 +1,38 @@
+"""The analyses a study runs on every run with attention across two or more modality groups: the recipe
+table that configures each, its configuration class and the function that runs it. The recipe's keys,
+the recipe's checks and the study's steps all read this one declaration.
+
+A configuration class is imported when it is asked for, not with the study: torch stays off the CLI's
+start-up path."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+ANALYSES = ("ablate", "compare", "shift")  # recipe tables, and the study's steps after train and eval
+STUDY_LEVEL = frozenset({"bootstrap"})  # set once for the whole study, at the recipe's top level
+
+
+def analysis(step: str) -> tuple[type, Callable]:
+    """(configuration class, analysis): the analysis takes the model, the evaluated windows, the
+    configuration, the reference windows and the device, and returns a result that writes itself."""
+    if step == "ablate":
+        from isoprobe.engine.ablate import AblationConfig, run_ablation
+
+        return AblationConfig, run_ablation
+    if step == "compare":
+        from isoprobe.attribution.compare import CompareConfig, compare
+
+        return CompareConfig, compare
+    if step == "shift":
+        from isoprobe.diagnostics.shift import ShiftConfig, shift
+
+        return ShiftConfig, shift
+    raise KeyError(step)
+
+
+def recipe_keys(step: str) -> frozenset[str]:
+    """The keys of the recipe's [step] table: every field of its configuration but the study-level ones."""
+    options, _ = analysis(step)
+    return frozenset(f.name for f in dataclasses.fields(options)) - STUDY_LEVEL
