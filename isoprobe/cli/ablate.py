@@ -7,15 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, DonorOption, HeadsOption,
-                                 LayersOption, SeedOption, SplitOption, console, user_errors,
-                                 write_result)
+from isoprobe.cli.common import (AttentionCheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption,
+                                 DonorOption, HeadsOption, LayersOption, SeedOption, SplitOption, console, run_analysis,
+                                 user_errors, write_result)
 
 NULL_MARK = "∅"
 
 
 def ablate(
-    checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")],
+    checkpoint: AttentionCheckpointArgument,
     layers: LayersOption = "all",
     pathway: Annotated[str, typer.Option(help="uni, cross, relay, readout, cls, all or a directed pair like emg->acc; "
                                               "+ joins pathways into one condition (cross+relay); a comma makes one row each.")] = "cross",
@@ -42,7 +42,6 @@ def ablate(
     """IsoNet pathway interventions: one row per condition with accuracy drop, segment-level CI,
     paired test (Holm-corrected), logit margin and KL. Columns are defined in the README."""
     from rich.markup import escape
-    from rich.progress import Progress
 
     from isoprobe.analysis import load_analysis
     from isoprobe.engine.ablate import AblationConfig, plan_ablation, run_ablation
@@ -56,10 +55,7 @@ def ablate(
     with user_errors(ablate):
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
         plan = plan_ablation(analysis.model, config)  # before the data are read
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("intervening", total=None)
-            result = run_ablation(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total), plan=plan)
+        result = run_analysis("intervening", run_ablation, analysis, config, device, plan=plan)
     table = result.table
     windows = analysis.windows
     # The title on its own line: as the table's title it would wrap at the table's width.
@@ -115,7 +111,10 @@ def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str
 
     from isoprobe.analysis import load_analysis
     from isoprobe.engine.ablate import plan_ablation
-    from isoprobe.engine.attribution_patching import SATURATING, run_attribution_patching
+    from isoprobe.engine.attribution_patching import (
+        SATURATING,
+        run_attribution_patching,
+    )
 
     with user_errors(ablate):
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)

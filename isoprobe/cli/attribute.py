@@ -7,16 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption, console, user_errors,
-                                 write_result)
-
 from isoprobe.attribution.methods import ATTRIBUTIONS
+from isoprobe.cli.common import (CheckpointArgument, BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption,
+                                 console, run_analysis, user_errors, write_result)
 
 METHOD_HELP = "; ".join(f"{m.name} ({m.attributes_to})" for m in ATTRIBUTIONS.values())
 
 
 def attribute(
-    checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt.")],
+    checkpoint: CheckpointArgument,
     method: Annotated[str, typer.Option(help=f"What to attribute with: {METHOD_HELP}.")] = "ig",
     target: Annotated[str, typer.Option(help="Explain the true class's logit or the predicted one's: true or predicted.")] = "true",
     baseline: Annotated[Optional[str], typer.Option(help="ig, layer-ig: zero or mean (the training split's mean window).")] = None,
@@ -34,7 +33,6 @@ def attribute(
     """Attributions per modality (integrated gradients) or per attention pathway and layer (attention
     attribution), each a mean over windows with a 95% cluster-bootstrap CI over segments."""
     from rich.markup import escape
-    from rich.progress import Progress
 
     from isoprobe.analysis import load_analysis
     from isoprobe.errors import ConfigError
@@ -52,10 +50,7 @@ def attribute(
         options_class, run = chosen.load()
         config = options_class(**chosen.fixed, **options)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=chosen.needs_attention)
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"attributing ({method})", total=None)
-            result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+        result = run_analysis(f"attributing ({method})", run, analysis, config, device)
     table = result.table
     console.print(f"[bold]{escape(str(checkpoint))}[/] — {method} on the {split} split ({len(analysis.windows)} windows in "
                   f"{table.segments.max()} segments), explaining the {target} class's logit")

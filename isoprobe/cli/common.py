@@ -16,6 +16,8 @@ from typer.models import OptionInfo
 from isoprobe.errors import ConfigError, IsoprobeError
 
 # Options every analysis command shares (typer derives each flag from the parameter's name).
+CheckpointArgument = Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt.")]
+AttentionCheckpointArgument = Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")]
 DataOption = Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")]
 SplitOption = Annotated[str, typer.Option(help="Split to evaluate: train, validation or test (default: the checkpoint's test repetitions).")]
 DeviceOption = Annotated[str, typer.Option(help="cpu or cuda.")]
@@ -64,6 +66,17 @@ def _option_flags(command: Callable) -> dict[str, str]:
         if any(isinstance(m, OptionInfo) for m in getattr(parameter.annotation, "__metadata__", ())):
             flags[name] = "--" + name.replace("_", "-")
     return flags
+
+
+def run_analysis(label: str, run: Callable, analysis, config, device: str, **options):
+    """`run(model, windows, config, reference=…, device=…, progress=…, **options)` on the loaded analysis,
+    under a transient progress bar named `label` (the bar draws nothing when output is not a terminal)."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        return run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
+                   progress=lambda done, total: bar.update(task, completed=done, total=total), **options)
 
 
 def write_result(command: Callable, result, out: Path | None, analysis=None, seed: int | None = None, **meta) -> None:

@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, LayersOption, SeedOption,
-                                 SplitOption, console, user_errors, write_result)
+from isoprobe.cli.common import (AttentionCheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption,
+                                 LayersOption, SeedOption, SplitOption, console, run_analysis, user_errors,
+                                 write_result)
 
 
 def compare(
-    checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")],
+    checkpoint: AttentionCheckpointArgument,
     layers: LayersOption = "all",
     baseline: Annotated[str, typer.Option(help="Interaction index: what replaces an absent modality (zero, mean or donor).")] = "zero",
     steps: Annotated[int, typer.Option(help="Attention attribution: points of the path integral.")] = 20,
@@ -30,7 +31,6 @@ def compare(
     modality interaction index, each with what it estimates; per layer. The README says which rows are
     comparable and how to read disagreements."""
     from rich.markup import escape
-    from rich.progress import Progress
     from rich.table import Table
 
     from isoprobe.analysis import load_analysis
@@ -44,10 +44,7 @@ def compare(
                                bootstrap=bootstrap, seed=seed)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
         parsed = parse_layers(layers, attention_layers(analysis.model))  # before the data are read
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("comparing methods", total=None)
-            result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total), layers=parsed)
+        result = run_analysis("comparing methods", run, analysis, config, device, layers=parsed)
     console.print(f"[bold]{escape(str(checkpoint))}[/] — how much of the decision runs through cross-modal "
                   f"attention, on the {split} split ({len(analysis.windows)} windows); 95% stratified cluster-bootstrap "
                   "CIs over segments. Rows are shares of one thing only within a block.")

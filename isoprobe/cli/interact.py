@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption,
-                                 console, user_errors, write_result)
+from isoprobe.cli.common import (CheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption, SeedOption,
+                                 SplitOption, console, run_analysis, user_errors, write_result)
 
 
 def interact(
-    checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt.")],
+    checkpoint: CheckpointArgument,
     games: Annotated[str, typer.Option(help="modality (players: the modalities), pathway (players: per-modality uni, "
                                             "cross, relay, readout, masked in all layers) or both, comma-separated.")] = "modality,pathway",
     baseline: Annotated[str, typer.Option(help="What replaces an absent modality: zero, mean (the training split's mean "
@@ -32,7 +32,6 @@ def interact(
     interaction index f(both) − f(emg only) − f(acc only) + f(neither)), on accuracy and on the
     target-class logit, each with a 95% cluster-bootstrap CI over segments."""
     from rich.markup import escape
-    from rich.progress import Progress
 
     from isoprobe.analysis import load_analysis
     from isoprobe.attribution.interaction import InteractConfig
@@ -42,10 +41,7 @@ def interact(
         config = InteractConfig(baseline=baseline, target=target, games=games, batch_size=batch_size, bootstrap=bootstrap,
                                 seed=seed)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention="pathway" in config.games)
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("playing the games", total=None)
-            result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+        result = run_analysis("playing the games", run, analysis, config, device)
     table = result.table
     console.print(f"[bold]{escape(str(checkpoint))}[/] — cooperative games on the {split} split "
                   f"({len(analysis.windows)} windows in {table.segments.max()} segments; absent modalities: {baseline})")

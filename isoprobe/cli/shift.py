@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (BatchOption, BootstrapOption, DataOption, DeviceOption, DonorOption, HeadsOption,
-                                 LayersOption, SeedOption, SplitOption, console, user_errors,
-                                 write_result)
+from isoprobe.cli.common import (AttentionCheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption,
+                                 DonorOption, HeadsOption, LayersOption, SeedOption, SplitOption, console, run_analysis,
+                                 user_errors, write_result)
 
 
 def shift(
-    checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")],
+    checkpoint: AttentionCheckpointArgument,
     layers: LayersOption = "all",
     pathway: Annotated[str, typer.Option(help="The pathway, as ablate takes it (cross, cls, cross+relay, emg->acc, …); "
                                               "a comma makes one condition each.")] = "cross",
@@ -36,7 +36,6 @@ def shift(
     intervened one and at the representation the head reads: cosine similarity (with a segment CI)
     and the paired unbiased MMD² with a permutation p-value, beside the 95th percentile of its permutation null."""
     from rich.markup import escape
-    from rich.progress import Progress
     from rich.table import Table
 
     from isoprobe.analysis import load_analysis
@@ -49,10 +48,7 @@ def shift(
                              batch_size=batch_size)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
         plan = plan_shift(analysis.model, config)  # before the data are read
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("intervening and measuring", total=None)
-            result = run(analysis.model, analysis.windows, config, reference=analysis.reference, device=device,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total), plan=plan)
+        result = run_analysis("intervening and measuring", run, analysis, config, device, plan=plan)
     table = result.table
     several = table.pathway.nunique() > 1
     console.print(f"[bold]{escape(str(checkpoint))}[/] — representation shift"

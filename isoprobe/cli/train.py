@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import console, made_by, user_errors
+from isoprobe.cli.common import CheckpointArgument, console, made_by, user_errors
 
 
 def train(
@@ -82,7 +82,7 @@ def train(
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt.")],
+    checkpoint: CheckpointArgument,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")] = None,
     split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
     out: Annotated[Optional[Path], typer.Option(help="Write metrics.json, per_class.csv, confusion.csv and confusion.png here.")] = None,

@@ -247,24 +247,27 @@ register_figure("shift_vs_drop", "shift", plots.plotly_shift, plots.static_shift
     "rather than lost signal."))
 
 
-@register_figure("curves", "curves", plots.plotly_curves, plots.static_curves)
-def _curves(tables, config) -> FigureSpec:
-    table = aggregate.curves_shown(tables["curves"], config.runs_shown)
-    shown, total = table.run.nunique(), tables["curves"].run.nunique()
-    return FigureSpec("curves", "Training curves and λ(t)", (
-        f"Training of the first {shown} of {total} runs, per epoch: validation and training accuracy, λ(t) — the "
-        "weight of the CLS head in the loss L(t) = λ(t)·L_CLS + (1 − λ(t))·L_avg — and training and validation "
-        "loss, from each run's metrics.jsonl. One run per panel, so no CIs."), ("curves.csv",), table)
+def _first_runs(figure_id: str, title: str, source: str, select: Callable, text: str) -> Callable:
+    """The builder of a figure with one panel per run, for the first `runs_shown` runs of a study table;
+    text: the caption after "… of the first k of n runs"."""
+    def build(tables, config) -> FigureSpec:
+        table = select(tables[source], config.runs_shown)
+        shown, total = table.run.nunique(), tables[source].run.nunique()
+        return FigureSpec(figure_id, title, text.format(shown=shown, total=total), (f"{source}.csv",), table)
+    return build
 
 
-@register_figure("confusion", "confusion", plots.plotly_confusion, plots.static_confusion)
-def _confusion(tables, config) -> FigureSpec:
-    table = aggregate.confusion_shares(tables["confusion"], config.runs_shown)
-    shown, total = table.run.nunique(), tables["confusion"].run.nunique()
-    return FigureSpec("confusion", "Confusion matrices", (
-        f"Row-normalised confusion matrices of the first {shown} of {total} runs on the test split: each cell is "
-        "the share of the true class's windows (row) predicted as the column's class, count / row total "
-        "(counts in the table and on hover). One run per panel, so no CIs."), ("confusion.csv",), table)
+register_figure("curves", "curves", plots.plotly_curves, plots.static_curves)(_first_runs(
+    "curves", "Training curves and λ(t)", "curves", aggregate.curves_shown,
+    "Training of the first {shown} of {total} runs, per epoch: validation and training accuracy, λ(t) — the "
+    "weight of the CLS head in the loss L(t) = λ(t)·L_CLS + (1 − λ(t))·L_avg — and training and validation "
+    "loss, from each run's metrics.jsonl. One run per panel, so no CIs."))
+
+register_figure("confusion", "confusion", plots.plotly_confusion, plots.static_confusion)(_first_runs(
+    "confusion", "Confusion matrices", "confusion", aggregate.confusion_shares,
+    "Row-normalised confusion matrices of the first {shown} of {total} runs on the test split: each cell is "
+    "the share of the true class's windows (row) predicted as the column's class, count / row total "
+    "(counts in the table and on hover). One run per panel, so no CIs."))
 
 
 @register_figure("planted", "planted", plots.plotly_planted, plots.static_planted)
