@@ -30,6 +30,7 @@ class DatasetSpec:
     n_gestures: int  # rest (label 0) excluded; windows keep it only with keep_rest
     semg: str
     file_pattern: re.Pattern  # a recording's file name: group 1 the subject (group 2, where present, the exercise)
+    gesture_name: Callable[[int], str]  # a gesture label's readable name (label 0, rest, is named by class_name)
     grids: dict[str, tuple[Grid, ...]] = field(default_factory=dict)
 
 
@@ -44,7 +45,7 @@ DATASETS: dict[str, DatasetSpec] = {
         subjects_in=ninapro.subjects_in,
         # exercises 1–3 (the data configuration's default): 17 + 23 + 9 gestures
         channels=dict(ninapro.CHANNELS), n_gestures=sum(map(len, ninapro.EXERCISE_LABELS.values())), semg="emg",
-        file_pattern=ninapro.FILE_PATTERN,
+        file_pattern=ninapro.FILE_PATTERN, gesture_name=ninapro.gesture_name,
     ),
     "hdsemg65": DatasetSpec(
         "hdsemg65", hdsemg.SAMPLING_RATE, ("hdsemg", "force"), hdsemg.TRAIN_REPETITIONS, hdsemg.TEST_REPETITIONS,
@@ -52,7 +53,7 @@ DATASETS: dict[str, DatasetSpec] = {
         files=lambda root, subject, exercises: [hdsemg.find_file(root, subject)],
         subjects_in=hdsemg.subjects_in,
         channels={"hdsemg": len(hdsemg.GRIDS) * _HD_GRID, "force": hdsemg.FORCE_CHANNELS}, n_gestures=hdsemg.N_GESTURES,
-        semg="hdsemg", file_pattern=hdsemg.FILE_PATTERN,
+        semg="hdsemg", file_pattern=hdsemg.FILE_PATTERN, gesture_name=lambda label: f"G{label:02d}",
         grids={"hdsemg": tuple(Grid(name, hdsemg.GRID_SHAPE, tuple(range(i * _HD_GRID, (i + 1) * _HD_GRID)))
                                for i, name in enumerate(hdsemg.GRIDS))},
     ),
@@ -63,6 +64,11 @@ def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise ConfigError("dataset", name, f"choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def class_name(dataset: str, label: int) -> str:
+    """A class's readable name: "rest" for label 0, else the data set's name of the gesture."""
+    return "rest" if label == 0 else dataset_spec(dataset).gesture_name(label)
 
 
 def detect_dataset(root: Path) -> str | None:

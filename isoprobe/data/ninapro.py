@@ -24,6 +24,12 @@ TEST_REPETITIONS = (2, 5)
 FILE_PATTERN = re.compile(r"^S(\d+)_E(\d)_A1\.mat$")
 
 
+def gesture_name(label: int) -> str:
+    """A gesture with its exercise, as DB2's documentation numbers them: E2-18 (exercise 2, label 18)."""
+    exercise = next((e for e, labels in EXERCISE_LABELS.items() if label in labels), 0)
+    return f"E{exercise}-{label:02d}"
+
+
 def file_name(subject: int, exercise: int) -> str:
     return f"S{subject}_E{exercise}_A1.mat"
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from isoprobe.data.cache import cache_key, default_cache_dir, load_or_build
-from isoprobe.data.datasets import dataset_spec
+from isoprobe.data.datasets import class_name, dataset_spec
 from isoprobe.data.filters import FilterConfig, filter_recording
-from isoprobe.data.ninapro import EXERCISE_LABELS
 from isoprobe.data.modalities import ModalityGroup, check_sources, parse_modalities
 from isoprobe.data.normalise import ZScore
 from isoprobe.data.recording import Grid
@@ -171,16 +170,6 @@ def data_fingerprint(config: DataConfig) -> str:
     """The fingerprint of `config`'s data: the window cache key `prepare` reads them under, computed
     from the source files' identity without loading them (isoprobe.provenance records it)."""
     return _windows_key(config, dataset_spec(config.dataset).files(Path(config.root), config.subject, config.exercises))
-
-
-def class_name(dataset: str, label: int) -> str:
-    """Readable class name: DB2 labels carry their exercise (E2-18), HD-sEMG gestures are G01–G65."""
-    if label == 0:
-        return "rest"
-    if dataset == "ninapro-db2":
-        exercise = next((e for e, r in EXERCISE_LABELS.items() if label in r), 0)
-        return f"E{exercise}-{label:02d}"
-    return f"G{label:02d}"
 
 
 def prepare(config: DataConfig, cache_dir: Path | None | str = "default", zscore: ZScore | None = None) -> PreparedData:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from isoprobe.data.datasets import locate
-from isoprobe.data.pipeline import class_name
+from isoprobe.data.datasets import class_name
 from isoprobe.data.synth.generate import read_ground_truth
 from isoprobe.errors import DataFormatError
 

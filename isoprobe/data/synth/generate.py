@@ -16,6 +16,7 @@ import numpy as np
 
 from isoprobe.atomic import write_text_atomic
 from isoprobe.data import hdsemg, ninapro
+from isoprobe.data.datasets import dataset_spec
 from isoprobe.data.synth import motor_units, signals
 from isoprobe.data.synth.signals import Segment
 from isoprobe.data.synth.structure import PRESETS, ClassPlan, plan_classes, repetition_variants
@@ -27,13 +28,11 @@ SIDECAR = "isoprobe-synth.json"
 GENERATOR_VERSION = 2  # 2: motor-unit sEMG, shared per-repetition effort (issue 12)
 MAP_SPARSITY = 2.0  # region activation levels 0.05 + 0.95 u^MAP_SPARSITY: a gesture drives a few regions hard
 EFFORT_CV = 0.15  # per-repetition effort: lognormal, shared by sEMG and force / movement
+# The data sets the generator can write (what each holds — modalities, gestures, repetitions, sampling
+# rate — their DatasetSpec says); each has a subject writer below (WRITERS).
 LAYOUTS = ("ninapro-db2", "hdsemg65")
-FIRST_MODALITY = {"ninapro-db2": "emg", "hdsemg65": "hdsemg"}
-SECOND_MODALITY = {"ninapro-db2": "acc", "hdsemg65": "force"}
 DEFAULT_GESTURES = {"ninapro-db2": 9, "hdsemg65": 8}
 # Signals are stored as MATLAB `single` to halve the files; the real DB2 files hold `double`. Loaders take both.
-MAX_GESTURES = {"ninapro-db2": 49, "hdsemg65": hdsemg.N_GESTURES}
-MAX_REPETITIONS = {"ninapro-db2": len(ninapro.REPETITIONS), "hdsemg65": len(hdsemg.REPETITIONS)}
 N_FORCE_FINGERS = hdsemg.FORCE_CHANNELS  # HD-sEMG layout: one force channel per finger
 DB2_E3_FORCE_CHANNELS = 6
 DB2_GLOVE_CHANNELS = 22
@@ -61,11 +60,11 @@ class SynthConfig:
             raise ConfigError("synergy_fraction", None, "the mixed preset needs --synergy-fraction in [0, 1]")
         if self.subjects < 1:
             raise ConfigError("subjects", self.subjects, "give at least 1")
-        if not 1 <= self.n_gestures <= MAX_GESTURES[self.layout]:
-            raise ConfigError("gestures", self.gestures, f"{self.layout} has 1–{MAX_GESTURES[self.layout]} gestures")
-        if not 2 <= self.n_repetitions <= MAX_REPETITIONS[self.layout]:
+        if not 1 <= self.n_gestures <= dataset_spec(self.layout).n_gestures:
+            raise ConfigError("gestures", self.gestures, f"{self.layout} has 1–{dataset_spec(self.layout).n_gestures} gestures")
+        if not 2 <= self.n_repetitions <= _max_repetitions(self.layout):
             raise ConfigError(
-                "repetitions", self.repetitions, f"{self.layout} allows 2–{MAX_REPETITIONS[self.layout]} repetitions"
+                "repetitions", self.repetitions, f"{self.layout} allows 2–{_max_repetitions(self.layout)} repetitions"
             )
         for name in ("seconds_per_repetition", "rest_seconds"):
             if getattr(self, name) < 0.3:
@@ -77,7 +76,7 @@ class SynthConfig:
 
     @property
     def n_repetitions(self) -> int:
-        return self.repetitions if self.repetitions is not None else MAX_REPETITIONS[self.layout]
+        return self.repetitions if self.repetitions is not None else _max_repetitions(self.layout)
 
     @property
     def structure_preset(self) -> str:
@@ -217,11 +216,22 @@ def _force_bank(rng: np.random.Generator, n_patterns: int, n_fingers: int) -> di
     return bank
 
 
+def _max_repetitions(layout: str) -> int:
+    spec = dataset_spec(layout)
+    return len(spec.train_repetitions) + len(spec.test_repetitions)
+
+
+def modality_pair(layout: str) -> tuple[str, str]:
+    """(the sEMG source, the second modality) of a layout, from its DatasetSpec."""
+    spec = dataset_spec(layout)
+    return spec.semg, next(m for m in spec.modalities if m != spec.semg)
+
+
 def _split_repetitions(config: SynthConfig) -> dict[int, int]:
-    module = ninapro if config.layout == "ninapro-db2" else hdsemg
+    spec = dataset_spec(config.layout)
     present = range(1, config.n_repetitions + 1)
-    train = tuple(r for r in module.TRAIN_REPETITIONS if r in present)
-    test = tuple(r for r in module.TEST_REPETITIONS if r in present)
+    train = tuple(r for r in spec.train_repetitions if r in present)
+    test = tuple(r for r in spec.test_repetitions if r in present)
     return repetition_variants(train, test)
 
 
@@ -311,14 +321,14 @@ def _write_hd_subject(config: SynthConfig, subject: int, plans: list[ClassPlan],
 
 
 def ground_truth(config: SynthConfig, plans: list[ClassPlan], variants: dict[int, int]) -> dict:
-    first, second = FIRST_MODALITY[config.layout], SECOND_MODALITY[config.layout]
+    first, second = modality_pair(config.layout)
     return {
         "format": "isoprobe-synth",
         "version": GENERATOR_VERSION,
         "config": config.to_dict(),
         "layout": config.layout,
         "modalities": [first, second],
-        "sampling_rate": ninapro.SAMPLING_RATE if config.layout == "ninapro-db2" else hdsemg.SAMPLING_RATE,
+        "sampling_rate": dataset_spec(config.layout).sampling_rate,
         "classes": [plan.to_dict(first, second) for plan in plans],
         "synergy_classes": [p.label for p in plans if p.needs == "both"],
         "repetition_variants": {str(k): v for k, v in sorted(variants.items())},
