@@ -77,6 +77,9 @@ STUDY_TABLES: dict[str, StudyTable] = {t.name: t for t in (
                aliases=("compare-layers",)),
     StudyTable("shift", "shift/shift.csv", ("layers", "pathway", "heads", "intervention", "site", "base_accuracy",
                                             "accuracy", "mmd2", "mmd2_null95")),
+    StudyTable("knockout", "knockout/ablation.csv", (
+        "layers", "window_centre", "pathway", "heads", "intervention", "windows", "segments", "prob_change",
+        "prob_change_ci_low", "prob_change_ci_high", "null_by_construction")),
     StudyTable("curves", None, ("epoch", "lambda", "loss", "train_accuracy", "val_accuracy", "val_loss")),
     StudyTable("confusion", None, ("true", "predicted", "count")),
     StudyTable("planted", None, ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "tested", "low",

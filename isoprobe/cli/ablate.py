@@ -23,6 +23,10 @@ def ablate(
     intervention: Annotated[str, typer.Option(help="mask (logits to −inf), mean (pathway contribution → its training mean) "
                                                    "or resample (→ a donor window's).")] = "mask",
     mode: Annotated[str, typer.Option(help="single (each layer alone, then all together), cumulative or joint.")] = "single",
+    window: Annotated[int, typer.Option(help="Knock out the K consecutive layers centred on each listed layer (clipped at "
+                                             "the ends), as vision-language knockout studies do; 0: off.")] = 0,
+    correct_only: Annotated[bool, typer.Option(help="Statistics over the windows the clean model classifies correctly "
+                                                    "(the knockout studies' convention).")] = False,
     mask_self: Annotated[bool, typer.Option(help="Also mask self edges (a token attending to itself).")] = False,
     donor: DonorOption = "any",
     draws: Annotated[int, typer.Option(help="resample: donor draws; rows report their mean and the spread across draws.")] = 1,
@@ -48,8 +52,8 @@ def ablate(
 
     with user_errors(ablate):  # one message and exit 2 for a bad option, --approx or not
         config = AblationConfig(layers=layers, pathway=pathway, heads=heads, intervention=intervention, mode=mode,
-                                mask_self=mask_self, donor=donor, draws=draws, bootstrap=bootstrap,
-                                permutations=permutations, seed=seed, batch_size=batch_size)
+                                window=window, correct_only=correct_only, mask_self=mask_self, donor=donor, draws=draws,
+                                bootstrap=bootstrap, permutations=permutations, seed=seed, batch_size=batch_size)
     if approx:
         return _approximate(checkpoint, data, split, device, out, check, config)
     with user_errors(ablate):
@@ -59,11 +63,16 @@ def ablate(
     table = result.table
     windows = analysis.windows
     # The title on its own line: as the table's title it would wrap at the table's width.
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — {intervention} on the {split} split "
-                  f"({len(windows)} windows in {table.segments.iloc[0]} segments, base accuracy {result.base_accuracy:.3f})")
-    console.print(terminal_table(table))
+    kept = (f"the {table.windows.iloc[0]} correctly classified of {len(windows)} windows, in {table.segments.iloc[0]} of "
+            f"{len(set(windows.segment))} segments" if correct_only else
+            f"{len(windows)} windows in {table.segments.iloc[0]} segments, base accuracy {result.base_accuracy:.3f}")
+    console.print(f"[bold]{escape(str(checkpoint))}[/] — {intervention} on the {split} split ({kept})")
+    console.print(terminal_table(table, knockout=bool(window) or correct_only))
     notes = ["CI: 95%, stratified cluster bootstrap over segments (within each class); p: paired sign-flip test "
              "over segments, Holm-corrected across the rows; Δm: change of the mean true-class logit margin; KL(base ‖ intervened) in nats"]
+    if window or correct_only:
+        notes.append("Δp: mean relative change of the true class's probability, (p_new − p_base) / p_base"
+                     + (f"; window: the {window} layers centred on the layer in `centre`" if window else ""))
     if (table.draws > 1).any():
         notes.append(f"acc. and ±: mean and standard deviation of the accuracy over {table.draws.max()} donor draws")
     caveat = table.caveat.iloc[0] if len(table) else ""
@@ -76,14 +85,18 @@ def ablate(
     write_result(ablate, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
 
 
-def terminal_table(table):
+def terminal_table(table, knockout: bool = False):
     """One line per condition at 80 columns: heads and the draw spread appear only when they vary;
-    the base accuracy, the same on every row, is in the title."""
+    the base accuracy, the same on every row, is in the title. knockout: the window's centre (where
+    there is one) and the relative change of the true class's probability, in place of KL."""
     from rich.table import Table
 
     show_heads = (table.heads != "all").any()
     show_spread = (table.draws > 1).any()
+    show_centre = knockout and table.window_centre.notna().any()
     shown = Table(box=None, pad_edge=False, collapse_padding=True)
+    if show_centre:
+        shown.add_column("centre", no_wrap=True)
     shown.add_column("layers", no_wrap=True)
     shown.add_column("pathway")  # the one column that may wrap (long combinations)
     if show_heads:
@@ -91,15 +104,17 @@ def terminal_table(table):
     shown.add_column("acc.", justify="right", no_wrap=True)
     if show_spread:
         shown.add_column("±", justify="right", no_wrap=True)
-    for column in ("drop", "95% CI", "rel.", "p", "Δm", "KL"):
+    for column in ("drop", "95% CI", "rel.", "p", "Δm", "Δp" if knockout else "KL"):
         shown.add_column(column, justify="right", no_wrap=True)
     for row in table.itertuples():
         pathway = f"{row.pathway} {NULL_MARK}" if row.null_by_construction else row.pathway
         p = "—" if row.null_by_construction else f"{row.p_holm:.2g}"
-        shown.add_row(row.layers, pathway, *((row.heads,) if show_heads else ()), f"{row.accuracy:.3f}",
+        last = f"{row.prob_change:+.1%}" if knockout else f"{row.kl:.3f}"
+        shown.add_row(*((f"L{row.window_centre:.0f}",) if show_centre else ()), row.layers, pathway,
+                      *((row.heads,) if show_heads else ()), f"{row.accuracy:.3f}",
                       *((f"{row.accuracy_draw_sd:.3f}",) if show_spread else ()), f"{row.drop:+.3f}",
                       f"[{row.drop_ci_low:+.3f}, {row.drop_ci_high:+.3f}]", f"{row.relative_drop:+.1%}", p,
-                      f"{row.logit_margin_change:+.2f}", f"{row.kl:.3f}")
+                      f"{row.logit_margin_change:+.2f}", last)
     return shown
 
 

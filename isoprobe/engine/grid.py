@@ -39,13 +39,15 @@ _SCORES = re.compile(r"^blocks\.(\d+)\.attn\.hook_attn_scores$")
 @dataclass(frozen=True)
 class Condition:
     """One intervention: a pathway at some shared layers (0-based) and heads; `draw` numbers the
-    donor draw of a `resample` condition (0 for the others)."""
+    donor draw of a `resample` condition (0 for the others); `centre`: the layer a knockout window is
+    centred on (None outside window grids; two centres can clip to the same layers)."""
 
     layers: tuple[int, ...]
     pathway: str
     heads: tuple[int, ...] | None = None
     intervention: str = "mask"
     draw: int = 0
+    centre: int | None = None
 
     @property
     def layer_label(self) -> str:
@@ -63,15 +65,28 @@ class Condition:
 
 
 def build_conditions(mode: str, layers: Sequence[int], pathways: Sequence[str], heads: tuple[int, ...] | None = None,
-                     intervention: str = "mask", draws: int = 1) -> list[Condition]:
+                     intervention: str = "mask", draws: int = 1, window: int = 0, n_layers: int | None = None) -> list[Condition]:
     """single: each layer alone, then all listed layers together; cumulative: the first 1, 2, … layers;
     joint: all listed layers together. One condition per pathway for each layer set, and for
-    `resample` one per donor draw (draws > 1 only for resample)."""
+    `resample` one per donor draw (draws > 1 only for resample).
+
+    window K > 0 (mode single only): instead, for each listed layer the K consecutive layers centred on it
+    (from l − ⌊(K−1)/2⌋ to l + ⌈(K−1)/2⌉: an even window reaches one layer further up), clipped to the
+    model's `n_layers` — the knockout windows of vision-language analyses (Geva et al. 2023)."""
     check_intervention(intervention)
     if draws < 1 or (draws > 1 and not INTERVENTIONS[intervention].takes_donors):
         raise ConfigError("draws", draws, "a number of donor draws ≥ 1, above 1 only for an intervention that takes "
                           f"donors ({', '.join(n for n, s in INTERVENTIONS.items() if s.takes_donors)})")
     layers = tuple(sorted(layers))
+    if window:
+        if mode != "single":
+            raise ConfigError("window", window, "a window is centred on each listed layer: use mode single")
+        if n_layers is None:
+            raise ConfigError("n_layers", n_layers, "a window is clipped to the model's layers: give their number")
+        reach = (window - 1) // 2, window // 2
+        return [Condition(tuple(range(max(0, layer - reach[0]), min(n_layers, layer + reach[1] + 1))), pathway, heads,
+                          intervention, draw, centre=layer)
+                for layer in layers for pathway in pathways for draw in range(draws)]
     if mode == "single":
         sets = [(layer,) for layer in layers] + ([layers] if len(layers) > 1 else [])
     elif mode == "cumulative":

@@ -10,7 +10,8 @@ Pathways over tokens grouped by modality (id 0 = CLS):
   all      every edge
   a->b     queries in modality a reading keys in modality b (directed; `cls` names the CLS token)
 `+` joins pathways into one condition (`cross+relay`: with it masked in every layer each modality's
-token states depend on that modality's input alone); on the command line a comma separates rows.
+token states depend on that modality's input alone); on the command line a comma separates rows, and
+the row `pairs` stands for one row per directed pair of distinct modalities (emg->acc, acc->emg).
 Self edges (a token attending to itself) stay unless `mask_self` is set.
 """
 
@@ -52,6 +53,19 @@ class Pathway:
 def split_rows(spec: str) -> list[str]:
     """`uni,cross+relay` -> ["uni", "cross+relay"]: one condition per comma-separated entry."""
     return [p.strip() for p in spec.split(",") if p.strip()]
+
+
+PAIRS = "pairs"
+
+
+def pathway_rows(spec: str, modality_names: tuple[str, ...]) -> list[Pathway]:
+    """Each comma-separated row of `spec`, parsed; the row `pairs` becomes every directed pair of distinct
+    modalities, in the modalities' order (emg->acc, acc->emg)."""
+    rows = []
+    for row in split_rows(spec):
+        names = [f"{a}->{b}" for a in modality_names for b in modality_names if a != b] if row == PAIRS else [row]
+        rows += [parse_pathway(name, modality_names) for name in names]
+    return rows
 
 
 def _modality_id(name: str, modality_names: tuple[str, ...]) -> int:

@@ -229,6 +229,21 @@ def compare_layers_summary(compare_layers: pd.DataFrame, bootstrap: int, seed: i
     return summary
 
 
+def knockout_summary(knockout: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
+    """knockout.csv across runs: per window centre (`layer`, `layer_number`) and pathway, the mean relative
+    change of the true class's probability over the correctly classified windows (`estimate`, with its CI);
+    `window` names the layers each window knocked out."""
+    table = knockout.assign(**{NULL_COLUMN: as_bool(knockout[NULL_COLUMN], f"knockout.csv, column '{NULL_COLUMN}'")})
+    table = table.rename(columns={"prob_change": "estimate", "prob_change_ci_low": "ci_low",
+                                  "prob_change_ci_high": "ci_high", "layers": "window"})
+    table["layer"] = "L" + pd.to_numeric(table.window_centre).astype(int).astype(str)
+    summary = summarise(table, [Measure("estimate", "ci_low", "ci_high")],
+                        [*model_columns(table), "intervention", "heads", "pathway", "layer", "window", NULL_COLUMN],
+                        bootstrap=bootstrap, seed=seed, name="knockout.csv")
+    summary.insert(summary.columns.get_loc("layer") + 1, "layer_number", layer_number(summary.layer))
+    return summary
+
+
 def final_site(shift: pd.DataFrame) -> pd.DataFrame:
     """Each condition's last site (the representation the head reads), with the accuracy drop of
     that condition, base − intervened, as ablation.csv defines `drop`."""

@@ -236,6 +236,16 @@ register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers,
     "exists, as in the multimodal transformer, or only CLS reaches the head): not measurements, so no line "
     "through them and no number."))
 
+register_figure("knockout", "knockout", plots.plotly_knockout, plots.static_knockout)(_summarised(
+    "knockout", "Knockout windows: the true class's probability per layer and pathway", "knockout",
+    aggregate.knockout_summary,
+    "Attention knockout as vision-language analyses report it (Geva et al. 2023; Zhang et al., CVPR 2025): for "
+    "each layer (x), the pathway masked in a window of consecutive layers centred on it (the `window` column; "
+    "clipped at the ends), over the windows the clean model classifies correctly; y: the mean relative change "
+    "of the true class's probability, (p_new − p_base) / p_base (0: no effect; −1: the probability gone). One "
+    "line per directed pair of modalities (a->b: a's tokens reading b's) and for relay (modality tokens reading "
+    "CLS) and readout (CLS reading modality tokens). Hollow markers with ∅ are null by construction."))
+
 register_figure("shift_vs_drop", "shift", plots.plotly_shift, plots.static_shift)(_summarised(
     "shift_vs_drop", "Distribution shift against drop, per intervention", "shift", aggregate.shift_summary,
     "For each condition of `isoprobe shift` at its last site (the representation the head reads): the paired "

@@ -460,16 +460,26 @@ def plotly_compare(table: pd.DataFrame):
 
 
 def plotly_compare_layers(table: pd.DataFrame):
+    return _plotly_layer_lines(table, "method", "estimate (see the caption: three scales)")
+
+
+def plotly_knockout(table: pd.DataFrame):
+    return _plotly_layer_lines(table, "pathway", "relative change of p(true class)")
+
+
+def _plotly_layer_lines(table: pd.DataFrame, series: str, y_title: str):
+    """Per model, one line per value of `series` over the layers (`layer_number`; `layer` labels it), with
+    CIs, null layers as hollow ∅ markers and the units below 5 beside each pooled point."""
     import plotly.graph_objects as go
 
     groups = panels(table, MODEL_COLUMNS)
     figure, at = _subplots(len(groups), [t for t, _ in groups])
-    methods = list(dict.fromkeys(table.method))
+    methods = list(dict.fromkeys(table[series]))
     shown = set()
     for i, (_, rows) in enumerate(groups):
         summary, units = levels(rows)
         for j, method in enumerate(methods):
-            line = summary[summary.method == method].sort_values("layer_number", kind="stable")
+            line = summary[summary[series] == method].sort_values("layer_number", kind="stable")
             null = is_null(line)
             x = line.layer_number.to_numpy(float) + _method_dodge(methods, method)
             if not null.all():  # the measured layers; a null layer leaves a gap (its value is NaN), not a 0
@@ -485,14 +495,14 @@ def plotly_compare_layers(table: pd.DataFrame):
             if null.any():
                 figure.add_trace(_plotly_null(x[null], np.zeros(int(null.sum())), colour(j),
                                               line.layer[null] + f" {method}: null by construction"), **at(i))
-            mine = units[units.method == method]
+            mine = units[units[series] == method]
             if not mine.empty:
                 figure.add_trace(_plotly_units(mine, _spread(mine.layer_number.to_numpy(float) + _method_dodge(methods, method),
                                                              0.6 * DODGE),
                                                mine.estimate, "estimate", "ci_low", "ci_high", colour(j)), **at(i))
         layers = sorted(summary.layer_number.dropna().unique())
         figure.update_xaxes(tickvals=layers, ticktext=[f"L{int(v)}" for v in layers], title_text="layer", **at(i))
-        figure.update_yaxes(title_text="estimate (see the caption: three scales)", zeroline=True, **at(i))
+        figure.update_yaxes(title_text=y_title, zeroline=True, **at(i))
     _plotly_legend(figure, table, at(0))
     return figure
 
@@ -853,14 +863,23 @@ def static_compare(table: pd.DataFrame):
 
 
 def static_compare_layers(table: pd.DataFrame):
+    return _static_layer_lines(table, "method", "estimate (three scales: caption)")
+
+
+def static_knockout(table: pd.DataFrame):
+    return _static_layer_lines(table, "pathway", "relative change of p(true class)")
+
+
+def _static_layer_lines(table: pd.DataFrame, series: str, y_title: str):
+    """The static twin of `_plotly_layer_lines`."""
     groups = panels(table, MODEL_COLUMNS)
     figure, axes = _figure(len(groups))
-    methods = list(dict.fromkeys(table.method))
+    methods = list(dict.fromkeys(table[series]))
     handles: dict = {}
     for ax, (title, rows) in zip(axes, groups):
         summary, units = levels(rows)
         for j, method in enumerate(methods):
-            line = summary[summary.method == method].sort_values("layer_number", kind="stable")
+            line = summary[summary[series] == method].sort_values("layer_number", kind="stable")
             null = is_null(line)
             x = line.layer_number.to_numpy(float) + _method_dodge(methods, method)
             if not null.all():  # a null layer leaves a gap in the line (its value is NaN), not a 0
@@ -868,14 +887,14 @@ def static_compare_layers(table: pd.DataFrame):
                 handles.setdefault(method, ax.errorbar(x, line.estimate.where(~null), yerr=[below, above], marker="o",
                                                        color=colour(j), capsize=2, linewidth=1))
             _static_null(ax, x[null], np.zeros(int(null.sum())), colour(j))
-            mine = units[units.method == method]
+            mine = units[units[series] == method]
             _static_units(ax, mine, _spread(mine.layer_number.to_numpy(float) + _method_dodge(methods, method), 0.6 * DODGE),
                           mine.estimate, "estimate", "ci_low", "ci_high", colour(j))
         layers = sorted(summary.layer_number.dropna().unique())
         ax.set_xticks(layers, [f"L{int(v)}" for v in layers])
         ax.axhline(0, color="grey", linewidth=0.6)
         ax.set_xlabel("layer")
-        ax.set_ylabel("estimate (three scales: caption)")
+        ax.set_ylabel(y_title)
         ax.set_title(title, fontsize=10)
     _legend(figure, _static_legend(handles, table))
     return figure

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-ANALYSES = ("ablate", "compare", "shift")  # recipe tables, and the study's steps after train and eval
+ANALYSES = ("ablate", "compare", "shift", "knockout")  # recipe tables, and the study's steps after train and eval
 STUDY_LEVEL = frozenset({"bootstrap"})  # set once for the whole study, at the recipe's top level
 
 
@@ -25,6 +25,10 @@ def analysis(step: str) -> tuple[type, Callable]:
         from isoprobe.attribution.compare import CompareConfig, compare
 
         return CompareConfig, compare
+    if step == "knockout":
+        from isoprobe.engine.ablate import KnockoutConfig, run_ablation
+
+        return KnockoutConfig, run_ablation
     if step == "shift":
         from isoprobe.diagnostics.shift import ShiftConfig, shift
 

@@ -28,7 +28,10 @@ seeds, and which analyses; read and checked completely before any work starts.
     pathway = "uni,cross,relay,readout"
     [compare]
     [shift]
+    [knockout]                      # ablate as knockout studies report it: windows of 3 layers,
+                                    # correct windows only, directed pairs, relay, readout
 
+The keys of each analysis table are the fields of its configuration (isoprobe.study.analyses).
 Every key is checked; an unknown key, a missing data folder or an impossible combination (an
 analysis on an MLP only, a modality the data set lacks, a model file for another data set) is
 refused naming the key (`models[1].modalities`) or the path.
@@ -127,6 +130,7 @@ class Recipe:
     compare: dict | None
     shift: dict | None
     report: dict | None = None
+    knockout: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

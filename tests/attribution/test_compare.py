@@ -221,7 +221,7 @@ def test_a_method_registered_here_joins_compare_and_its_command(trained, tmp_pat
         from tests.reports.study_fixture import MODELS, make_study
 
         root = make_study(tmp_path / "study", subjects=(1,), seeds=(0,), models=[MODELS[0]],
-                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted"))
+                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout"))
         identity = pd.read_csv(root / "tables/runs.csv").iloc[0][["dataset", "data", "subject", "arch", "model",
                                                                      "modalities", "configuration", "seed", "run"]]
         pd.read_csv(tmp_path / "compare.csv").assign(**identity).to_csv(root / "tables/compare.csv", index=False)

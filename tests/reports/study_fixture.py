@@ -49,7 +49,8 @@ def make_study(root: Path, subjects=(1, 2, 3), seeds=(0, 1), models=MODELS, skip
     """Write root/tables/*.csv (all but the tables named in `skip`) and root/study.json; return root."""
     rng = np.random.default_rng(seed)
     tables: dict[str, list[dict]] = {name: [] for name in
-                                     ("runs", "ablation", "compare", "compare_layers", "shift", "curves", "confusion", "planted")}
+                                     ("runs", "ablation", "compare", "compare_layers", "shift", "curves", "confusion", "planted",
+                                      "knockout")}
     for subject in subjects:
         for arch, modalities, configuration in models:
             for s in seeds:
@@ -75,6 +76,7 @@ def make_study(root: Path, subjects=(1, 2, 3), seeds=(0, 1), models=MODELS, skip
                 _ablation(tables["ablation"], ident, arch, accuracy, rng, few)
                 _compare(tables, ident, arch, rng)
                 _shift(tables["shift"], ident, arch, accuracy, rng)
+                _knockout(tables["knockout"], ident, arch, rng)
                 _planted(tables["planted"], ident, subject, rng)
     folder = Path(root) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,6 +130,20 @@ def _compare(tables: dict, ident: dict, arch: str, rng) -> None:
                     low, high = estimate, estimate
                 tables["compare_layers"].append(ident | dict(layer=layer, block=block, method=method, estimate=estimate,
                                                              ci_low=low, ci_high=high, null_by_construction=null))
+
+
+def _knockout(rows: list, ident: dict, arch: str, rng) -> None:
+    """Windows of 3 of 5 layers centred on each layer, correctly classified windows only."""
+    for centre in range(1, 6):
+        low_layer, high_layer = max(1, centre - 1), min(5, centre + 1)
+        for pathway in ("emg->acc", "acc->emg", "relay", "readout"):
+            # no cross-modal attention in the mmt; after the last layer only CLS reaches the head
+            null = (arch == "mmt" and "->" in pathway) or (low_layer == 5 and pathway != "readout")
+            change = 0.0 if null else rng.uniform(-0.6, 0.05)
+            low, high = (change, change) if null else _ci(rng, change)
+            rows.append(ident | dict(layers=f"L{low_layer}-L{high_layer}", window_centre=centre, pathway=pathway,
+                                     heads="all", intervention="mask", windows=300, segments=18, prob_change=change,
+                                     prob_change_ci_low=low, prob_change_ci_high=high, null_by_construction=null))
 
 
 def _shift(rows: list, ident: dict, arch: str, base: float, rng) -> None:

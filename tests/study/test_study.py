@@ -170,6 +170,8 @@ def test_a_changed_option_redoes_only_what_depends_on_it(finished, tmp_path):
     (('layers = "1-2"\npathway = "cross,uni"', 'layers = "1-3"\npathway = "cross,uni"'), "ablate.layers"),
     (('pathway = "cross,uni"', 'pathway = "cross,emg->force"'), "ablate.pathway"),
     (("[shift]", "[report]\nbootstrap = 200\n[shift]"), "report.bootstrap"),
+    (("[shift]", "[knockout]\nwindows = 3\n[shift]"), "knockout.windows"),
+    (("[shift]", "[knockout]\nwindow = 3\nmode = \"joint\"\n[shift]"), "knockout.window"),
     (("[shift]", "[report]\nsubject_bootstrap = 10\n[shift]"), "report.subject_bootstrap"),
 ])
 def test_bad_recipes_name_the_key_before_any_work(tmp_path, edit, key):
