@@ -80,6 +80,9 @@ STUDY_TABLES: dict[str, StudyTable] = {t.name: t for t in (
     StudyTable("knockout", "knockout/ablation.csv", (
         "layers", "window_centre", "pathway", "heads", "intervention", "windows", "segments", "prob_change",
         "prob_change_ci_low", "prob_change_ci_high", "null_by_construction")),
+    StudyTable("sanity", "compare/sanity.csv", ("method", "step", "step_index", "spearman", "ci_low", "ci_high",
+                                                "flagged")),
+    StudyTable("emap", "emap/emap.csv", ("quantity", "class", "label", "estimate", "ci_low", "ci_high", "exact")),
     StudyTable("curves", None, ("epoch", "lambda", "loss", "train_accuracy", "val_accuracy", "val_loss")),
     StudyTable("confusion", None, ("true", "predicted", "count")),
     StudyTable("planted", None, ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "tested", "low",

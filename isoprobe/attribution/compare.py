@@ -41,6 +41,8 @@ import torch
 
 from isoprobe.attribution.attention import AttentionConfig, attention_attributions
 from isoprobe.attribution.estimands import ACCURACY, BLOCKS, MARGIN, RELATED, Estimate
+from isoprobe.attribution.emap import EmapConfig, emap
+from isoprobe.attribution.sanity import SanityConfig, sanity
 from isoprobe.attribution.interaction import InteractConfig, interact
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.diagnostics.shift import ShiftConfig, shift
@@ -98,7 +100,7 @@ def estimate_of(method: str) -> Estimate:
 
 
 COLUMNS = ("block", "method", "layers", "estimate", "ci_low", "ci_high", "estimand", "windows", "segments", "caveat",
-           "shift_cosine", "shift_mmd2", "shift_p", "shift_null95")
+           "shift_cosine", "shift_mmd2", "shift_p", "shift_null95", "sanity_spearman", "sanity_flagged")
 LAYER_COLUMNS = ("layer", "block", "method", "estimate", "ci_low", "ci_high", "null_by_construction")
 
 
@@ -110,6 +112,8 @@ class CompareConfig(Options):
     draws: int = 1  # resample ablation
     shift_windows: int = 1000  # windows entering the MMD of each ablation's representation shift
     shift_permutations: int = 1000
+    sanity: bool = False  # run the sanity cascade of the methods that have one (isoprobe.attribution.sanity)
+    sanity_windows: int = 32
     batch_size: int = 256
     bootstrap: int = 1000
     seed: int = 0
@@ -118,7 +122,7 @@ class CompareConfig(Options):
     def __post_init__(self) -> None:
         check_choices(self)
         check_counts(self, {"steps": 2, "draws": 1, "batch_size": 1, "bootstrap": 0, "seed": 0, "shift_windows": 4,
-                            "shift_permutations": 0})
+                            "shift_permutations": 0, "sanity_windows": 2})
         check_level(self)
 
 
@@ -130,13 +134,17 @@ class CompareResult(TableResult):
     the layers, the shift_* columns say how far each moved the representation the head reads
     (`isoprobe.diagnostics.shift`): cosine with the clean one, the paired unbiased MMD², its permutation
     p and the 95th percentile of that permutation null — a larger shift for the same drop points to
-    damage rather than lost signal."""
+    damage rather than lost signal. With `sanity`, sanity_spearman is the rank similarity of the row's
+    method after the whole model is randomised and sanity_flagged whether it stayed above the threshold
+    (an explanation of the input, not of the model); `sanity` holds the whole cascade."""
 
     per_layer: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sanity: pd.DataFrame = field(default_factory=pd.DataFrame)
     kind: ClassVar[str] = "compare"
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"compare": self.table, "compare-layers": self.per_layer}
+        return {"compare": self.table, "compare-layers": self.per_layer,
+                **({"sanity": self.sanity} if len(self.sanity) else {})}
 
     def to_dict(self) -> dict:
         records = lambda frame: TableResult(self.config, frame).to_dict()["rows"]
@@ -156,11 +164,11 @@ _SHARE = "Σ(base − intervened correct) / Σ base correct, all windows; "
 
 
 @compare_method(
-    Estimate("mask (IsoNet)", ACCURACY, _SHARE + "cross scores → −inf", "mask", layered=True),
+    Estimate("mask (IsoNet)", ACCURACY, _SHARE + "cross scores → −inf", "mask", layered=True, sanity="mask"),
     Estimate("mean ablation", ACCURACY, _SHARE + "cross contribution → training mean", "mean", layered=True),
     Estimate("resample ablation", ACCURACY, _SHARE + "cross contribution → a donor's", "resample", layered=True),
     Estimate("mask, logit margin", MARGIN, "Σ(m_clean − m_masked) / Σ m_clean, windows the clean model gets right; m = "
-             "true-class logit − largest other", "margin", layered=True))
+             "true-class logit − largest other", "margin", layered=True, sanity="mask"))
 def _ablation_rows(inputs: CompareInputs) -> list[dict]:
     """mask, mean and resample on `cross`, each layer alone and all together: shares of clean accuracy,
     and for mask also the share of the clean logit margin over the correctly classified windows."""
@@ -188,7 +196,7 @@ def _ablation_rows(inputs: CompareInputs) -> list[dict]:
 
 
 @compare_method(Estimate("attribution patching", MARGIN, "first-order estimate of the same (one forward and backward "
-                         "pass)", "patching", layered=True))
+                         "pass)", "patching", layered=True, sanity="attribution-patching"))
 def _patching_rows(inputs: CompareInputs) -> list[dict]:
     """The first-order estimate of the same conditions, as the same share (correctly classified windows)."""
     config = inputs.config
@@ -205,7 +213,7 @@ def _patching_rows(inputs: CompareInputs) -> list[dict]:
 
 @compare_method(Estimate("attention attribution", RELATED, "Σ cross / Σ non-self edges of the signed attention "
                          "attribution (IG of the true-class logit over the layer's pattern), per layer", "attention",
-                         layered=True))
+                         layered=True, sanity="attention"))
 def _attention_rows(inputs: CompareInputs) -> list[dict]:
     """Per layer: the cross edges' signed attribution over that of every non-self edge (ratio of sums)."""
     config = inputs.config
@@ -245,6 +253,20 @@ def _game_rows(inputs: CompareInputs) -> list[dict]:
     return rows
 
 
+@compare_method(Estimate("EMAP gap", RELATED, "model accuracy − accuracy of its best additive projection (EMAP, Hessel & "
+                         "Lee 2020), accuracy points: what needs cross-modal interaction by any route; not a share",
+                         "EMAP"))
+def _emap_rows(inputs: CompareInputs) -> list[dict]:
+    """The accuracy the model loses when projected onto an additive function of its modalities."""
+    config = inputs.config
+    table = emap(inputs.model, inputs.windows, EmapConfig(batch_size=config.batch_size, bootstrap=config.bootstrap,
+                                                          seed=config.seed, level=config.level),
+                 device=inputs.device).table
+    gap = table[(table.quantity == "gap") & (table["class"].astype(str) == "all")].iloc[0]
+    return [{"method": "EMAP gap", "layers": "inputs", "estimate": gap.estimate, "ci_low": gap.ci_low,
+             "ci_high": gap.ci_high, "windows": gap.windows, "segments": gap.segments, "caveat": gap.caveat}]
+
+
 def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, reference: WindowSet | None = None,
             device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None,
             layers: tuple[int, ...] | None = None) -> CompareResult:
@@ -276,6 +298,14 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
                 long.loc[at, shown] = final.loc[intervention, column]
     kinds = [estimate_of(m) for m in long.method]
     long["block"], long["estimand"] = [k.block for k in kinds], [k.estimand for k in kinds]
+    checked = _sanity(inputs, kinds) if config.sanity else pd.DataFrame()
+    long["sanity_spearman"], long["sanity_flagged"] = np.nan, None
+    if len(checked):
+        last = checked[checked.flagged.notna()].set_index("method")
+        for at, kind in enumerate(kinds):
+            if kind.sanity in last.index:
+                long.loc[long.index[at], ["sanity_spearman", "sanity_flagged"]] = (
+                    float(last.loc[kind.sanity, "spearman"]), bool(last.loc[kind.sanity, "flagged"]))
     report(steps)
     single = long.layers.map(lambda label: len(parse_layer_label(label)) == 1).to_numpy(bool)  # one layer alone
     summary = long[~single | (len(layers) == 1)]
@@ -288,4 +318,16 @@ def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, r
     order = {m: i for i, m in enumerate(METHODS)}
     per_layer = per_layer.assign(_layer=per_layer.layer.map(parse_layer_label), _method=per_layer.method.map(order))
     per_layer = per_layer.sort_values(["_layer", "_method"]).drop(columns=["_layer", "_method"])
-    return CompareResult(config, summary[list(COLUMNS)].reset_index(drop=True), per_layer.reset_index(drop=True))
+    return CompareResult(config, summary[list(COLUMNS)].reset_index(drop=True), per_layer.reset_index(drop=True), checked)
+
+
+def _sanity(inputs: CompareInputs, kinds: list[Estimate]) -> pd.DataFrame:
+    """The sanity cascade (isoprobe.attribution.sanity) of the methods behind the rows that have one."""
+    methods = tuple(dict.fromkeys(k.sanity for k in kinds if k.sanity is not None))
+    if not methods:
+        return pd.DataFrame()
+    config = inputs.config
+    return sanity(inputs.model, inputs.windows, SanityConfig(methods=methods, windows=config.sanity_windows,
+                                                             bootstrap=min(config.bootstrap, 200), seed=config.seed,
+                                                             level=config.level),
+                  reference=inputs.reference, device=inputs.device).table

@@ -13,10 +13,12 @@ BLOCKS = (ACCURACY, MARGIN, RELATED)  # printed in this order; rows are comparab
 @dataclass(frozen=True)
 class Estimate:
     """One kind of row of compare: what it is called (`short` in narrow tables), its block, what it
-    estimates (one line for the terminal), and whether it also has per-layer rows."""
+    estimates (one line for the terminal), whether it also has per-layer rows, and `sanity`: the
+    method of `isoprobe.attribution.sanity` that checks it under cascading randomisation (None: none)."""
 
     name: str
     block: str
     estimand: str
     short: str
     layered: bool = False
+    sanity: str | None = None

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from isoprobe import __version__
-from isoprobe.cli import ablate, attribute, compare, data, interact, report, shift, study, sweep, train
+from isoprobe.cli import ablate, attribute, compare, data, emap, interact, report, sanity, shift, study, sweep, train
 from isoprobe.cli.common import configure_logging
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.command(name="attribute")(attribute.attribute)
 app.command(name="interact")(interact.interact)
 app.command(name="compare")(compare.compare)
 app.command(name="shift")(shift.shift)
+app.command(name="emap")(emap.emap)
+app.command(name="sanity")(sanity.sanity)
 app.command(name="sweep-dropout")(sweep.sweep_dropout)
 app.command(name="report")(report.report)
 app.command(name="study")(study.study)

@@ -51,12 +51,30 @@ def attribute(
         config = options_class(**chosen.fixed, **options)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=chosen.needs_attention)
         result = run_analysis(f"attributing ({method})", run, analysis, config, device)
+        metrics = None
+        if method == "ig":  # captum's infidelity and max-sensitivity of the input attributions
+            from isoprobe.attribution.ig_metrics import IGMetricsResult, ig_metrics
+
+            metrics = IGMetricsResult(config, ig_metrics(analysis.model, analysis.windows, config, analysis.reference,
+                                                         device))
     table = result.table
     console.print(f"[bold]{escape(str(checkpoint))}[/] — {method} on the {split} split ({len(analysis.windows)} windows in "
                   f"{table.segments.max()} segments), explaining the {target} class's logit")
     console.print(terminal_table(table))
     console.print(completeness_line(table), style="dim")
+    if metrics is not None:
+        console.print(metrics_line(metrics.table), style="dim")
     write_result(attribute, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    if metrics is not None:
+        write_result(attribute, metrics, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+
+
+def metrics_line(metrics) -> str:
+    """IG's infidelity and max-sensitivity (Yeh et al. 2019), each with its 95% CI over segments."""
+    numbers = "; ".join(f"{row.metric} {row.estimate:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}]"
+                        for row in metrics.itertuples())
+    return (f"ig metrics: {numbers} ({metrics.windows.iloc[0]} windows, {metrics.perturbations.iloc[0]} perturbations "
+            "each; infidelity in squared logits, sensitivity relative to the attribution's norm)")
 
 
 def terminal_table(table):

@@ -18,13 +18,16 @@ def compare(
     baseline: Annotated[str, typer.Option(help="Interaction index: what replaces an absent modality (zero, mean or donor).")] = "zero",
     steps: Annotated[int, typer.Option(help="Attention attribution: points of the path integral.")] = 20,
     draws: Annotated[int, typer.Option(help="Resample ablation: donor draws.")] = 1,
+    sanity: Annotated[bool, typer.Option(help="Also randomise the model layer by layer (Adebayo et al.) and flag the "
+                                              "methods whose output survives it (isoprobe sanity).")] = False,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
     batch_size: BatchOption = 256,
-    out: Annotated[Optional[Path], typer.Option(help="Write compare.csv and compare-layers.csv (and .json, .md) here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write compare.csv and compare-layers.csv (with --sanity also "
+                                                     "sanity.csv; and .json, .md) here.")] = None,
 ) -> None:
     """How much of the decision runs through direct cross-modal attention, by IsoNet masking, mean and
     resample ablation, attribution patching, attention attribution, pathway Shapley values and the
@@ -40,8 +43,8 @@ def compare(
     from isoprobe.layersets import parse_layers
 
     with user_errors(compare):
-        config = CompareConfig(layers=layers, baseline=baseline, steps=steps, draws=draws, batch_size=batch_size,
-                               bootstrap=bootstrap, seed=seed)
+        config = CompareConfig(layers=layers, baseline=baseline, steps=steps, draws=draws, sanity=sanity,
+                               batch_size=batch_size, bootstrap=bootstrap, seed=seed)
         analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
         parsed = parse_layers(layers, attention_layers(analysis.model))  # before the data are read
         result = run_analysis("comparing methods", run, analysis, config, device, layers=parsed)
@@ -75,6 +78,12 @@ def compare(
             moved.add_row(_short(row.method), f"{row.estimate:+.1%}", f"{row.shift_cosine:.3f}", f"{row.shift_mmd2:+.4f}",
                           f"{row.shift_p:.2g}", f"{row.shift_null95:+.4f}")
         console.print(moved)
+    checked = table[table.sanity_spearman.notna()].drop_duplicates("method")
+    if len(checked):
+        lines = [f"{'[red]FLAGGED[/] ' if row.sanity_flagged else ''}{escape(row.method)}: ρ = {row.sanity_spearman:+.2f}"
+                 for row in checked.itertuples()]
+        console.print("sanity (rank similarity to the trained model's output after randomising every weight; flagged "
+                      "above 0.5: it explains the input, not the model): " + "; ".join(lines), highlight=False)
     if len(result.per_layer):
         grid = result.per_layer.pivot(index="layer", columns="method", values="estimate")
         grid = grid[[m for m in dict.fromkeys(result.per_layer.method)]]

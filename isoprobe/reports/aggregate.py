@@ -244,6 +244,30 @@ def knockout_summary(knockout: pd.DataFrame, bootstrap: int, seed: int) -> pd.Da
     return summary
 
 
+def emap_summary(emap: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
+    """emap.csv across runs, over every class: the model's accuracy, its additive projection's (EMAP) and
+    the gap between them."""
+    table = emap[emap["class"].astype(str) == "all"]
+    return summarise(table, [Measure("estimate", "ci_low", "ci_high")], [*model_columns(table), "quantity"],
+                     bootstrap=bootstrap, seed=seed, name="emap.csv")
+
+
+def sanity_summary(sanity: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
+    """sanity.csv (compare --sanity) across runs: per method and cascade step, Spearman's ρ of its output
+    with the trained model's (`estimate`, with the run's segment CI); `flagged_runs` of `runs` flagged
+    (above the threshold once every weight is re-drawn). The random-target rows, off the cascade, stay in
+    sanity.csv."""
+    table = sanity.assign(step_index=pd.to_numeric(sanity.step_index, errors="coerce")).rename(
+        columns={"spearman": "estimate"})
+    table = table[table.step_index.notna()]
+    summary = summarise(table, [Measure("estimate", "ci_low", "ci_high")],
+                        [*model_columns(table), "method", "step_index", "step"], bootstrap=bootstrap, seed=seed,
+                        name="sanity.csv")
+    flags = table[table.flagged.notna()].assign(flagged=lambda t: as_bool(t.flagged, "sanity.csv, column 'flagged'"))
+    flagged = flags.groupby([*model_columns(table), "method"], dropna=False).flagged.sum().rename("flagged_runs")
+    return summary.merge(flagged.reset_index(), on=[*model_columns(table), "method"], how="left")
+
+
 def final_site(shift: pd.DataFrame) -> pd.DataFrame:
     """Each condition's last site (the representation the head reads), with the accuracy drop of
     that condition, base − intervened, as ablation.csv defines `drop`."""

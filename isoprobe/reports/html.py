@@ -246,6 +246,26 @@ register_figure("knockout", "knockout", plots.plotly_knockout, plots.static_knoc
     "line per directed pair of modalities (a->b: a's tokens reading b's) and for relay (modality tokens reading "
     "CLS) and readout (CLS reading modality tokens). Hollow markers with ∅ are null by construction."))
 
+register_figure("emap", "emap", plots.plotly_emap, plots.static_emap)(_summarised(
+    "emap", "Does the model need cross-modal interaction at all? (EMAP)", "emap", aggregate.emap_summary,
+    "EMAP (Hessel & Lee, EMNLP 2020): each model projected onto its best additive function of the modalities, "
+    "from model evaluations on the evaluated windows (each modality's input kept, the other's averaged over "
+    "partner windows; exact over every pair for small sets, else K partners per window from the seed). Left: "
+    "the model's accuracy and its projection's; right: the gap (model − EMAP), what the decision owes to "
+    "cross-modal interaction by any route — attention, the CLS relay or a non-linear head. A gap near 0 says "
+    "an additive model would do as well, whatever the attention pathways carry."))
+
+register_figure("sanity", "sanity", plots.plotly_sanity, plots.static_sanity)(_summarised(
+    "sanity", "Sanity checks: does each method's output depend on the trained weights?", "sanity",
+    aggregate.sanity_summary,
+    "Cascading randomisation (Adebayo et al. 2018), from `isoprobe compare --sanity`: the model's weights are "
+    "re-drawn stage by stage from the output down (head, last shared layer, …, encoders, embeddings; x), and each "
+    "method's output is compared with its output on the trained model by Spearman's ρ over its cells (y; 1 at "
+    "the trained model). A method whose ρ stays high once every weight is re-drawn explains the input, not the "
+    "model: above 0.5 at the last step it is flagged (`flagged_runs`), and compare's rows carry the flag "
+    "(`sanity_flagged`). sanity.csv also holds the random-target check (the output for a random other class "
+    "against the true class's: a high ρ says a method hardly depends on which class it explains)."))
+
 register_figure("shift_vs_drop", "shift", plots.plotly_shift, plots.static_shift)(_summarised(
     "shift_vs_drop", "Distribution shift against drop, per intervention", "shift", aggregate.shift_summary,
     "For each condition of `isoprobe shift` at its last site (the representation the head reads): the paired "

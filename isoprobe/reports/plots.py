@@ -11,6 +11,7 @@ Rows null by construction are hollow ∅ markers at 0: never a bar, a line or a 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -459,52 +460,82 @@ def plotly_compare(table: pd.DataFrame):
     return figure
 
 
+@dataclass(frozen=True)
+class LineAxes:
+    """What a figure of lines over layers (or steps) draws: one line per value of `series`, at x = `x`
+    labelled by `label`, y = `estimate` with `ci_low`/`ci_high`."""
+
+    series: str
+    y_title: str
+    x: str = "layer_number"
+    label: str = "layer"
+    x_title: str = "layer"
+    tick_rotation: int = 0  # degrees, for long tick labels
+
+
+COMPARE_LAYERS = LineAxes("method", "estimate (see the caption: three scales)")
+KNOCKOUT = LineAxes("pathway", "relative change of p(true class)")
+SANITY = LineAxes("method", "Spearman ρ with the trained output", x="step_index", label="step",
+                  x_title="weights re-drawn from the output down, cumulatively", tick_rotation=35)
+
+
 def plotly_compare_layers(table: pd.DataFrame):
-    return _plotly_layer_lines(table, "method", "estimate (see the caption: three scales)")
+    return _plotly_lines(table, COMPARE_LAYERS)
 
 
 def plotly_knockout(table: pd.DataFrame):
-    return _plotly_layer_lines(table, "pathway", "relative change of p(true class)")
+    return _plotly_lines(table, KNOCKOUT)
 
 
-def _plotly_layer_lines(table: pd.DataFrame, series: str, y_title: str):
-    """Per model, one line per value of `series` over the layers (`layer_number`; `layer` labels it), with
-    CIs, null layers as hollow ∅ markers and the units below 5 beside each pooled point."""
+def plotly_sanity(table: pd.DataFrame):
+    return _plotly_lines(table, SANITY)
+
+
+def _plotly_lines(table: pd.DataFrame, spec: LineAxes):
+    """Per model, one line per value of the series over x, with CIs, null points as hollow ∅ markers and
+    the units below 5 beside each pooled point."""
     import plotly.graph_objects as go
 
     groups = panels(table, MODEL_COLUMNS)
     figure, at = _subplots(len(groups), [t for t, _ in groups])
-    methods = list(dict.fromkeys(table[series]))
+    methods = list(dict.fromkeys(table[spec.series]))
     shown = set()
     for i, (_, rows) in enumerate(groups):
         summary, units = levels(rows)
         for j, method in enumerate(methods):
-            line = summary[summary[series] == method].sort_values("layer_number", kind="stable")
+            line = summary[summary[spec.series] == method].sort_values(spec.x, kind="stable")
             null = is_null(line)
-            x = line.layer_number.to_numpy(float) + _method_dodge(methods, method)
+            x = line[spec.x].to_numpy(float) + _method_dodge(methods, method)
             if not null.all():  # the measured layers; a null layer leaves a gap (its value is NaN), not a 0
                 above, below = _errors(line, "estimate", "ci_low", "ci_high")
                 figure.add_trace(go.Scatter(x=x, y=line.estimate.where(~null), mode="lines+markers", name=method,
                                             legendgroup=method, showlegend=method not in shown, line=dict(color=colour(j)),
                                             error_y=dict(type="data", array=above, arrayminus=below),
-                                            customdata=np.stack([line.layer, [pooled_note(r) for _, r in line.iterrows()]],
+                                            customdata=np.stack([line[spec.label], [pooled_note(r) for _, r in line.iterrows()]],
                                                                 axis=1),
                                             hovertemplate=f"{method} %{{customdata[0]}}: %{{y:+.4f}}<br>%{{customdata[1]}}"
                                                           "<extra></extra>"), **at(i))
                 shown.add(method)
             if null.any():
                 figure.add_trace(_plotly_null(x[null], np.zeros(int(null.sum())), colour(j),
-                                              line.layer[null] + f" {method}: null by construction"), **at(i))
-            mine = units[units[series] == method]
+                                              line[spec.label][null] + f" {method}: null by construction"), **at(i))
+            mine = units[units[spec.series] == method]
             if not mine.empty:
-                figure.add_trace(_plotly_units(mine, _spread(mine.layer_number.to_numpy(float) + _method_dodge(methods, method),
+                figure.add_trace(_plotly_units(mine, _spread(mine[spec.x].to_numpy(float) + _method_dodge(methods, method),
                                                              0.6 * DODGE),
                                                mine.estimate, "estimate", "ci_low", "ci_high", colour(j)), **at(i))
-        layers = sorted(summary.layer_number.dropna().unique())
-        figure.update_xaxes(tickvals=layers, ticktext=[f"L{int(v)}" for v in layers], title_text="layer", **at(i))
-        figure.update_yaxes(title_text=y_title, zeroline=True, **at(i))
+        ticks = _ticks(summary, spec)
+        figure.update_xaxes(tickvals=list(ticks), ticktext=list(ticks.values()), title_text=spec.x_title,
+                            tickangle=-spec.tick_rotation, **at(i))
+        figure.update_yaxes(title_text=spec.y_title, zeroline=True, **at(i))
     _plotly_legend(figure, table, at(0))
     return figure
+
+
+def _ticks(summary: pd.DataFrame, spec: LineAxes) -> dict[float, str]:
+    """x value -> its label, in order."""
+    pairs = summary[[spec.x, spec.label]].dropna().drop_duplicates(spec.x).sort_values(spec.x)
+    return dict(zip(pairs[spec.x].astype(float), pairs[spec.label].astype(str)))
 
 
 def plotly_shift(table: pd.DataFrame):
@@ -533,6 +564,45 @@ def plotly_shift(table: pd.DataFrame):
     figure.update_xaxes(title_text="MMD² of the head's input (intervened vs clean)")
     figure.update_yaxes(title_text="accuracy drop")
     _plotly_legend(figure, table, {})
+    return figure
+
+
+EMAP_QUANTITIES = ("model accuracy", "emap accuracy", "gap")
+
+
+def emap_panel(table: pd.DataFrame):
+    """The EMAP figure's rows for both renderers: (model labels top to bottom, y of a frame's rows, pooled
+    rows and unit rows of each quantity)."""
+    summary, units = levels(table)
+    labels = list(dict.fromkeys(summary.apply(model_label, axis=1)))
+    y = lambda frame: frame.apply(model_label, axis=1).map({label: k for k, label in enumerate(labels)}).to_numpy(float)
+    return labels, y, summary, units
+
+
+def plotly_emap(table: pd.DataFrame):
+    import plotly.graph_objects as go
+
+    labels, y, summary, units = emap_panel(table)
+    figure, at = _subplots(2, ["accuracy: the model and its additive projection", "gap (model − EMAP)"],
+                           height=max(300, 60 * len(labels) + 120), wrap=2, shared_yaxes=True)
+    for j, quantity in enumerate(EMAP_QUANTITIES):
+        rows, panel, offset = summary[summary.quantity == quantity], at(int(quantity == "gap")), 0.12 * (j == 1)
+        above, below = _errors(rows, "estimate", "ci_low", "ci_high")
+        figure.add_trace(go.Scatter(x=rows.estimate, y=y(rows) + offset, mode="markers", name=quantity,
+                                    marker=dict(size=11, color=colour(j)), error_x=dict(type="data", array=above,
+                                                                                         arrayminus=below),
+                                    text=rows.apply(model_label, axis=1),
+                                    customdata=[pooled_note(r) for _, r in rows.iterrows()],
+                                    hovertemplate=f"%{{text}}<br>{quantity} %{{x:.4f}}<br>%{{customdata}}<extra></extra>"),
+                         **panel)
+        mine = units[units.quantity == quantity]
+        if not mine.empty:
+            figure.add_trace(_plotly_units(mine, mine.estimate, _spread(y(mine) + offset, 0.2), "estimate", "ci_low",
+                                           "ci_high", colour(j), horizontal=True), **panel)
+    figure.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", **at(0))
+    figure.update_xaxes(title_text="accuracy", **at(0))
+    figure.update_xaxes(title_text="accuracy points", zeroline=True, **at(1))
+    _plotly_legend(figure, table, at(0))
     return figure
 
 
@@ -863,38 +933,43 @@ def static_compare(table: pd.DataFrame):
 
 
 def static_compare_layers(table: pd.DataFrame):
-    return _static_layer_lines(table, "method", "estimate (three scales: caption)")
+    return _static_lines(table, COMPARE_LAYERS)
 
 
 def static_knockout(table: pd.DataFrame):
-    return _static_layer_lines(table, "pathway", "relative change of p(true class)")
+    return _static_lines(table, KNOCKOUT)
 
 
-def _static_layer_lines(table: pd.DataFrame, series: str, y_title: str):
-    """The static twin of `_plotly_layer_lines`."""
+def static_sanity(table: pd.DataFrame):
+    return _static_lines(table, SANITY)
+
+
+def _static_lines(table: pd.DataFrame, spec: LineAxes):
+    """The static twin of `_plotly_lines`."""
     groups = panels(table, MODEL_COLUMNS)
     figure, axes = _figure(len(groups))
-    methods = list(dict.fromkeys(table[series]))
+    methods = list(dict.fromkeys(table[spec.series]))
     handles: dict = {}
     for ax, (title, rows) in zip(axes, groups):
         summary, units = levels(rows)
         for j, method in enumerate(methods):
-            line = summary[summary[series] == method].sort_values("layer_number", kind="stable")
+            line = summary[summary[spec.series] == method].sort_values(spec.x, kind="stable")
             null = is_null(line)
-            x = line.layer_number.to_numpy(float) + _method_dodge(methods, method)
+            x = line[spec.x].to_numpy(float) + _method_dodge(methods, method)
             if not null.all():  # a null layer leaves a gap in the line (its value is NaN), not a 0
                 above, below = _errors(line, "estimate", "ci_low", "ci_high")
                 handles.setdefault(method, ax.errorbar(x, line.estimate.where(~null), yerr=[below, above], marker="o",
                                                        color=colour(j), capsize=2, linewidth=1))
             _static_null(ax, x[null], np.zeros(int(null.sum())), colour(j))
-            mine = units[units[series] == method]
-            _static_units(ax, mine, _spread(mine.layer_number.to_numpy(float) + _method_dodge(methods, method), 0.6 * DODGE),
+            mine = units[units[spec.series] == method]
+            _static_units(ax, mine, _spread(mine[spec.x].to_numpy(float) + _method_dodge(methods, method), 0.6 * DODGE),
                           mine.estimate, "estimate", "ci_low", "ci_high", colour(j))
-        layers = sorted(summary.layer_number.dropna().unique())
-        ax.set_xticks(layers, [f"L{int(v)}" for v in layers])
+        ticks = _ticks(summary, spec)
+        ax.set_xticks(list(ticks), list(ticks.values()), rotation=spec.tick_rotation,
+                      ha="right" if spec.tick_rotation else "center")
         ax.axhline(0, color="grey", linewidth=0.6)
-        ax.set_xlabel("layer")
-        ax.set_ylabel(y_title)
+        ax.set_xlabel(spec.x_title)
+        ax.set_ylabel(spec.y_title)
         ax.set_title(title, fontsize=10)
     _legend(figure, _static_legend(handles, table))
     return figure
@@ -915,6 +990,29 @@ def static_shift(table: pd.DataFrame):
     handles, labels = ax.get_legend_handles_labels()
     handles = _static_legend(dict(zip(labels, handles)), table)
     ax.legend(list(handles.values()), list(handles), fontsize=8)
+    return figure
+
+
+def static_emap(table: pd.DataFrame):
+    labels, y, summary, units = emap_panel(table)
+    figure, axes = _figure(2, width=5.0, height=max(2.6, 0.5 * len(labels) + 1.4), wrap=2, sharey=True)
+    for j, quantity in enumerate(EMAP_QUANTITIES):
+        rows, ax, offset = summary[summary.quantity == quantity], axes[int(quantity == "gap")], 0.12 * (j == 1)
+        above, below = _errors(rows, "estimate", "ci_low", "ci_high")
+        ax.errorbar(rows.estimate, y(rows) + offset, xerr=[below, above], fmt="o", color=colour(j), label=quantity,
+                    capsize=3)
+        mine = units[units.quantity == quantity]
+        _static_units(ax, mine, mine.estimate, _spread(y(mine) + offset, 0.2), "estimate", "ci_low", "ci_high",
+                      colour(j), horizontal=True)
+    axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("accuracy (model and its additive projection)")
+    axes[1].axvline(0, color="grey", linewidth=0.6)
+    axes[1].set_xlabel("gap (model − EMAP), accuracy points")
+    handles = {}
+    for ax in axes[:2]:
+        handles.update(dict(zip(*reversed(ax.get_legend_handles_labels()))))
+    _legend(figure, _static_legend(handles, table))
     return figure
 
 

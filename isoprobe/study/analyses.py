@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-ANALYSES = ("ablate", "compare", "shift", "knockout")  # recipe tables, and the study's steps after train and eval
+ANALYSES = ("ablate", "compare", "shift", "knockout", "emap")  # recipe tables, and the study's steps after train and eval
 STUDY_LEVEL = frozenset({"bootstrap"})  # set once for the whole study, at the recipe's top level
 
 
@@ -29,11 +29,33 @@ def analysis(step: str) -> tuple[type, Callable]:
         from isoprobe.engine.ablate import KnockoutConfig, run_ablation
 
         return KnockoutConfig, run_ablation
+    if step == "emap":
+        from isoprobe.attribution.emap import EmapConfig, emap
+
+        return EmapConfig, emap
     if step == "shift":
         from isoprobe.diagnostics.shift import ShiftConfig, shift
 
         return ShiftConfig, shift
     raise KeyError(step)
+
+
+def check_against(step: str, model, config) -> None:
+    """Check `config` against a model built for the data set (layers, heads, pathways, modality groups)
+    before any data are read; a bad value raises ConfigError naming its field."""
+    if step == "compare":
+        from isoprobe.engine.grid import attention_layers
+        from isoprobe.layersets import parse_layers
+
+        parse_layers(config.layers, attention_layers(model))
+    elif step == "emap":
+        from isoprobe.attribution.emap import check_modalities
+
+        check_modalities(model)
+    else:
+        from isoprobe.engine.ablate import plan_grid
+
+        plan_grid(model, config)
 
 
 def recipe_keys(step: str) -> frozenset[str]:

@@ -47,7 +47,7 @@ from typing import Any
 
 from isoprobe.errors import ConfigError, IsoprobeError
 from isoprobe.models.config import has_attention
-from isoprobe.study.analyses import ANALYSES, analysis, recipe_keys
+from isoprobe.study.analyses import ANALYSES, analysis, check_against, recipe_keys
 
 TOP_KEYS = {"title", "description", "seeds", "device", "bootstrap", "threads", "data", "models", *ANALYSES, "report"}
 DATA_KEYS = {"name", "dataset", "subjects", "root", "synthetic"}
@@ -131,6 +131,7 @@ class Recipe:
     shift: dict | None
     report: dict | None = None
     knockout: dict | None = None
+    emap: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -346,8 +347,6 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
 
 def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     """Build each analysis's configuration once, so a bad value fails here, before any training."""
-    from isoprobe.engine.ablate import plan_grid
-
     configs = {}
     for key in ANALYSES:
         table = getattr(recipe, key)
@@ -357,9 +356,7 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
         return
     # Layers, heads and pathway names against each model that will be analysed, built for the data
     # set's recordings without reading data (isoprobe.training.runspec).
-    from isoprobe.engine.grid import attention_layers
     from isoprobe.models import build_model
-    from isoprobe.layersets import parse_layers
 
     checked = set()
     for model in recipe.models:
@@ -372,10 +369,7 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
                 checked.add((model.name, source.dataset, modalities))
                 built = build_model(model.model_spec(source.dataset, modalities).reference_config())
                 for key, config in configs.items():
-                    if key == "compare":
-                        check.call(f"{key}.layers", parse_layers, config.layers, attention_layers(built))
-                    else:
-                        check.call(key, plan_grid, built, config)
+                    check.call(key, check_against, key, built, config)
 
 
 class _Checker:

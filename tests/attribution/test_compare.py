@@ -49,7 +49,7 @@ def test_every_row_says_what_it_estimates(compared):
     table = compared.table
     assert tuple(table.columns) == COLUMNS
     assert list(table.method) == ["mask (IsoNet)", "mean ablation", "resample ablation", "mask, logit margin",
-                                  "attribution patching", "pathway Shapley", "interaction index"]
+                                  "attribution patching", "pathway Shapley", "interaction index", "EMAP gap"]
     assert list(table.block) == sorted(table.block, key=BLOCKS.index)  # grouped, in BLOCKS order
     assert list(table.estimand) == [METHODS[m].estimand for m in table.method]
     assert list(table.block) == [METHODS[m].block for m in table.method]
@@ -63,6 +63,15 @@ def test_every_row_says_what_it_estimates(compared):
     assert (table.ci_low[finite] <= table.estimate[finite] + 1e-12).all()
     assert (table.estimate[finite] <= table.ci_high[finite] + 1e-12).all()
     assert (table.caveat.str.contains("segments")).all()  # 12 segments: fewer than a CI needs to cover
+
+
+def test_the_emap_row_is_the_emap_gap(compared, hier, split):
+    from isoprobe.attribution.emap import EmapConfig, emap
+
+    row = compared.table.set_index("method").loc["EMAP gap"]
+    direct = emap(hier, split, EmapConfig(bootstrap=FAST["bootstrap"], batch_size=FAST.get("batch_size", 256))).table
+    gap = direct[(direct.quantity == "gap") & (direct["class"].astype(str) == "all")].iloc[0]
+    assert (row.estimate, row.layers, row.block) == (gap.estimate, "inputs", "related quantities")
 
 
 def test_the_mask_rows_equal_a_float64_loop_reference(compared, hier, split):
@@ -221,7 +230,7 @@ def test_a_method_registered_here_joins_compare_and_its_command(trained, tmp_pat
         from tests.reports.study_fixture import MODELS, make_study
 
         root = make_study(tmp_path / "study", subjects=(1,), seeds=(0,), models=[MODELS[0]],
-                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout"))
+                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
         identity = pd.read_csv(root / "tables/runs.csv").iloc[0][["dataset", "data", "subject", "arch", "model",
                                                                      "modalities", "configuration", "seed", "run"]]
         pd.read_csv(tmp_path / "compare.csv").assign(**identity).to_csv(root / "tables/compare.csv", index=False)
@@ -230,3 +239,40 @@ def test_a_method_registered_here_joins_compare_and_its_command(trained, tmp_pat
         assert "toy constant" in set(figure.table.method) and "toy constant" in figure.caption
     finally:
         del METHODS["toy constant"], PRODUCERS[toy]
+
+
+def test_sanity_flags_in_compare_a_method_that_explains_the_input(trained, tmp_path, monkeypatch):
+    """compare --sanity: each row whose method has a sanity counterpart carries its similarity after the
+    whole model is randomised; a method registered here whose 'attribution' is |input| is flagged."""
+    import numpy as np
+
+    from isoprobe.attribution.compare import PRODUCERS, RELATED, Estimate, compare_method
+    from isoprobe.attribution.sanity import SANITY_METHODS, SanityMethod
+
+    def input_magnitude(model, windows, config, reference, device):
+        return np.stack([np.abs(windows.x[name]).mean(axis=(1, 2)) for name in windows.x], axis=1)
+
+    monkeypatch.setitem(SANITY_METHODS, "input-magnitude", SanityMethod("input-magnitude", input_magnitude))
+
+    @compare_method(Estimate("input magnitude", RELATED, "mean |input| per modality, whatever the model", "input",
+                             sanity="input-magnitude"))
+    def toy(inputs):
+        return [{"method": "input magnitude", "layers": "inputs", "estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6,
+                 "windows": len(inputs.windows), "segments": inputs.segments.n_segments, "caveat": ""}]
+
+    try:
+        result = invoke("compare", trained, "--steps", 2, "--bootstrap", 30, "--sanity", "--out", tmp_path)
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "FLAGGED" in result.stdout and "input magnitude" in result.stdout
+        table = pd.read_csv(tmp_path / "compare.csv").set_index("method")
+        assert table.loc["input magnitude", "sanity_flagged"] == True  # noqa: E712 (read back from CSV)
+        assert table.loc["input magnitude", "sanity_spearman"] == 1.0
+        masked = table.loc[["mask (IsoNet)"]]
+        assert masked.sanity_spearman.notna().all() and (masked.sanity_spearman < 0.5).all()
+        assert table.loc[["pathway Shapley"], "sanity_spearman"].isna().all()  # no sanity counterpart
+        cascade = pd.read_csv(tmp_path / "sanity.csv")
+        assert {"mask", "attention", "attribution-patching", "input-magnitude"} <= set(cascade.method)
+    finally:
+        from isoprobe.attribution.compare import METHODS
+
+        del METHODS["input magnitude"], PRODUCERS[toy]

@@ -50,7 +50,7 @@ def make_study(root: Path, subjects=(1, 2, 3), seeds=(0, 1), models=MODELS, skip
     rng = np.random.default_rng(seed)
     tables: dict[str, list[dict]] = {name: [] for name in
                                      ("runs", "ablation", "compare", "compare_layers", "shift", "curves", "confusion", "planted",
-                                      "knockout")}
+                                      "knockout", "sanity", "emap")}
     for subject in subjects:
         for arch, modalities, configuration in models:
             for s in seeds:
@@ -77,6 +77,8 @@ def make_study(root: Path, subjects=(1, 2, 3), seeds=(0, 1), models=MODELS, skip
                 _compare(tables, ident, arch, rng)
                 _shift(tables["shift"], ident, arch, accuracy, rng)
                 _knockout(tables["knockout"], ident, arch, rng)
+                _sanity(tables["sanity"], ident, arch, rng)
+                _emap(tables["emap"], ident, accuracy, rng)
                 _planted(tables["planted"], ident, subject, rng)
     folder = Path(root) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,6 +132,29 @@ def _compare(tables: dict, ident: dict, arch: str, rng) -> None:
                     low, high = estimate, estimate
                 tables["compare_layers"].append(ident | dict(layer=layer, block=block, method=method, estimate=estimate,
                                                              ci_low=low, ci_high=high, null_by_construction=null))
+
+
+def _emap(rows: list, ident: dict, accuracy: float, rng) -> None:
+    """emap.csv: overall and for two classes."""
+    projected = accuracy - rng.uniform(0, 0.2)
+    for cls, label in (("all", "all"), ("0", "0"), ("1", "3")):
+        for quantity, value in (("model accuracy", accuracy), ("emap accuracy", projected), ("gap", accuracy - projected)):
+            low, high = _ci(rng, value)
+            rows.append(ident | {"quantity": quantity, "class": cls, "label": label, "estimate": value, "ci_low": low,
+                                 "ci_high": high, "windows": 342, "segments": 18, "exact": False, "caveat": ""})
+
+
+def _sanity(rows: list, ident: dict, arch: str, rng) -> None:
+    """The cascade of compare --sanity: the mmt has no encoders; `input` explains the input (flagged)."""
+    steps = ["trained", "head", "L5", "L4", "L3", "L2", "L1", *(["encoders"] if arch != "mmt" else []), "embeddings"]
+    for method in ("mask", "attention", "input"):
+        for index, step in enumerate(steps):
+            rho = 1.0 if index == 0 or method == "input" else float(rng.uniform(-0.2, 0.9 - 0.12 * index))
+            low, high = (rho, rho) if index == 0 else _ci(rng, rho)
+            rows.append(ident | dict(method=method, step=step, step_index=index, spearman=rho, ci_low=low, ci_high=high,
+                                     flagged=(rho > 0.5) if index == len(steps) - 1 else None))
+        rows.append(ident | dict(method=method, step="random target", step_index=None, spearman=float(rng.uniform(-0.3, 0.3)),
+                                 ci_low=-0.5, ci_high=0.5, flagged=None))
 
 
 def _knockout(rows: list, ident: dict, arch: str, rng) -> None:
