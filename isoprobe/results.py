@@ -83,6 +83,8 @@ STUDY_TABLES: dict[str, StudyTable] = {t.name: t for t in (
     StudyTable("sanity", "compare/sanity.csv", ("method", "step", "step_index", "spearman", "ci_low", "ci_high",
                                                 "flagged")),
     StudyTable("emap", "emap/emap.csv", ("quantity", "class", "label", "estimate", "ci_low", "ci_high", "exact")),
+    StudyTable("pid", "pid/pid.csv", ("target", "k", "part", "bits", "fraction", "ci_low", "ci_high", "floor_mean",
+                                      "floor95", "expected_bits")),
     StudyTable("curves", None, ("epoch", "lambda", "loss", "train_accuracy", "val_accuracy", "val_loss")),
     StudyTable("confusion", None, ("true", "predicted", "count")),
     StudyTable("planted", None, ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "tested", "low",

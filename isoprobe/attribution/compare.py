@@ -40,11 +40,12 @@ import pandas as pd
 import torch
 
 from isoprobe.attribution.attention import AttentionConfig, attention_attributions
-from isoprobe.attribution.estimands import ACCURACY, BLOCKS, MARGIN, RELATED, Estimate
+from isoprobe.attribution.estimands import ACCURACY, BLOCKS, DATA, MARGIN, RELATED, Estimate
 from isoprobe.attribution.emap import EmapConfig, emap
 from isoprobe.attribution.sanity import SanityConfig, sanity
 from isoprobe.attribution.interaction import InteractConfig, interact
 from isoprobe.data.pipeline import WindowSet
+from isoprobe.diagnostics.pid import PIDConfig, data_pid
 from isoprobe.diagnostics.shift import ShiftConfig, shift
 from isoprobe.engine.ablate import AblationConfig, GridPlan, ablation_logits, grid_plan
 from isoprobe.engine.attribution_patching import run_attribution_patching
@@ -112,6 +113,7 @@ class CompareConfig(Options):
     draws: int = 1  # resample ablation
     shift_windows: int = 1000  # windows entering the MMD of each ablation's representation shift
     shift_permutations: int = 1000
+    pid_codes: int = 8  # k-means codes per modality of the data's PID row
     sanity: bool = False  # run the sanity cascade of the methods that have one (isoprobe.attribution.sanity)
     sanity_windows: int = 32
     batch_size: int = 256
@@ -122,7 +124,7 @@ class CompareConfig(Options):
     def __post_init__(self) -> None:
         check_choices(self)
         check_counts(self, {"steps": 2, "draws": 1, "batch_size": 1, "bootstrap": 0, "seed": 0, "shift_windows": 4,
-                            "shift_permutations": 0, "sanity_windows": 2})
+                            "shift_permutations": 0, "sanity_windows": 2, "pid_codes": 2})
         check_level(self)
 
 
@@ -265,6 +267,24 @@ def _emap_rows(inputs: CompareInputs) -> list[dict]:
     gap = table[(table.quantity == "gap") & (table["class"].astype(str) == "all")].iloc[0]
     return [{"method": "EMAP gap", "layers": "inputs", "estimate": gap.estimate, "ci_low": gap.ci_low,
              "ci_high": gap.ci_high, "windows": gap.windows, "segments": gap.segments, "caveat": gap.caveat}]
+
+
+@compare_method(Estimate("data synergy (PID)", DATA, "S / I(X_a, X_b; Y) of the labels (BROJA partial information "
+                         "decomposition, plug-in over k-means codes of each modality's features): the share of the label "
+                         "information only the two modalities together give — a ceiling on what needs cross-modal "
+                         "interaction; a property of the data, not of the model", "PID synergy"))
+def _pid_rows(inputs: CompareInputs) -> list[dict]:
+    """The data's synergy fraction, on the evaluated windows with codes fitted on the training split."""
+    if len(inputs.windows.x) != 2:
+        return []  # the decomposition is over two modality groups
+    config = inputs.config
+    result = data_pid(inputs.windows, inputs.reference, PIDConfig(ks=(config.pid_codes,), permutations=0,
+                                                                   bootstrap=min(config.bootstrap, 100), seed=config.seed,
+                                                                   level=config.level))
+    row = result.table[result.table.part == "synergy"].iloc[0]
+    return [{"method": "data synergy (PID)", "layers": "inputs", "estimate": row.fraction,
+             "ci_low": row.fraction_ci_low, "ci_high": row.fraction_ci_high, "windows": row.windows,
+             "segments": row.segments, "caveat": row.caveat if isinstance(row.caveat, str) else ""}]
 
 
 def compare(model: torch.nn.Module, windows: WindowSet, config: CompareConfig, reference: WindowSet | None = None,

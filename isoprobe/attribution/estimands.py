@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ACCURACY, MARGIN, RELATED = "share of clean accuracy", "share of clean logit margin", "related quantities"
-BLOCKS = (ACCURACY, MARGIN, RELATED)  # printed in this order; rows are comparable within a block only
+DATA = "property of the data"  # what the labels need, whatever the model: not an estimate about the model
+BLOCKS = (ACCURACY, MARGIN, RELATED, DATA)  # printed in this order; rows are comparable within a block only
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from isoprobe import __version__
-from isoprobe.cli import ablate, attribute, compare, data, emap, interact, report, sanity, shift, study, sweep, train
+from isoprobe.cli import (ablate, attribute, compare, data, emap, interact, pid, report, sanity, shift, study, sweep,
+                          train)
 from isoprobe.cli.common import configure_logging
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+data.app.command(name="pid")(pid.data_pid_command)
 app.add_typer(data.app, name="data")
 app.command(name="train")(train.train)
 app.command(name="eval")(train.evaluate)
@@ -28,6 +30,7 @@ app.command(name="compare")(compare.compare)
 app.command(name="shift")(shift.shift)
 app.command(name="emap")(emap.emap)
 app.command(name="sanity")(sanity.sanity)
+app.command(name="pid")(pid.pid)
 app.command(name="sweep-dropout")(sweep.sweep_dropout)
 app.command(name="report")(report.report)
 app.command(name="study")(study.study)

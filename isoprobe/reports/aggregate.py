@@ -252,6 +252,22 @@ def emap_summary(emap: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
                      bootstrap=bootstrap, seed=seed, name="emap.csv")
 
 
+def pid_summary(pid: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
+    """pid.csv across runs: per K (`k_label`) and part, the bits (`estimate`, with the run's segment CI), the
+    permutation floor's 95th percentile and the planted bits. The labels' PID depends on the data, the
+    subject and the modality groups, not on the model: one row per subject stands for every model trained
+    on them (`arch` "labels"); a model's predictions keep their model."""
+    labels = pid.target == "labels"
+    data = pid[labels].drop_duplicates(["dataset", "data", "subject", "modalities", "k", "part"]).assign(
+        arch="labels", configuration="data", **({"model": "labels"} if "model" in pid else {}))
+    table = pd.concat([data, pid[~labels]], ignore_index=True).rename(columns={"bits": "estimate"})
+    table["k_label"] = "K=" + table.k.astype(int).astype(str)
+    table["part"] = table.part.str.replace("_", " ")
+    return summarise(table, [Measure("estimate", "ci_low", "ci_high"), Measure("floor95"), Measure("expected_bits")],
+                     [*model_columns(table), "target", "k", "k_label", "part"], bootstrap=bootstrap, seed=seed,
+                     name="pid.csv")
+
+
 def sanity_summary(sanity: pd.DataFrame, bootstrap: int, seed: int) -> pd.DataFrame:
     """sanity.csv (compare --sanity) across runs: per method and cascade step, Spearman's ρ of its output
     with the trained model's (`estimate`, with the run's segment CI); `flagged_runs` of `runs` flagged

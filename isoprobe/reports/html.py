@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from isoprobe.atomic import atomic_folder
-from isoprobe.attribution.estimands import ACCURACY, BLOCKS, MARGIN, RELATED
+from isoprobe.attribution.estimands import ACCURACY, BLOCKS, DATA, MARGIN, RELATED
 from isoprobe.errors import ConfigError
 from isoprobe.reports import aggregate
 from isoprobe.reports.aggregate import FEW_SEEDS, FEW_SUBJECTS, MIN_UNITS, SEEDS, SEGMENTS, SUBJECTS
@@ -211,6 +211,7 @@ BLOCK_TEXT = {  # how to read each block of compare (isoprobe.attribution.estima
     ACCURACY: "the share of clean accuracy removed (Σ(base − intervened correct) / Σ base correct over all windows)",
     MARGIN: "the share of the clean true-class logit margin removed, over the windows the clean model gets right",
     RELATED: "related quantities, each on its own scale, not shares of the above",
+    DATA: "properties of the data, whatever the model: what the labels need (a ceiling, not a pathway share)",
 }
 
 
@@ -254,6 +255,17 @@ register_figure("emap", "emap", plots.plotly_emap, plots.static_emap)(_summarise
     "the model's accuracy and its projection's; right: the gap (model − EMAP), what the decision owes to "
     "cross-modal interaction by any route — attention, the CLS relay or a non-linear head. A gap near 0 says "
     "an additive model would do as well, whatever the attention pathways carry."))
+
+register_figure("pid", "pid", plots.plotly_pid, plots.static_pid)(_summarised(
+    "pid", "How much synergy is in the data? Partial information decomposition", "pid", aggregate.pid_summary,
+    "The BROJA partial information decomposition (Bertschinger et al. 2014, as Liang et al., NeurIPS 2023, "
+    "estimate it) of I(X_a, X_b; Y) into redundancy (what either modality gives), each modality's unique "
+    "information and synergy (what only the two together give), in bits, for each number K of k-means codes per "
+    "modality (x; codes of each modality's features — per-channel log-RMS and band powers for sEMG, mean levels "
+    "for the second modality — fitted on the training split). `labels`: Y is the gesture, a property of the "
+    "data and the ceiling on what needs cross-modal interaction; a model's row decomposes its predictions. A "
+    "plug-in estimate over codes is biased upward as K grows: `floor95` (the table) is the 95th percentile of the "
+    "same estimate with the labels permuted, and `expected_bits` the value the synthetic generator planted."))
 
 register_figure("sanity", "sanity", plots.plotly_sanity, plots.static_sanity)(_summarised(
     "sanity", "Sanity checks: does each method's output depend on the trained weights?", "sanity",

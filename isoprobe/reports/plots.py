@@ -479,6 +479,18 @@ SANITY = LineAxes("method", "Spearman ρ with the trained output", x="step_index
                   x_title="weights re-drawn from the output down, cumulatively", tick_rotation=35)
 
 
+PID = LineAxes("part", "bits (plug-in over k-means codes)", x="k", label="k_label",
+               x_title="codes per modality (K)")
+
+
+def plotly_pid(table: pd.DataFrame):
+    return _plotly_lines(table, PID)
+
+
+def static_pid(table: pd.DataFrame):
+    return _static_lines(table, PID)
+
+
 def plotly_compare_layers(table: pd.DataFrame):
     return _plotly_lines(table, COMPARE_LAYERS)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-ANALYSES = ("ablate", "compare", "shift", "knockout", "emap")  # recipe tables, and the study's steps after train and eval
+ANALYSES = ("ablate", "compare", "shift", "knockout", "emap", "pid")  # recipe tables, and the study's steps after train and eval
 STUDY_LEVEL = frozenset({"bootstrap"})  # set once for the whole study, at the recipe's top level
+NEEDS_TRUTH = frozenset({"pid"})  # given the synthetic sidecar (truth=…, None on real data): planted values
 
 
 def analysis(step: str) -> tuple[type, Callable]:
@@ -33,11 +34,23 @@ def analysis(step: str) -> tuple[type, Callable]:
         from isoprobe.attribution.emap import EmapConfig, emap
 
         return EmapConfig, emap
+    if step == "pid":
+        from isoprobe.diagnostics.pid import PIDConfig
+
+        return PIDConfig, _pid
     if step == "shift":
         from isoprobe.diagnostics.shift import ShiftConfig, shift
 
         return ShiftConfig, shift
     raise KeyError(step)
+
+
+def _pid(model, windows, config, reference=None, device="cpu", truth: dict | None = None):
+    """The PID of the labels (target "labels", the default) or of the model's predictions over the run's two
+    modalities, codes fitted on the training split."""
+    from isoprobe.diagnostics.pid import model_pid
+
+    return model_pid(model, windows, reference, config, device, truth)
 
 
 def check_against(step: str, model, config) -> None:
@@ -52,6 +65,11 @@ def check_against(step: str, model, config) -> None:
         from isoprobe.attribution.emap import check_modalities
 
         check_modalities(model)
+    elif step == "pid":
+        if len(model.modality_names) != 2:
+            from isoprobe.errors import ConfigError
+
+            raise ConfigError("modalities", ",".join(model.modality_names), "the PID decomposes over two modality groups")
     else:
         from isoprobe.engine.ablate import plan_grid
 

@@ -132,6 +132,7 @@ class Recipe:
     report: dict | None = None
     knockout: dict | None = None
     emap: dict | None = None
+    pid: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from isoprobe.atomic import write_text_atomic
-from isoprobe.study.analyses import ANALYSES
+from isoprobe.study.analyses import ANALYSES, NEEDS_TRUTH
 from isoprobe.study.analyses import analysis as analysis_of
 from isoprobe.study.recipe import Recipe
 
@@ -106,6 +106,12 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
 def _analysis_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     options, analyse = analysis_of(step)
     analysis, device = _analysis(run, data_root, recipe)
-    result = analyse(analysis.model, analysis.windows, options(**config), reference=analysis.reference, device=device)
+    extra = {}
+    if step in NEEDS_TRUTH:
+        from isoprobe.data.synth.generate import read_ground_truth
+
+        extra["truth"] = read_ground_truth(Path(data_root))
+    result = analyse(analysis.model, analysis.windows, options(**config), reference=analysis.reference, device=device,
+                     **extra)
     result.write(run / step, _meta(run, analysis, device, recipe, job))
     return {"rows": len(result.table)}

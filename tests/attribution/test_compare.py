@@ -49,7 +49,8 @@ def test_every_row_says_what_it_estimates(compared):
     table = compared.table
     assert tuple(table.columns) == COLUMNS
     assert list(table.method) == ["mask (IsoNet)", "mean ablation", "resample ablation", "mask, logit margin",
-                                  "attribution patching", "pathway Shapley", "interaction index", "EMAP gap"]
+                                  "attribution patching", "pathway Shapley", "interaction index", "EMAP gap",
+                                  "data synergy (PID)"]
     assert list(table.block) == sorted(table.block, key=BLOCKS.index)  # grouped, in BLOCKS order
     assert list(table.estimand) == [METHODS[m].estimand for m in table.method]
     assert list(table.block) == [METHODS[m].block for m in table.method]
@@ -230,7 +231,7 @@ def test_a_method_registered_here_joins_compare_and_its_command(trained, tmp_pat
         from tests.reports.study_fixture import MODELS, make_study
 
         root = make_study(tmp_path / "study", subjects=(1,), seeds=(0,), models=[MODELS[0]],
-                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
+                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
         identity = pd.read_csv(root / "tables/runs.csv").iloc[0][["dataset", "data", "subject", "arch", "model",
                                                                      "modalities", "configuration", "seed", "run"]]
         pd.read_csv(tmp_path / "compare.csv").assign(**identity).to_csv(root / "tables/compare.csv", index=False)

@@ -124,7 +124,7 @@ def test_panel_b_takes_the_all_layer_cross_mask_and_keeps_null_rows_null():
 def test_no_figure_without_two_channel_counts(tmp_path):
     # 12 sEMG channels only (with and without acc, and an equal-channel split): no sweep, no figure, no note
     root = make_study(tmp_path, subjects=(1, 2), seeds=(0,), models=[MODELS[0], MODELS[1], MODELS[2]],
-                      skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
+                      skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
     study = load_study(root)
     assert channel_summary(study.tables["runs"], study.tables["ablation"], 200, 0).empty
     report = build_report(study, ReportConfig(subject_bootstrap=200))
@@ -132,7 +132,7 @@ def test_no_figure_without_two_channel_counts(tmp_path):
     assert "channels" not in [n["figure"] for n in report.left_out]
     # negative control: a second channel count draws it
     root = make_study(tmp_path / "swept", subjects=(1, 2), seeds=(0,), models=[MODELS[0], MODELS[6]],
-                      skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
+                      skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
     figure = next(f for f in build_report(load_study(root), ReportConfig(subject_bootstrap=200)).figures if f.id == "channels")
     assert figure.sources == ("runs.csv", "ablation.csv") and set(figure.table.measure) == {"accuracy", "relative_drop"}
 

@@ -64,7 +64,7 @@ def test_report_json_equals_the_tables_it_wrote(study_report):
     root, document = study_report
     ids = [f["id"] for f in document["figures"]]
     assert ids == ["accuracy", "channels", "layer_drop", "layer_heatmap", "compare", "compare_layers", "knockout",
-                   "emap", "sanity", "shift_vs_drop", "curves", "confusion", "planted"]
+                   "emap", "pid", "sanity", "shift_vs_drop", "curves", "confusion", "planted"]
     assert document["left_out"] == []
     for figure in document["figures"]:
         table = _read(root / "report" / figure["files"]["csv"])
@@ -197,7 +197,7 @@ def test_notes_say_which_runs_have_too_few_segments(tmp_path, study_report):
     assert notes["accuracy"] == [] and notes["compare"] == []
     # negative control: a table without the (optional) column reads as no caveat at all
     older = make_study(tmp_path, subjects=(1, 2), seeds=(0,), models=[MODELS[0]],
-                       skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
+                       skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
     ablation = pd.read_csv(older / "tables" / "ablation.csv")
     ablation.drop(columns="caveat").to_csv(older / "tables" / "ablation.csv", index=False)
     assert all(f.notes == () for f in build_report(load_study(older), ReportConfig(subject_bootstrap=200)).figures)
@@ -395,15 +395,15 @@ def test_a_repeated_subject_and_seed_is_an_error():
 
 def test_a_missing_table_leaves_its_figures_out_with_a_note(tmp_path):
     root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
-                      skip=("ablation", "compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
+                      skip=("ablation", "compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
     result = invoke("report", root, "--subject-bootstrap", 200)
     assert_ok(result)
     assert "layer_drop left out: tables/ablation.csv not found" in result.output
     document = json.loads((root / "report" / "report.json").read_text(encoding="utf-8"))
     assert [f["id"] for f in document["figures"]] == ["accuracy"]
     assert {n["figure"] for n in document["left_out"]} == {"layer_drop", "layer_heatmap", "compare", "compare_layers",
-                                                           "knockout", "emap", "sanity", "shift_vs_drop", "curves", "confusion",
-                                                           "planted"}
+                                                           "knockout", "emap", "pid", "sanity", "shift_vs_drop", "curves",
+                                                           "confusion", "planted"}
     page = (root / "report" / "index.html").read_text(encoding="utf-8")
     assert "shift_vs_drop left out: tables/shift.csv not found" in page
     assert sorted(p.name for p in (root / "report" / "figures").iterdir()) == ["accuracy.png", "accuracy.svg"]
@@ -426,7 +426,7 @@ def test_a_bad_folder_exits_2_with_one_line(tmp_path, case):
 
 
 def test_a_table_without_a_column_it_needs_names_both(tmp_path):
-    root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]], skip=("curves", "confusion", "planted", "knockout", "sanity", "emap"))
+    root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]], skip=("curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
     ablation = pd.read_csv(root / "tables" / "ablation.csv")
     ablation.drop(columns=["drop_ci_low"]).to_csv(root / "tables" / "ablation.csv", index=False)
     assert_user_error(invoke("report", root), "ablation.csv", "drop_ci_low")
@@ -440,7 +440,7 @@ def test_an_option_out_of_range_names_the_flag(tmp_path):
 
 def test_a_failed_report_leaves_the_previous_one_untouched(tmp_path, monkeypatch):
     root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
-                      skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
+                      skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
     config = ReportConfig(subject_bootstrap=200)
     write_report(root, config)
     before = {p.relative_to(root): p.read_bytes() for p in (root / "report").rglob("*") if p.is_file()}
@@ -467,7 +467,7 @@ def test_drawing_leaves_pyplot_and_the_backend_alone(tmp_path):
 
     backend = matplotlib.rcParams._get_backend_or_none()
     root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
-                      skip=("compare", "compare_layers", "shift", "curves", "planted", "knockout", "sanity", "emap"))
+                      skip=("compare", "compare_layers", "shift", "curves", "planted", "knockout", "sanity", "emap", "pid"))
     write_report(root, ReportConfig(subject_bootstrap=200))
     assert matplotlib.rcParams._get_backend_or_none() == backend
     if "matplotlib.pyplot" in sys.modules:  # seaborn imports it; no figure may be left in its state
@@ -518,7 +518,7 @@ def test_a_figure_registered_here_joins_the_report(tmp_path):
 
     try:
         root = make_study(tmp_path, subjects=(1,), seeds=(0,), models=[MODELS[0]],
-                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap"))
+                          skip=("compare", "compare_layers", "shift", "curves", "confusion", "planted", "knockout", "sanity", "emap", "pid"))
         folder = write_report(root, ReportConfig(subject_bootstrap=200))
         document = json.loads((folder / "report.json").read_text())
         entry = next(f for f in document["figures"] if f["id"] == "toy_runs_per_arch")
