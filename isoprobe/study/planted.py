@@ -21,6 +21,13 @@ after it passes here.
   CI high < 0), and within ±INTERACTION_MARGIN where one modality carries everything (the whole CI:
   a CI merely covering 0 would pass more easily the noisier the data). Where synergy and redundant
   classes are mixed, the two offset in one index and no sign is planted: no row;
+- `emap`: the EMAP gap (compare: model accuracy − its additive projection's) is positive where classes
+  need both modalities (CI low > 0), and where no class needs both the model needs no interaction: CI
+  high < INTERACTION_MARGIN (one-sided: a model that does better once the uninformative modality is
+  averaged out has a negative gap, and needs no interaction either);
+- `pid`: the data's synergy (pid.csv, labels, at PID_CODES codes per modality) lies above the
+  permutation floor's 95th percentile where the sidecar plants synergy bits, and at or below it where it
+  plants none (the plug-in bias is all the floor shows);
 - `structural`: on the multimodal transformer, every cross-modal row of the ablation is null by
   construction (no cross-modal attention exists) and changes nothing: its accuracy drop and logit-margin
   change are 0 (|Δ| ≤ STRUCTURAL_TOLERANCE; the engine returns the clean logits for such rows, so 0
@@ -41,6 +48,7 @@ PAIR_SPLIT = 0.65  # within-pair accuracy between chance (0.5) and a split pair 
 BLIND_MARGIN = 0.05  # accuracy points above chance a blind model may reach (equivalence margin)
 INTERACTION_MARGIN = 0.05  # accuracy points: the interaction index where one modality carries everything
 STRUCTURAL_TOLERANCE = 1e-6
+PID_CODES = 8  # codes per modality of the PID check (compare's data-synergy row uses the same)
 BOOTSTRAP_SEED = 0
 
 COLUMNS = ("check", "quantity", "method", "planted", "found", "ci_low", "ci_high", "tested", "low", "high", "passed")
@@ -57,6 +65,10 @@ def planted_rows(truth: dict, run: Path, identity: dict, bootstrap: int) -> list
     compare = run / "compare" / "compare.csv"
     if compare.is_file():
         rows += _interaction_rows(pd.read_csv(compare), classes)
+        rows += _emap_rows(pd.read_csv(compare), classes)
+    pid = run / "pid" / "pid.csv"
+    if pid.is_file():
+        rows += _pid_rows(pd.read_csv(pid))
     ablation = run / "ablate" / "ablation.csv"
     if ablation.is_file() and identity["arch"] == "mmt":
         rows += _null_rows(pd.read_csv(ablation))
@@ -135,6 +147,35 @@ def _interaction_rows(compare: pd.DataFrame, classes: dict) -> list[dict]:
                             f"0: one modality carries every class (CI within ±{INTERACTION_MARGIN})", found, "ci",
                             -INTERACTION_MARGIN, INTERACTION_MARGIN))
     return out
+
+
+def _emap_rows(compare: pd.DataFrame, classes: dict) -> list[dict]:
+    synergy = any(c.get("partner") is not None for c in classes.values())
+    quantity = "model accuracy − EMAP accuracy (its best additive projection)"
+    out = []
+    for row in compare[compare.method == "EMAP gap"].itertuples():
+        found = (float(row.estimate), float(row.ci_low), float(row.ci_high))
+        if synergy:
+            out.append(_row("emap", quantity, "EMAP gap", "> 0: synergy classes need the interaction (CI low > 0)",
+                            found, "ci_low", 0.0, None))
+        else:
+            out.append(_row("emap", quantity, "EMAP gap", f"no interaction needed: no class needs both modalities "
+                            f"(CI high < {INTERACTION_MARGIN})", found, "ci_high", None, INTERACTION_MARGIN))
+    return out
+
+
+def _pid_rows(pid: pd.DataFrame) -> list[dict]:
+    rows = pid[(pid.target == "labels") & (pid.k == PID_CODES) & (pid.part == "synergy")]
+    if rows.empty or not np.isfinite(rows.expected_bits.iloc[0]):
+        return []
+    row = rows.iloc[0]
+    found = (float(row.bits), float(row.ci_low), float(row.ci_high))
+    quantity = f"synergy of the labels, bits (K = {PID_CODES} codes per modality)"
+    if row.expected_bits > 0:
+        return [_row("pid", quantity, "PID (BROJA)", f"{row.expected_bits:.3g} bits planted: above the permutation "
+                     "floor's 95th percentile", found, "estimate", float(row.floor95), None)]
+    return [_row("pid", quantity, "PID (BROJA)", "0 bits planted: at or below the permutation floor's 95th percentile",
+                 found, "estimate", None, float(row.floor95) + 1e-12)]
 
 
 def _null_rows(ablation: pd.DataFrame) -> list[dict]:

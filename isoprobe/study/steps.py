@@ -17,8 +17,9 @@ from isoprobe.study.recipe import Recipe
 # Part of every analysis step's key (not training's): bump it when what an analysis computes changes for
 # the same configuration, so a rerun of a finished study redoes its analyses and keeps its trained models.
 # 2: stratified bootstrap, unbiased paired MMD², estimands in compare, planted rules with regions;
-# 3: CIs clipped to the quantity's range.
-ANALYSIS_VERSION = 3
+# 3: CIs clipped to the quantity's range; 4: ablation's prob_change and window columns, compare's EMAP gap,
+# data-synergy and sanity columns.
+ANALYSIS_VERSION = 4
 
 
 def data_config(job, data_root: str):

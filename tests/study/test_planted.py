@@ -190,3 +190,35 @@ def test_structural_fails_on_a_multimodal_transformer_whose_mask_leaks(db2, mmt,
         row = checks(TRUTH, tmp_path, "emg,acc", "mmt")["structural"]
         assert row["passed"] == passes
     assert not leaked.null_by_construction.all() and (leaked.logit_margin_change.abs() > 1e-6).any()
+
+
+@pytest.mark.parametrize("found, with_synergy, without", [
+    ((0.2, 0.05, 0.35), True, False),
+    ((0.02, -0.03, 0.07), False, False),  # CI crosses 0: synergy not shown, and reaches past the margin
+    ((0.0, -0.02, 0.03), False, True),
+    ((-0.08, -0.15, -0.01), False, True),  # the model does better without the interaction: it needs none
+])
+def test_emap_rules(tmp_path, found, with_synergy, without):
+    (tmp_path / "compare").mkdir()
+    pd.DataFrame({"method": ["interaction index", "EMAP gap"], "estimate": [0.0, found[0]], "ci_low": [0.0, found[1]],
+                  "ci_high": [0.0, found[2]]}).to_csv(tmp_path / "compare/compare.csv", index=False)
+    assert checks(TRUTH, tmp_path, "emg,acc")["emap"]["passed"] == with_synergy
+    one = {"classes": [{"label": 1, "partner": None, "informative_alone": ["emg"]}]}
+    row = checks(one, tmp_path, "emg,acc")["emap"]
+    assert row["passed"] == without and row["tested"] == "ci_high"
+
+
+@pytest.mark.parametrize("bits, expected, floor95, passed", [
+    (0.9, 1.0, 0.4, True), (0.3, 1.0, 0.4, False),  # planted synergy: above the floor, or not
+    (0.1, 0.0, 0.4, True), (0.6, 0.0, 0.4, False),  # none planted: within the floor, or above it
+])
+def test_pid_rule(tmp_path, bits, expected, floor95, passed):
+    (tmp_path / "pid").mkdir()
+    rows = [{"target": "labels", "k": k, "part": part, "bits": bits if part == "synergy" else 1.0, "ci_low": np.nan,
+             "ci_high": np.nan, "floor95": floor95, "expected_bits": expected if part == "synergy" else 1.0}
+            for k in (4, 8) for part in ("redundancy", "synergy")]
+    pd.DataFrame(rows).to_csv(tmp_path / "pid/pid.csv", index=False)
+    row = checks(TRUTH, tmp_path, "emg,acc")["pid"]
+    assert row["passed"] == passed and row["found"] == bits and row["tested"] == "estimate"
+    pd.DataFrame(rows).assign(expected_bits=np.nan).to_csv(tmp_path / "pid/pid.csv", index=False)
+    assert "pid" not in checks(TRUTH, tmp_path, "emg,acc")  # nothing planted (real data): no row
