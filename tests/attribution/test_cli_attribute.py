@@ -28,6 +28,10 @@ def test_ig_prints_and_writes_the_table(trained, tmp_path):
     assert set(table[table.quantity == "share"].part) == {"emg", "acc"}
     meta = json.loads((tmp_path / "attribution.json").read_text())["meta"]
     assert meta["method"] == "ig" and meta["steps"] == 4
+    # captum's infidelity and max-sensitivity of the same attributions, printed and written beside them
+    assert "ig metrics: infidelity" in result.stdout and "sensitivity_max" in result.stdout
+    metrics = pd.read_csv(tmp_path / "ig-metrics.csv")
+    assert set(metrics.metric) == {"infidelity", "sensitivity_max"} and np.isfinite(metrics.estimate).all()
 
 
 def test_attention_per_layer_and_pathway(trained, tmp_path):
