@@ -417,6 +417,14 @@ def model_pid(model: torch.nn.Module, windows: WindowSet, fit: WindowSet | None,
     return _pid(windows, fit, names, target, config, expected_by_part(truth, windows, names), progress)
 
 
+def run_pid(model: torch.nn.Module, windows: WindowSet, config: PIDConfig, reference: WindowSet | None = None,
+            device: str | torch.device = "cpu", truth: dict | None = None,
+            progress: Callable[[int, int], None] | None = None) -> PIDResult:
+    """The analysis contract of a study step: `model_pid` with the codes fitted on `reference` (the training
+    split): the labels' PID (target "labels") or the model's predictions'."""
+    return model_pid(model, windows, reference, config, device, truth, progress)
+
+
 def _two_modalities(names: tuple[str, ...]) -> tuple[str, str]:
     if len(names) != 2:
         raise ConfigError("modalities", ",".join(names), f"a PID needs exactly two modality groups, not {len(names)}")

@@ -227,7 +227,7 @@ def _blocks_text(compare: pd.DataFrame) -> str:
     return " ".join(pieces)
 
 
-register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers, plots.static_compare_layers)(_summarised(
+register_figure("compare_layers", "compare_layers", *plots.line_renderers(plots.COMPARE_LAYERS))(_summarised(
     "compare_layers", "Cross-modal attention per layer, by method", "compare_layers", aggregate.compare_layers_summary,
     "The per-layer estimates of `isoprobe compare` (each layer alone) for every method that has them, the "
     "methods side by side around each layer: shares of clean accuracy (mask, mean, resample), shares of the "
@@ -237,7 +237,7 @@ register_figure("compare_layers", "compare_layers", plots.plotly_compare_layers,
     "exists, as in the multimodal transformer, or only CLS reaches the head): not measurements, so no line "
     "through them and no number."))
 
-register_figure("knockout", "knockout", plots.plotly_knockout, plots.static_knockout)(_summarised(
+register_figure("knockout", "knockout", *plots.line_renderers(plots.KNOCKOUT))(_summarised(
     "knockout", "Knockout windows: the true class's probability per layer and pathway", "knockout",
     aggregate.knockout_summary,
     "Attention knockout as vision-language analyses report it (Geva et al. 2023; Zhang et al., CVPR 2025): for "
@@ -256,7 +256,7 @@ register_figure("emap", "emap", plots.plotly_emap, plots.static_emap)(_summarise
     "cross-modal interaction by any route — attention, the CLS relay or a non-linear head. A gap near 0 says "
     "an additive model would do as well, whatever the attention pathways carry."))
 
-register_figure("pid", "pid", plots.plotly_pid, plots.static_pid)(_summarised(
+register_figure("pid", "pid", *plots.line_renderers(plots.PID))(_summarised(
     "pid", "How much synergy is in the data? Partial information decomposition", "pid", aggregate.pid_summary,
     "The BROJA partial information decomposition (Bertschinger et al. 2014, as Liang et al., NeurIPS 2023, "
     "estimate it) of I(X_a, X_b; Y) into redundancy (what either modality gives), each modality's unique "
@@ -267,7 +267,7 @@ register_figure("pid", "pid", plots.plotly_pid, plots.static_pid)(_summarised(
     "plug-in estimate over codes is biased upward as K grows: `floor95` (the table) is the 95th percentile of the "
     "same estimate with the labels permuted, and `expected_bits` the value the synthetic generator planted."))
 
-register_figure("sanity", "sanity", plots.plotly_sanity, plots.static_sanity)(_summarised(
+register_figure("sanity", "sanity", *plots.line_renderers(plots.SANITY))(_summarised(
     "sanity", "Sanity checks: does each method's output depend on the trained weights?", "sanity",
     aggregate.sanity_summary,
     "Cascading randomisation (Adebayo et al. 2018), from `isoprobe compare --sanity`: the model's weights are "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -483,24 +484,9 @@ PID = LineAxes("part", "bits (plug-in over k-means codes)", x="k", label="k_labe
                x_title="codes per modality (K)")
 
 
-def plotly_pid(table: pd.DataFrame):
-    return _plotly_lines(table, PID)
-
-
-def static_pid(table: pd.DataFrame):
-    return _static_lines(table, PID)
-
-
-def plotly_compare_layers(table: pd.DataFrame):
-    return _plotly_lines(table, COMPARE_LAYERS)
-
-
-def plotly_knockout(table: pd.DataFrame):
-    return _plotly_lines(table, KNOCKOUT)
-
-
-def plotly_sanity(table: pd.DataFrame):
-    return _plotly_lines(table, SANITY)
+def line_renderers(spec: LineAxes) -> tuple[Callable, Callable]:
+    """(plotly renderer, static renderer) of a figure of lines drawn as `spec` says."""
+    return (lambda table: _plotly_lines(table, spec)), (lambda table: _static_lines(table, spec))
 
 
 def _plotly_lines(table: pd.DataFrame, spec: LineAxes):
@@ -942,18 +928,6 @@ def static_compare(table: pd.DataFrame):
         ax.set_title(title, fontsize=10)
     _legend(figure, _static_legend({}, table))
     return figure
-
-
-def static_compare_layers(table: pd.DataFrame):
-    return _static_lines(table, COMPARE_LAYERS)
-
-
-def static_knockout(table: pd.DataFrame):
-    return _static_lines(table, KNOCKOUT)
-
-
-def static_sanity(table: pd.DataFrame):
-    return _static_lines(table, SANITY)
 
 
 def _static_lines(table: pd.DataFrame, spec: LineAxes):

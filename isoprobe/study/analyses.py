@@ -8,9 +8,19 @@ start-up path."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Callable
 
-ANALYSES = ("ablate", "compare", "shift", "knockout", "emap", "pid")  # recipe tables, and the study's steps after train and eval
+# step -> (module, configuration class, analysis function), imported when the step runs
+WHERE = {
+    "ablate": ("isoprobe.engine.ablate", "AblationConfig", "run_ablation"),
+    "compare": ("isoprobe.attribution.compare", "CompareConfig", "compare"),
+    "shift": ("isoprobe.diagnostics.shift", "ShiftConfig", "shift"),
+    "knockout": ("isoprobe.engine.ablate", "KnockoutConfig", "run_ablation"),
+    "emap": ("isoprobe.attribution.emap", "EmapConfig", "emap"),
+    "pid": ("isoprobe.diagnostics.pid", "PIDConfig", "run_pid"),
+}
+ANALYSES = tuple(WHERE)  # recipe tables, and the study's steps after train and eval
 STUDY_LEVEL = frozenset({"bootstrap"})  # set once for the whole study, at the recipe's top level
 NEEDS_TRUTH = frozenset({"pid"})  # given the synthetic sidecar (truth=…, None on real data): planted values
 
@@ -18,39 +28,9 @@ NEEDS_TRUTH = frozenset({"pid"})  # given the synthetic sidecar (truth=…, None
 def analysis(step: str) -> tuple[type, Callable]:
     """(configuration class, analysis): the analysis takes the model, the evaluated windows, the
     configuration, the reference windows and the device, and returns a result that writes itself."""
-    if step == "ablate":
-        from isoprobe.engine.ablate import AblationConfig, run_ablation
-
-        return AblationConfig, run_ablation
-    if step == "compare":
-        from isoprobe.attribution.compare import CompareConfig, compare
-
-        return CompareConfig, compare
-    if step == "knockout":
-        from isoprobe.engine.ablate import KnockoutConfig, run_ablation
-
-        return KnockoutConfig, run_ablation
-    if step == "emap":
-        from isoprobe.attribution.emap import EmapConfig, emap
-
-        return EmapConfig, emap
-    if step == "pid":
-        from isoprobe.diagnostics.pid import PIDConfig
-
-        return PIDConfig, _pid
-    if step == "shift":
-        from isoprobe.diagnostics.shift import ShiftConfig, shift
-
-        return ShiftConfig, shift
-    raise KeyError(step)
-
-
-def _pid(model, windows, config, reference=None, device="cpu", truth: dict | None = None):
-    """The PID of the labels (target "labels", the default) or of the model's predictions over the run's two
-    modalities, codes fitted on the training split."""
-    from isoprobe.diagnostics.pid import model_pid
-
-    return model_pid(model, windows, reference, config, device, truth)
+    module, options, run = WHERE[step]
+    imported = importlib.import_module(module)
+    return getattr(imported, options), getattr(imported, run)
 
 
 def check_against(step: str, model, config) -> None:
