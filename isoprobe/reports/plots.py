@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from isoprobe.attribution.estimands import BLOCKS, RELATED
+from isoprobe.attribution.estimands import BLOCKS, DATA, RELATED
 from isoprobe.reports.aggregate import (ALONE, FEW_SEEDS, FEW_SUBJECTS, LAYER_PATHWAYS, LEVEL_COLUMN, MIN_UNITS,
                                         MODEL_COLUMNS, NULL_COLUMN, POOLED, RUN, SEED, SEGMENTS, SUBJECT)
 
@@ -199,7 +199,8 @@ def _method_dodge(methods: list[str], method: str) -> float:
 def _compare_labels(rows: pd.DataFrame) -> pd.Series:
     """'method [layers]', with the scale of the related quantities (each its own) said in the label."""
     related = rows.block.astype(str) == RELATED
-    return rows.method + " [" + rows.layers + "]" + np.where(related, " (own scale)", "")
+    data = rows.block.astype(str) == DATA
+    return rows.method + " [" + rows.layers + "]" + np.where(related, " (own scale)", np.where(data, " (the data)", ""))
 
 
 def compare_panel(rows: pd.DataFrame):
@@ -454,7 +455,7 @@ def plotly_compare(table: pd.DataFrame):
             figure.add_trace(_plotly_units(units, units.estimate, _spread(y(units), 0.5), "estimate", "ci_low", "ci_high",
                                            UNIT_COLOUR, horizontal=True), **at(i))
         figure.add_vline(x=0, line=dict(color="grey", dash="dot"), **at(i))
-        figure.update_xaxes(title_text="estimate (blocks by colour: shares of clean accuracy, of clean margin; related)",
+        figure.update_xaxes(title_text="estimate (blocks by colour: shares of clean accuracy, of clean margin; related; the data)",
                             **at(i))
         figure.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", **at(i))
     _plotly_legend(figure, table, at(0))
@@ -924,7 +925,7 @@ def static_compare(table: pd.DataFrame):
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_ylim(len(labels) - 0.5, -0.5)  # first method on top
         ax.axvline(0, color="grey", linestyle=":", linewidth=0.8)
-        ax.set_xlabel("estimate (colour: share of clean accuracy, of clean margin; related, own scale)")
+        ax.set_xlabel("estimate (colour: share of clean accuracy, of clean margin; related, own scale; the data)")
         ax.set_title(title, fontsize=10)
     _legend(figure, _static_legend({}, table))
     return figure
