@@ -13,8 +13,9 @@ PACKAGES = ("cli", "study", "reports", "attribution", "diagnostics", "training",
 
 
 def quoted_paths() -> set[str]:
-    """Backticked file names: `isoprobe/x/y.py`, `x/y.py` (relative to isoprobe/) or `y.py` after a package row."""
-    return {m for m in re.findall(r"`([\w./-]+\.(?:py|toml|md))`", TEXT)}
+    """Backticked file names: `isoprobe/x/y.py`, `x/y.py` (relative to isoprobe/) or `y.py` after a package row;
+    not the files outside the repository (`../shared/DESIGN.md`), which a clean clone lacks."""
+    return {m for m in re.findall(r"`([\w./-]+\.(?:py|toml|md))`", TEXT) if not m.startswith("../")}
 
 
 def resolve(name: str) -> list[Path]:
