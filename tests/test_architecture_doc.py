@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
-PACKAGES = ("cli", "study", "reports", "attribution", "diagnostics", "training", "engine", "models", "data")
+PACKAGES = ("cli", "study", "reports", "attribution", "diagnostics", "training", "engine", "hook", "models", "data")
 
 
 def quoted_paths() -> set[str]:
