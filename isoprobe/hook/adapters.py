@@ -159,3 +159,68 @@ def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 register_adapter(Adapter("torch.nn.MultiheadAttention", lambda m: isinstance(m, nn.MultiheadAttention),
                          _install_multihead))
+
+
+# --- Hugging Face attention modules (the AttentionInterface of transformers ≥ 4.48: BERT, ViT, …) ----------
+
+HF_IMPLEMENTATION = "isoprobe"
+
+
+def _is_hf_attention(module: nn.Module) -> bool:
+    """A transformers attention module that calls the configured attention function with (module, q, k, v,
+    mask, scaling, dropout): it has a config naming the implementation, and a scaling."""
+    config = getattr(module, "config", None)
+    return (type(module).__module__.startswith("transformers.") and hasattr(config, "_attn_implementation")
+            and hasattr(module, "scaling"))
+
+
+def _install_hf(module: nn.Module) -> None:
+    """Point the model's config at isoprobe's attention function, which calls the implementation the
+    config named before (eager: the model file's own `eager_attention_forward`) while no hook is attached,
+    and the explicit computation with the hook points while one is. Masks are built as that
+    implementation builds them."""
+    import sys
+
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    add_hook_points(module)
+    config = module.config
+    original = config._attn_implementation
+    if original != HF_IMPLEMENTATION:
+        config._isoprobe_original = original
+    original = config._isoprobe_original
+    if original == "eager":
+        implementation = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+        if implementation is None:
+            raise ConfigError("attention", type(module).__name__, "has no eager_attention_forward in its module")
+    else:
+        implementation = AttentionInterface._global_mapping[original]
+    module._isoprobe_attention = implementation
+    AttentionInterface.register(HF_IMPLEMENTATION, _hf_attention)
+    masks = AttentionMaskInterface._global_mapping
+    AttentionMaskInterface.register(HF_IMPLEMENTATION, masks.get(original, masks["eager"]))
+    config._attn_implementation = HF_IMPLEMENTATION
+
+
+def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0, **options):
+    """The attention function transformers calls: q, k, v [batch, head, pos, d_head] -> (z [batch, pos, head,
+    d_head], pattern [batch, head, q, k])."""
+    if not hooked(module):
+        return module._isoprobe_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                          **options)
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    q, k, v = (point(x.transpose(1, 2)) for point, x in ((module.hook_q, query), (module.hook_k, key),
+                                                          (module.hook_v, value)))  # [batch, pos, head, d_head]
+    scores = einsum(q, k, "batch q head d_head, batch k head d_head -> batch head q k") * scaling
+    if attention_mask is not None:
+        mask = attention_mask[..., : k.shape[1]]
+        scores = scores + (_as_float(~mask, scores.dtype) if mask.dtype == torch.bool else mask.to(scores.dtype))
+    pattern = module.hook_pattern(safe_softmax(module.hook_attn_scores(scores)))
+    dropped = F.dropout(pattern, dropout, module.training)
+    z = module.hook_z(einsum(dropped, v, "batch head q k, batch k head d_head -> batch q head d_head"))
+    return z.contiguous(), pattern
+
+
+register_adapter(Adapter("transformers attention interface", _is_hf_attention, _install_hf))

@@ -19,7 +19,8 @@ class HookedForeignModel(HookedRootModule):
     `prediction_positions` come from the layout, and the forward returns the logits [batch, class]
     (`logits` turns the model's output into them, e.g. `lambda out: out.logits`). `inputs` turns
     isoprobe's windows — one [batch, time, channel] tensor per modality, in the layout's modality order,
-    as every analysis passes them — into the model's positional arguments (default: passed as they are),
+    as every analysis passes them — into the model's arguments: a tuple (positional) or a dict (keywords);
+    by default they are passed as they are,
     so the analyses that take a `WindowSet` (ablate, shift, compare, attribute) run on the model."""
 
     def __init__(self, model: nn.Module, layout: TokenLayout, attention: list[tuple[str, nn.Module]],
@@ -45,11 +46,15 @@ class HookedForeignModel(HookedRootModule):
         self.hook_dict, self.mod_dict = points, dict(points)
 
     def forward(self, *inputs: Any, **options: Any) -> torch.Tensor:
-        return self.logits_of(self.model(*self.inputs_of(*inputs), **options))
+        prepared = self.inputs_of(*inputs)
+        if isinstance(prepared, dict):  # keyword arguments, e.g. {"inputs_embeds": tokens}
+            return self.logits_of(self.model(**prepared, **options))
+        return self.logits_of(self.model(*prepared, **options))
 
 
 def _heads(attention: list[tuple[str, nn.Module]]) -> int:
-    counts = {getattr(module, "num_heads", None) for _, module in attention}
+    counts = {getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
+              or getattr(getattr(module, "config", None), "num_attention_heads", None) for _, module in attention}
     if len(counts) != 1 or None in counts:
         from isoprobe.errors import ConfigError
 
