@@ -1,6 +1,6 @@
-"""isoprobe.hook on a Hugging Face encoder (BERT from a config, random weights, fed token embeddings):
-outputs unchanged with no intervention (eager and sdpa, with a padding mask), and masking a pathway in
-layer l equals editing that layer's scores by hand in the model's own eager attention function."""
+"""isoprobe.hook on Hugging Face encoders (BERT and DistilBERT from configs, random weights, fed token
+embeddings): outputs unchanged with no intervention (eager and sdpa, with a padding mask), and masking a
+pathway in layer l equals editing that layer's scores by hand in the model's own eager attention function."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")  # installed with transformer-lens: present on CI
-from transformers import AttentionInterface, BertConfig, BertModel  # noqa: E402
-from transformers.models.bert.modeling_bert import eager_attention_forward  # noqa: E402
+from transformers import AttentionInterface, BertConfig, BertModel, DistilBertConfig, DistilBertModel  # noqa: E402
+from transformers.models.bert import modeling_bert  # noqa: E402
+from transformers.models.distilbert import modeling_distilbert  # noqa: E402
 
 from isoprobe.engine.grid import Condition, InterventionEngine  # noqa: E402
 from isoprobe.hook import TokenLayout, hook  # noqa: E402
@@ -29,6 +30,18 @@ def bert(implementation: str) -> BertModel:
     return BertModel(config).eval()
 
 
+def distilbert(implementation: str) -> DistilBertModel:
+    torch.manual_seed(0)
+    config = DistilBertConfig(dim=16, n_layers=N_LAYERS, n_heads=2, hidden_dim=32, vocab_size=10,
+                              max_position_embeddings=32, dropout=0.0, attention_dropout=0.0,
+                              attn_implementation=implementation, initializer_range=0.4)
+    return DistilBertModel(config).eval()
+
+
+MODELS = {"bert": (bert, modeling_bert, lambda m, layer: m.encoder.layer[layer].attention.self),
+          "distilbert": (distilbert, modeling_distilbert, lambda m, layer: m.transformer.layer[layer].attention)}
+
+
 def cls_output(out) -> torch.Tensor:
     return out.last_hidden_state[:, 0]
 
@@ -38,12 +51,14 @@ def embeddings(n: int = 3) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
-def test_with_no_intervention_the_hooked_model_is_the_original(implementation):
+@pytest.mark.parametrize("name", list(MODELS))
+def test_with_no_intervention_the_hooked_model_is_the_original(name, implementation):
+    build = MODELS[name][0]
     x, padding = embeddings(), torch.ones(3, len(LAYOUT), dtype=torch.long)
     padding[:, -1] = 0  # the last acc token is padding
     with torch.no_grad():
-        original = cls_output(bert(implementation)(inputs_embeds=x, attention_mask=padding))
-        hooked = hook(bert(implementation), LAYOUT, logits=cls_output)
+        original = cls_output(build(implementation)(inputs_embeds=x, attention_mask=padding))
+        hooked = hook(build(implementation), LAYOUT, logits=cls_output)
         assert (hooked(inputs_embeds=x, attention_mask=padding) - original).abs().max() <= 1e-5
         seen = []
         explicit = hooked.run_with_hooks(inputs_embeds=x, attention_mask=padding, fwd_hooks=[
@@ -54,24 +69,28 @@ def test_with_no_intervention_the_hooked_model_is_the_original(implementation):
 
 @pytest.mark.parametrize("layer", range(N_LAYERS))
 @pytest.mark.parametrize("pathway", ["cross", "relay", "acc->emg"])
-def test_masking_equals_editing_the_scores_by_hand(layer, pathway):
+@pytest.mark.parametrize("name", list(MODELS))
+def test_masking_equals_editing_the_scores_by_hand(name, layer, pathway):
+    build, modeling, attention_at = MODELS[name]
     edges = Pathway(pathway).edges(LAYOUT.token_modalities, LAYOUT.modality_names)
+    reference_model = build("eager")
+    target = attention_at(reference_model, layer)
 
     def edited(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **options):
-        """BERT's own eager attention with −inf added on the pathway's edges at `layer`."""
-        if module.layer_idx == layer:
+        """The model's own eager attention with −inf added on the pathway's edges at `layer`."""
+        if module is target:
             extra = torch.zeros(edges.shape).masked_fill(edges, float("-inf"))
             attention_mask = extra if attention_mask is None else attention_mask + extra
-        return eager_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout)
+        return modeling.eager_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                                dropout=dropout)
 
     AttentionInterface.register("hand-edited", edited)
     x = embeddings()
     with torch.no_grad():
-        reference_model = bert("eager")
         reference_model.config._attn_implementation = "hand-edited"
         reference = cls_output(reference_model(inputs_embeds=x))
         # the engine passes windows positionally; BertModel takes token embeddings by keyword
-        engine = InterventionEngine(hook(bert("eager"), LAYOUT, logits=cls_output,
+        engine = InterventionEngine(hook(build("eager"), LAYOUT, logits=cls_output,
                                          inputs=lambda tokens: {"inputs_embeds": tokens}))
         run = engine.run_grid([x], [Condition((layer,), pathway)])
     assert_close(run.logits[0], reference, rel=1e-5)
