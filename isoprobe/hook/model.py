@@ -8,6 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
 
 from isoprobe.hook.adapters import HOOK_NAMES
 from isoprobe.hook.layout import TokenLayout
@@ -38,10 +39,16 @@ class HookedForeignModel(HookedRootModule):
         self.cfg = SimpleNamespace(n_heads=_heads(attention), n_layers=len(attention))
         self.setup()
         points = {}
-        for layer, (_, module) in enumerate(attention):
-            for name in HOOK_NAMES:
-                point = getattr(module, name)
-                point.name = f"blocks.{layer}.attn.{name}"
+        for layer, (name, module) in enumerate(attention):
+            for hook_name in HOOK_NAMES:
+                point = getattr(module, hook_name)
+                point.name = f"blocks.{layer}.attn.{hook_name}"
+                points[point.name] = point
+            block = _block_of(model, name)
+            if block is not None:
+                point = ResidualPoint(block, batch_first=getattr(module, "batch_first", True))
+                point.name = f"blocks.{layer}.hook_resid_post"
+                self.add_module(f"resid_{layer}", point)
                 points[point.name] = point
         self.hook_dict, self.mod_dict = points, dict(points)
 
@@ -50,6 +57,46 @@ class HookedForeignModel(HookedRootModule):
         if isinstance(prepared, dict):  # keyword arguments, e.g. {"inputs_embeds": tokens}
             return self.logits_of(self.model(**prepared, **options))
         return self.logits_of(self.model(*prepared, **options))
+
+
+class ResidualPoint(HookPoint):
+    """`blocks.{l}.hook_resid_post` [batch, pos, d_model] of a foreign block: the block's output passed
+    through this hook point. The relay (a torch forward hook on the block) is registered only while a hook
+    is attached here, and removes itself at the first forward after the last one is gone: with nothing
+    attached the block runs untouched (PyTorch turns its encoder fast path off when any hook is present)."""
+
+    def __init__(self, block: nn.Module, batch_first: bool = True):
+        super().__init__()
+        self._block = (block,)  # a tuple: not a submodule of the point
+        self.batch_first = batch_first
+        self._relay = None
+
+    def add_hook(self, *args, **options):
+        super().add_hook(*args, **options)
+        if self._relay is None:
+            self._relay = self._block[0].register_forward_hook(self._pass)
+
+    def _pass(self, module, args, output):
+        if not self._forward_hooks:  # the last hook was removed: step aside
+            self._relay.remove()
+            self._relay = None
+            return None
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden = hidden if self.batch_first else hidden.transpose(0, 1)
+        hidden = self(hidden)
+        hidden = hidden if self.batch_first else hidden.transpose(0, 1)
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+def _block_of(model: nn.Module, attention_name: str) -> nn.Module | None:
+    """The layer holding an attention module: the element of the nearest ModuleList on its path
+    (`encoder.layers.3` for `encoder.layers.3.self_attn`), or None."""
+    parts = attention_name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        parent = model.get_submodule(".".join(parts[: end - 1])) if end > 1 else model
+        if isinstance(parent, nn.ModuleList) and parts[end - 1].isdigit():
+            return model.get_submodule(".".join(parts[:end]))
+    return None
 
 
 def _heads(attention: list[tuple[str, nn.Module]]) -> int:

@@ -77,3 +77,32 @@ def test_ablate_runs_on_a_hooked_foreign_model(data, model):
     row = table[(table.layers == "L1") & (table.pathway == "cross")].iloc[0]
     assert row.base_accuracy == pytest.approx(clean.mean()) and row.accuracy == pytest.approx(masked.mean())
     assert bool(table[table.layers == "L2"].set_index("pathway").null_by_construction["cross"])  # CLS reads no cross edge
+
+
+def test_shift_runs_on_a_hooked_foreign_model(data, model):
+    from isoprobe.diagnostics.shift import COLUMNS as SHIFT_COLUMNS
+    from isoprobe.diagnostics.shift import ShiftConfig, shift
+
+    hooked = hook(model, TokenLayout.cls_first(PATCHES))
+    split = data.splits["test"]
+    table = shift(hooked, split, ShiftConfig(layers="1", pathway="cross", interventions="mask", permutations=20,
+                                             max_windows=40, bootstrap=50)).table
+    assert tuple(table.columns) == SHIFT_COLUMNS
+    assert list(table.site) == ["L1 residual", "L2 residual"]  # from the intervened layer on
+    assert (table.cosine < 1.0).all() and (table.mmd2 > 0).all()
+
+
+def test_compare_runs_on_a_hooked_foreign_model(data, model):
+    from isoprobe.attribution.compare import COLUMNS as COMPARE_COLUMNS
+    from isoprobe.attribution.compare import CompareConfig, compare
+
+    hooked = hook(model, TokenLayout.cls_first(PATCHES))
+    result = compare(hooked, data.splits["test"], CompareConfig(steps=2, bootstrap=30, shift_permutations=10,
+                                                                shift_windows=40), reference=data.splits["train"])
+    assert tuple(result.table.columns) == COMPARE_COLUMNS
+    assert {"mask (IsoNet)", "mean ablation", "attribution patching", "interaction index", "EMAP gap",
+            "data synergy (PID)"} <= set(result.table.method)
+    per_layer = result.per_layer
+    assert set(per_layer.layer) == {"L1", "L2"} and "attention attribution" in set(per_layer.method)
+    # L2 is the last layer: CLS reads no cross edge there, on this model as on isoprobe's
+    assert per_layer[per_layer.layer == "L2"].null_by_construction.all()
