@@ -51,6 +51,8 @@ def hook(model: nn.Module, layout: TokenLayout, logits: Callable[[Any], torch.Te
     output itself); inputs: isoprobe's per-modality windows -> the model's arguments (default: as they
     are); example: inputs to run once (as the hooked model takes them), so a layout of the wrong length
     is refused here."""
+    if _hooked_already(model):
+        return HookedForeignModel(model, layout, [], logits, inputs, own_hooks=model.hook_dict)
     attention = attention_modules(model)
     if not attention:
         raise ConfigError("model", type(model).__name__, "has no attention module an adapter knows "
@@ -62,6 +64,12 @@ def hook(model: nn.Module, layout: TokenLayout, logits: Callable[[Any], torch.Te
     if example is not None:
         _check_length(hooked, example)
     return hooked
+
+
+def _hooked_already(model: nn.Module) -> bool:
+    """A TransformerLens HookedRootModule with `blocks.{l}.attn.hook_attn_scores`: taken as it is."""
+    names = getattr(model, "hook_dict", {})
+    return any(name.startswith("blocks.") and name.endswith(".attn.hook_attn_scores") for name in names)
 
 
 def _check_length(hooked: HookedForeignModel, example: tuple) -> None:

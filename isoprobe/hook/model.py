@@ -26,7 +26,7 @@ class HookedForeignModel(HookedRootModule):
 
     def __init__(self, model: nn.Module, layout: TokenLayout, attention: list[tuple[str, nn.Module]],
                  logits: Callable[[Any], torch.Tensor] | None = None,
-                 inputs: Callable[..., tuple] | None = None):
+                 inputs: Callable[..., tuple] | None = None, own_hooks: dict | None = None):
         super().__init__()
         self.model = model
         self.layout = layout
@@ -36,6 +36,15 @@ class HookedForeignModel(HookedRootModule):
         self.inputs_of = inputs or (lambda *windows: windows)
         self.register_buffer("token_modalities", layout.token_modalities, persistent=False)
         self.register_buffer("prediction_positions", layout.prediction_positions, persistent=False)
+        if own_hooks is not None:  # a HookedRootModule: its hook points under their own names
+            n_layers = sum(name.endswith(".attn.hook_attn_scores") for name in own_hooks)
+            self.cfg = SimpleNamespace(n_heads=_own_heads(model), n_layers=n_layers)
+            own_hooks = dict(own_hooks)
+            self.setup()  # names the points after this wrapper ("model.blocks…"): give them back their own
+            for name, point in own_hooks.items():
+                point.name = name
+            self.hook_dict, self.mod_dict = own_hooks, dict(own_hooks)
+            return
         self.cfg = SimpleNamespace(n_heads=_heads(attention), n_layers=len(attention))
         self.setup()
         points = {}
@@ -97,6 +106,16 @@ def _block_of(model: nn.Module, attention_name: str) -> nn.Module | None:
         if isinstance(parent, nn.ModuleList) and parts[end - 1].isdigit():
             return model.get_submodule(".".join(parts[:end]))
     return None
+
+
+def _own_heads(model: nn.Module) -> int:
+    for config_name in ("cfg", "config"):
+        n_heads = getattr(getattr(model, config_name, None), "n_heads", None)
+        if isinstance(n_heads, int) and n_heads > 0:
+            return n_heads
+    from isoprobe.errors import ConfigError
+
+    raise ConfigError("model", type(model).__name__, "a HookedRootModule needs cfg.n_heads (TransformerLens) to be hooked")
 
 
 def _heads(attention: list[tuple[str, nn.Module]]) -> int:

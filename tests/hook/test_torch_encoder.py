@@ -145,3 +145,56 @@ def test_layouts():
         TokenLayout((0, 3), ("a", "b"))
     with pytest.raises(ConfigError):
         TokenLayout((0, 1), ("cls",))
+
+
+def test_a_transformer_lens_module_is_taken_as_it_is():
+    """A HookedRootModule that already names its hook points as TransformerLens does: no adapter, its own
+    hook points, the layout's groups; masking cross at layer 0 equals the mask written by hand."""
+    from types import SimpleNamespace
+
+    from transformer_lens import HookedRootModule
+    from transformer_lens.hook_points import HookPoint
+
+    from isoprobe.models.components.attention import safe_softmax
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(D_MODEL, 3 * D_MODEL)
+            self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()
+
+        def forward(self, x, extra=None):
+            q, k, v = (t.view(*t.shape[:2], 2, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+            scores = q @ k.transpose(-1, -2) / (D_MODEL // 2) ** 0.5
+            scores = scores if extra is None else scores + extra
+            pattern = self.hook_pattern(safe_softmax(self.hook_attn_scores(scores)))
+            return x + (pattern @ v).transpose(1, 2).reshape(x.shape)
+
+    class Tiny(HookedRootModule):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.cfg = SimpleNamespace(n_heads=2)
+            self.blocks = nn.ModuleList([nn.Module(), nn.Module()])
+            for block in self.blocks:
+                block.attn = Attention()
+            self.head = nn.Linear(D_MODEL, 5)
+            self.setup()
+
+        def forward(self, x, extra=None):
+            for index, block in enumerate(self.blocks):
+                x = block.attn(x, extra if index == 0 else None)
+            return self.head(x[:, 0])
+
+    model = Tiny().eval()
+    x = tokens()
+    hooked = hook(model, LAYOUT)
+    assert "blocks.0.attn.hook_attn_scores" in hooked.hook_dict and hooked.cfg.n_heads == 2
+    assert hooked.hook_dict["blocks.0.attn.hook_attn_scores"].name == "blocks.0.attn.hook_attn_scores"
+    edges = Pathway("cross").edges(LAYOUT.token_modalities, LAYOUT.modality_names)
+    with torch.no_grad():
+        assert torch.equal(hooked(x), model(x))
+        reference = model(x, torch.zeros(edges.shape).masked_fill(edges, float("-inf")))
+        run = InterventionEngine(hooked).run_grid([x], [Condition((0,), "cross")])
+    assert_close(run.logits[0], reference, rel=1e-6)
+    assert (run.logits[0] - run.clean).abs().max() > 1e-4
