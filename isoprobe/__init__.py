@@ -1,11 +1,28 @@
 """isoprobe: causal interpretability for multimodal biosignal transformers.
 
 The top-level import stays light (no torch, no transformer-lens) so that the CLI starts
-quickly; import subpackages for the heavy parts.
+quickly: the Python API (`isoprobe.ablate`, `attribute`, `compare`, `shift`, `interact`, `emap`,
+`pid`, `sanity`, `windows`) and `isoprobe.hook` / `isoprobe.TokenLayout` are imported on first use.
 """
 
 from isoprobe.errors import ConfigError, DataFormatError, IsoprobeError
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "DataFormatError", "IsoprobeError", "__version__"]
+_API = ("ablate", "attribute", "compare", "emap", "interact", "pid", "sanity", "shift", "windows")
+_HOOK = ("hook", "TokenLayout", "HookedForeignModel")
+
+__all__ = ["ConfigError", "DataFormatError", "IsoprobeError", "__version__", *_API, *_HOOK]
+
+
+def __getattr__(name: str):
+    # PEP 562: the heavy parts load when first asked for, not at `import isoprobe`
+    if name in _API:
+        from isoprobe import api
+
+        return getattr(api, name)
+    if name in _HOOK:
+        import isoprobe.hook as hook_package  # the package, callable as the function hook (see there)
+
+        return hook_package if name == "hook" else getattr(hook_package, name)
+    raise AttributeError(f"module 'isoprobe' has no attribute {name!r}")

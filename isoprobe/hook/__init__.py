@@ -10,6 +10,8 @@ belong to which modality.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any, Callable
 
 import torch
@@ -84,3 +86,14 @@ def _check_length(hooked: HookedForeignModel, example: tuple) -> None:
                                                    if name.endswith("hook_attn_scores")])
     for name, length in seen.items():
         hooked.layout.check_length(length, name.rsplit(".", 1)[0])
+
+
+class _CallablePackage(types.ModuleType):
+    """`isoprobe.hook` is this package and, called, the function `hook`: importing the package makes it
+    an attribute of `isoprobe`, so the package itself answers `isoprobe.hook(model, layout)`."""
+
+    def __call__(self, model: nn.Module, layout: TokenLayout, *args: Any, **options: Any) -> HookedForeignModel:
+        return hook(model, layout, *args, **options)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

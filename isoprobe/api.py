@@ -1,0 +1,164 @@
+"""The analyses as Python functions on any model the engine can hook: an isoprobe model, or a model
+isoprobe did not build once `isoprobe.hook` has put its hook points on it. Each takes the model, its
+inputs (tensors per modality, or a DataLoader of batches), the labels and the segment of each window,
+and the analysis's options as keywords, and returns the result object the CLI writes (`.table`,
+`.write(folder)`):
+
+    import isoprobe
+    hooked = isoprobe.hook(my_model, isoprobe.TokenLayout.cls_first({"emg": 4, "acc": 2}))
+    result = isoprobe.ablate(hooked, {"emg": emg, "acc": acc}, labels, segments, layers="all", pathway="cross")
+
+A segment is one repetition of one gesture: its overlapping windows share their errors, so every
+confidence interval resamples segments, stratified by class (DESIGN §4). That is why `segments` is
+not optional."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from isoprobe.data.pipeline import WindowSet
+from isoprobe.errors import ConfigError
+
+__all__ = ["ablate", "attribute", "compare", "emap", "interact", "pid", "sanity", "shift", "windows"]
+
+# name -> (module, configuration class, analysis function): each function takes (model, windows, config,
+# reference=, device=, progress=) and returns a result that writes itself
+ANALYSES = {
+    "ablate": ("isoprobe.engine.ablate", "AblationConfig", "run_ablation"),
+    "compare": ("isoprobe.attribution.compare", "CompareConfig", "compare"),
+    "shift": ("isoprobe.diagnostics.shift", "ShiftConfig", "shift"),
+    "interact": ("isoprobe.attribution.interaction", "InteractConfig", "interact"),
+    "emap": ("isoprobe.attribution.emap", "EmapConfig", "emap"),
+    "pid": ("isoprobe.diagnostics.pid", "PIDConfig", "run_pid"),
+    "sanity": ("isoprobe.attribution.sanity", "SanityConfig", "sanity"),
+}
+
+Inputs = Mapping[str, Any] | Sequence[Any] | Iterable | WindowSet
+
+
+def windows(inputs: Inputs, labels=None, segments=None, modality_names: Sequence[str] | None = None) -> WindowSet:
+    """isoprobe's windows from a user's data. inputs: {modality: [window, time, channel]} (tensors or
+    arrays), a sequence of them in `modality_names` order, or an iterable of batches (a DataLoader)
+    each `(inputs, labels, segments)`; labels: [window] class indices; segments: [window] the segment
+    (repetition) each window was cut from — windows of one segment and class are resampled together."""
+    if isinstance(inputs, WindowSet):
+        return inputs
+    if not isinstance(inputs, (Mapping, Sequence, torch.Tensor, np.ndarray)):  # a DataLoader: batches
+        return _from_batches(inputs, modality_names)
+    x = _per_modality(inputs, modality_names)
+    n = len(next(iter(x.values())))
+    y = _vector(labels, "labels", n)
+    segment = _vector(segments, "segments", n)
+    return WindowSet(x, y, y.copy(), segment, np.arange(n, dtype=np.int64))
+
+
+def _per_modality(inputs, modality_names: Sequence[str] | None) -> dict[str, np.ndarray]:
+    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        inputs = (inputs,)
+    if isinstance(inputs, Mapping):
+        named = dict(inputs)
+        if modality_names is not None and list(named) != list(modality_names):
+            raise ConfigError("inputs", sorted(named), f"name the model's modalities, in its order: {', '.join(modality_names)}")
+    else:
+        names = list(modality_names) if modality_names is not None else [f"m{i}" for i in range(len(inputs))]
+        if len(names) != len(inputs):
+            raise ConfigError("inputs", f"{len(inputs)} tensors", f"give one per modality of the model ({', '.join(names)})")
+        named = dict(zip(names, inputs))
+    x = {}
+    for name, value in named.items():
+        array = (value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)).astype(np.float32)
+        if array.ndim != 3:
+            raise ConfigError(f"inputs[{name}]", tuple(array.shape), "must be [window, time, channel]")
+        if not np.isfinite(array).all():
+            raise ConfigError(f"inputs[{name}]", "NaN or inf", "every value must be finite")
+        x[name] = array
+    counts = {name: len(a) for name, a in x.items()}
+    if len(set(counts.values())) != 1:
+        raise ConfigError("inputs", counts, "every modality needs the same number of windows")
+    return x
+
+
+def _vector(values, field: str, n: int) -> np.ndarray:
+    if values is None:
+        why = ("each window's class index" if field == "labels" else
+               "each window's segment (the repetition it was cut from): overlapping windows of one repetition are "
+               "not independent, and the confidence intervals resample segments")
+        raise ConfigError(field, None, f"give {why}")
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer):
+        raise ConfigError(field, f"{array.dtype}{list(array.shape)}", f"must be {n} integers, one per window")
+    if (array < 0).any():
+        raise ConfigError(field, int(array.min()), "must be ≥ 0")
+    return array.astype(np.int64)
+
+
+def _from_batches(batches: Iterable, modality_names: Sequence[str] | None) -> WindowSet:
+    parts = []
+    for index, batch in enumerate(batches):
+        if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+            raise ConfigError("inputs", f"batch {index}", "a DataLoader's batches must be (inputs, labels, segments)")
+        parts.append(windows(*batch, modality_names=modality_names))
+    if not parts:
+        raise ConfigError("inputs", "an empty DataLoader", "give at least one batch")
+    first = parts[0]
+    x = {name: np.concatenate([p.x[name] for p in parts]) for name in first.x}
+    y = np.concatenate([p.y for p in parts])
+    segment = np.concatenate([p.repetition for p in parts])
+    return WindowSet(x, y, y.copy(), segment, np.arange(len(y), dtype=np.int64))
+
+
+def _run(name: str, config_class: type, function: Callable, model: torch.nn.Module, inputs: Inputs, labels, segments,
+         reference, device, progress, options: dict, **extra) -> Any:
+    names = getattr(model, "modality_names", None)
+    evaluated = windows(inputs, labels, segments, names)
+    if reference is not None and not isinstance(reference, WindowSet):
+        reference = windows(*reference, modality_names=names) if isinstance(reference, tuple) else windows(reference, modality_names=names)
+    try:
+        config = config_class(**options)
+    except TypeError as exc:
+        known = ", ".join(f for f in config_class.__dataclass_fields__)
+        raise ConfigError(name, sorted(options), f"unknown option ({exc}); {name} takes {known}") from None
+    return function(model, evaluated, config, reference=reference, device=device, progress=progress, **extra)
+
+
+def _analysis(name: str) -> Callable:
+    module, config, function = ANALYSES[name]
+
+    def run(model: torch.nn.Module, inputs: Inputs, labels=None, segments=None, *, reference=None,
+            device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None, **options):
+        imported = importlib.import_module(module)
+        return _run(name, getattr(imported, config), getattr(imported, function), model, inputs, labels, segments,
+                    reference, device, progress, options)
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = (f"`isoprobe {name}` on `model` (an isoprobe model or one `isoprobe.hook` returned): the options are "
+                   f"{module}.{config}'s fields; reference: the training windows (a WindowSet or (inputs, labels, "
+                   f"segments)) where a baseline is fitted. Returns {module}.{function}'s result.")
+    return run
+
+
+ablate = _analysis("ablate")
+compare = _analysis("compare")
+shift = _analysis("shift")
+interact = _analysis("interact")
+emap = _analysis("emap")
+pid = _analysis("pid")
+sanity = _analysis("sanity")
+
+
+def attribute(model: torch.nn.Module, inputs: Inputs, labels=None, segments=None, *, method: str = "ig", reference=None,
+              device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None, **options):
+    """`isoprobe attribute --method METHOD` on `model`: the methods of `isoprobe.attribution.methods`
+    (ig, attention, …), each with its configuration's fields as options."""
+    from isoprobe.attribution.methods import ATTRIBUTIONS
+
+    if method not in ATTRIBUTIONS:
+        raise ConfigError("method", method, f"choose one of {', '.join(ATTRIBUTIONS)}")
+    chosen = ATTRIBUTIONS[method]
+    config_class, function = chosen.load()
+    return _run("attribute", config_class, function, model, inputs, labels, segments, reference, device, progress,
+                {**options, **chosen.fixed})
