@@ -6,17 +6,22 @@ and the training split as the reference set for statistics fitted on training da
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
+import os
+import sys
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from isoprobe.data.cache import default_cache_dir
 from isoprobe.data.pipeline import SPLITS, PreparedData, WindowSet, prepare
 from isoprobe.data.synth.generate import SynthConfig, ensure_synthetic
-from isoprobe.errors import ConfigError
+from isoprobe.errors import ConfigError, IsoprobeError
 from isoprobe.training.checkpoint import Checkpoint, load_checkpoint
 from isoprobe.training.metrics import Evaluation, evaluate, predict_logits
 
@@ -108,3 +113,104 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
     analysis = load_analysis(path, data_root, split, device)
     logits = predict_logits(analysis.model, analysis.windows, analysis.model.modality_names, batch_size, device)
     return analysis, evaluate(logits.argmax(-1).numpy(), analysis.windows.y, len(analysis.class_names))
+
+
+# --- a model isoprobe did not build: `--model package.module:function` ------------------------------------
+
+def model_function(spec: str) -> Callable:
+    """The function `--model package.module:function` names, imported (which runs the module's code: the
+    CLI imports what the user named; a study recipe needs --trust-code for it). The current folder is
+    searched first, as `python -m` would, so `--model my_models:build` finds ./my_models.py."""
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not module_name or not attribute:
+        raise ConfigError("model", spec, "write package.module:function (a function returning isoprobe.hook(...)'s model)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise ConfigError("model", spec, f"no module {exc.name} is importable from here or the Python path") from None
+        raise ConfigError("model", spec, f"importing {module_name} failed: {exc}") from None
+    except Exception as exc:  # the user's module raised at import: say so, in one line
+        raise ConfigError("model", spec, f"importing {module_name} failed: {type(exc).__name__}: {exc}") from None
+    function = module
+    for part in attribute.split("."):
+        function = getattr(function, part, None)
+    if not callable(function):
+        raise ConfigError("model", spec, f"{module_name} has no function {attribute}")
+    return function
+
+
+@dataclass
+class ForeignAnalysis:
+    """A model isoprobe did not build and its data, read like `Analysis`: the data folder's windows,
+    z-scored with the training split's statistics, and the model `build` returns — called with the
+    prepared data (PreparedData: class names, channels, window length) if it takes a parameter. It must
+    return the model `isoprobe.hook` returned, whose `inputs` turns isoprobe's windows into its arguments."""
+
+    spec: str
+    build: Callable
+    split: str
+    device: torch.device
+    data_root: Path
+    path: None = None  # no checkpoint file: the provenance records none
+
+    @cached_property
+    def data(self) -> PreparedData:
+        from isoprobe.data.pipeline import DataConfig
+
+        if not self.data_root.is_dir():
+            raise ConfigError("data", str(self.data_root), "is not a folder")
+        return prepare(DataConfig(root=str(self.data_root)))
+
+    @cached_property
+    def model(self) -> torch.nn.Module:
+        from isoprobe.hook import HookedForeignModel
+
+        takes_data = any(p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                         for p in inspect.signature(self.build).parameters.values())
+        try:
+            model = self.build(self.data) if takes_data else self.build()
+        except IsoprobeError:
+            raise
+        except Exception as exc:
+            raise ConfigError("model", self.spec, f"raised {type(exc).__name__}: {exc}") from None
+        if not isinstance(model, HookedForeignModel):
+            raise ConfigError("model", self.spec, f"returned {type(model).__name__}; return isoprobe.hook(model, layout)")
+        missing = [name for name in model.modality_names if name not in self.windows.x]
+        if missing:
+            raise ConfigError("model", self.spec, f"reads modalities {', '.join(missing)}, which the data in "
+                              f"{self.data_root} do not have ({', '.join(self.windows.x)})")
+        return model.to(self.device).eval()
+
+    @property
+    def windows(self) -> WindowSet:
+        return self.data.splits[self.split]
+
+    @property
+    def reference(self) -> WindowSet:
+        return self.data.splits["train"]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.data.class_names
+
+
+def load_model_or_checkpoint(checkpoint: Path | None, model: str | None, data_root: Path | None = None,
+                             split: str = "test", device: str = "cpu",
+                             needs_attention: bool = False) -> "Analysis | ForeignAnalysis":
+    """`load_analysis` of a checkpoint, or a ForeignAnalysis of `--model package.module:function` (which
+    needs the data folder). The function is imported here, before any data are read."""
+    if checkpoint is not None and model is not None:
+        raise ConfigError("model", model, "give a checkpoint or --model, not both")
+    if model is None:
+        if checkpoint is None:
+            raise ConfigError("checkpoint", None, "give an isoprobe checkpoint.pt, or --model package.module:function")
+        return load_analysis(checkpoint, data_root, split, device, needs_attention)
+    check_split(split)
+    check_device(device)
+    build = model_function(model)
+    if data_root is None:
+        raise ConfigError("data", None, "--model needs the data folder (--data): there is no checkpoint to record it")
+    return ForeignAnalysis(model, build, split, torch.device(device), Path(data_root))

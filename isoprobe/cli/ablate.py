@@ -7,15 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (AttentionCheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption,
-                                 DonorOption, HeadsOption, LayersOption, SeedOption, SplitOption, console, run_analysis,
+from isoprobe.cli.common import (OptionalCheckpointArgument, ModelOption, BatchOption, BootstrapOption, DataOption, DeviceOption,
+                                 DonorOption, HeadsOption, LayersOption, SeedOption, SplitOption, console, run_analysis, source,
                                  user_errors, write_result)
 
 NULL_MARK = "∅"
 
 
 def ablate(
-    checkpoint: AttentionCheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     layers: LayersOption = "all",
     pathway: Annotated[str, typer.Option(help="uni, cross, relay, readout, cls, all or a directed pair like emg->acc; "
                                               "+ joins pathways into one condition (cross+relay); a comma makes one row each.")] = "cross",
@@ -33,6 +33,7 @@ def ablate(
     bootstrap: BootstrapOption = 1000,
     permutations: Annotated[int, typer.Option(help="Random sign patterns of the paired test when there are more than 16 segments.")] = 9999,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -47,7 +48,7 @@ def ablate(
     paired test (Holm-corrected), logit margin and KL. Columns are defined in the README."""
     from rich.markup import escape
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.engine.ablate import AblationConfig, plan_ablation, run_ablation
 
     with user_errors(ablate):  # one message and exit 2 for a bad option, --approx or not
@@ -55,9 +56,9 @@ def ablate(
                                 window=window, correct_only=correct_only, mask_self=mask_self, donor=donor, draws=draws,
                                 bootstrap=bootstrap, permutations=permutations, seed=seed, batch_size=batch_size)
     if approx:
-        return _approximate(checkpoint, data, split, device, out, check, config)
+        return _approximate(checkpoint, model, data, split, device, out, check, config)
     with user_errors(ablate):
-        analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device, needs_attention=True)
         plan = plan_ablation(analysis.model, config)  # before the data are read
         result = run_analysis("intervening", run_ablation, analysis, config, device, plan=plan)
     table = result.table
@@ -66,7 +67,7 @@ def ablate(
     kept = (f"the {table.windows.iloc[0]} correctly classified of {len(windows)} windows, in {table.segments.iloc[0]} of "
             f"{len(set(windows.segment))} segments" if correct_only else
             f"{len(windows)} windows in {table.segments.iloc[0]} segments, base accuracy {result.base_accuracy:.3f}")
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — {intervention} on the {split} split ({kept})")
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — {intervention} on the {split} split ({kept})")
     console.print(terminal_table(table, knockout=bool(window) or correct_only))
     notes = ["CI: 95%, stratified cluster bootstrap over segments (within each class); p: paired sign-flip test "
              "over segments, Holm-corrected across the rows; Δm: change of the mean true-class logit margin; KL(base ‖ intervened) in nats"]
@@ -82,7 +83,7 @@ def ablate(
         notes.append(f"{NULL_MARK}: null by construction (it touches no edge the prediction can depend on); "
                      "not a finding, left out of the Holm correction")
     console.print("\n".join(notes), style="dim")
-    write_result(ablate, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(ablate, result, out, analysis, seed, **source(checkpoint, model), split=split)
 
 
 def terminal_table(table, knockout: bool = False):
@@ -118,13 +119,13 @@ def terminal_table(table, knockout: bool = False):
     return shown
 
 
-def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str, out: Optional[Path], check: int, config) -> None:
+def _approximate(checkpoint: Optional[Path], model: Optional[str], data: Optional[Path], split: str, device: str, out: Optional[Path], check: int, config) -> None:
     """`ablate --approx`: the estimates, their agreement with the exact grid, and where they break down."""
     from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.engine.ablate import plan_ablation
     from isoprobe.engine.attribution_patching import (
         SATURATING,
@@ -132,14 +133,14 @@ def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str
     )
 
     with user_errors(ablate):
-        analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device, needs_attention=True)
         plan = plan_ablation(analysis.model, config)  # before the data are read
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("estimating", total=None)
             result = run_attribution_patching(analysis.model, analysis.windows, config, check=check, device=device,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total), plan=plan)
     table, agreement = result.table, result.agreement
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — attribution patching on the {split} split "
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — attribution patching on the {split} split "
                   f"({len(analysis.windows)} windows in {table.segments.iloc[0]} segments): estimated change of the "
                   "true-class logit margin when masking")
     shown = Table(box=None, pad_edge=False, collapse_padding=True)
@@ -159,5 +160,5 @@ def _approximate(checkpoint: Path, data: Optional[Path], split: str, device: str
         console.print(f"saturating: a row these conditions touch loses more than {SATURATING:.0%} of its attention "
                       "(e.g. masking cls empties CLS's own row); the first-order estimate can miss most of such an "
                       "effect: run them exactly (without --approx).", style="yellow")
-    write_result(ablate, result, out, analysis, config.seed, checkpoint=str(checkpoint), split=split, check=check,
+    write_result(ablate, result, out, analysis, config.seed, **source(checkpoint, model), split=split, check=check,
                  agreement=agreement)

@@ -8,14 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from isoprobe.attribution.methods import ATTRIBUTIONS
-from isoprobe.cli.common import (CheckpointArgument, BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption,
-                                 console, run_analysis, user_errors, write_result)
+from isoprobe.cli.common import (OptionalCheckpointArgument, ModelOption, BootstrapOption, DataOption, DeviceOption, SeedOption, SplitOption,
+                                 console, run_analysis, source, user_errors, write_result)
 
 METHOD_HELP = "; ".join(f"{m.name} ({m.attributes_to})" for m in ATTRIBUTIONS.values())
 
 
 def attribute(
-    checkpoint: CheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     method: Annotated[str, typer.Option(help=f"What to attribute with: {METHOD_HELP}.")] = "ig",
     target: Annotated[str, typer.Option(help="Explain the true class's logit or the predicted one's: true or predicted.")] = "true",
     baseline: Annotated[Optional[str], typer.Option(help="ig, layer-ig: zero or mean (the training split's mean window).")] = None,
@@ -23,6 +23,7 @@ def attribute(
     layers: Annotated[Optional[str], typer.Option(help="attention: shared layers, 1-based: 1-5, 2,4 or all.")] = None,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -34,7 +35,7 @@ def attribute(
     attribution), each a mean over windows with a 95% cluster-bootstrap CI over segments."""
     from rich.markup import escape
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.errors import ConfigError
 
     with user_errors(attribute):
@@ -49,7 +50,7 @@ def attribute(
             raise ConfigError(name, options[name], f"{method} takes no {name}; {', '.join(takes) or 'no method'} does")
         options_class, run = chosen.load()
         config = options_class(**chosen.fixed, **options)
-        analysis = load_analysis(checkpoint, data, split, device, needs_attention=chosen.needs_attention)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device, needs_attention=chosen.needs_attention)
         result = run_analysis(f"attributing ({method})", run, analysis, config, device)
         metrics = None
         if method == "ig":  # captum's infidelity and max-sensitivity of the input attributions
@@ -58,15 +59,15 @@ def attribute(
             metrics = IGMetricsResult(config, ig_metrics(analysis.model, analysis.windows, config, analysis.reference,
                                                          device))
     table = result.table
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — {method} on the {split} split ({len(analysis.windows)} windows in "
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — {method} on the {split} split ({len(analysis.windows)} windows in "
                   f"{table.segments.max()} segments), explaining the {target} class's logit")
     console.print(terminal_table(table))
     console.print(completeness_line(table), style="dim")
     if metrics is not None:
         console.print(metrics_line(metrics.table), style="dim")
-    write_result(attribute, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(attribute, result, out, analysis, seed, **source(checkpoint, model), split=split)
     if metrics is not None:
-        write_result(attribute, metrics, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+        write_result(attribute, metrics, out, analysis, seed, **source(checkpoint, model), split=split)
 
 
 def metrics_line(metrics) -> str:

@@ -18,6 +18,12 @@ from isoprobe.errors import ConfigError, IsoprobeError
 # Options every analysis command shares (typer derives each flag from the parameter's name).
 CheckpointArgument = Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt.")]
 AttentionCheckpointArgument = Annotated[Path, typer.Argument(help="An isoprobe checkpoint.pt (mmt or hierarchical).")]
+# The commands that also run on a model isoprobe did not build take a checkpoint or --model.
+OptionalCheckpointArgument = Annotated[Optional[Path], typer.Argument(
+    help="An isoprobe checkpoint.pt (mmt or hierarchical), or none with --model.", show_default=False)]
+ModelOption = Annotated[Optional[str], typer.Option(
+    help="Your own model instead of a checkpoint: package.module:function, a function (given the prepared data, if "
+         "it takes an argument) that returns isoprobe.hook(model, layout). Needs --data. Importing it runs its code.")]
 DataOption = Annotated[Optional[Path], typer.Option(help="Data folder (default: the one recorded in the checkpoint).")]
 SplitOption = Annotated[str, typer.Option(help="Split to evaluate: train, validation or test (default: the checkpoint's test repetitions).")]
 DeviceOption = Annotated[str, typer.Option(help="cpu or cuda.")]
@@ -88,6 +94,11 @@ def write_result(command: Callable, result, out: Path | None, analysis=None, see
         paths = result.write(out, {**meta, "provenance": made_by(analysis, **({"seeds": {"seed": seed}} if seed is not None
                                                                                else {}))})
     console.print(f"written to {', '.join(str(p) for p in paths)} (and .json, .md beside each)")
+
+
+def source(checkpoint: Path | None, model: str | None) -> dict:
+    """What a table's meta names as the analysed model: the checkpoint, or the --model function."""
+    return {"checkpoint": str(checkpoint)} if model is None else {"model": model}
 
 
 def made_by(analysis=None, **sources) -> dict:

@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (AttentionCheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption,
-                                 LayersOption, SeedOption, SplitOption, console, run_analysis, user_errors,
+from isoprobe.cli.common import (OptionalCheckpointArgument, ModelOption, BatchOption, BootstrapOption, DataOption, DeviceOption,
+                                 LayersOption, SeedOption, SplitOption, console, run_analysis, source, user_errors,
                                  write_result)
 
 
 def compare(
-    checkpoint: AttentionCheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     layers: LayersOption = "all",
     baseline: Annotated[str, typer.Option(help="Interaction index: what replaces an absent modality (zero, mean or donor).")] = "zero",
     steps: Annotated[int, typer.Option(help="Attention attribution: points of the path integral.")] = 20,
@@ -22,6 +22,7 @@ def compare(
                                               "methods whose output survives it (isoprobe sanity).")] = False,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -36,7 +37,7 @@ def compare(
     from rich.markup import escape
     from rich.table import Table
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.attribution.compare import BLOCKS, CompareConfig
     from isoprobe.attribution.compare import compare as run
     from isoprobe.engine.grid import attention_layers
@@ -45,10 +46,10 @@ def compare(
     with user_errors(compare):
         config = CompareConfig(layers=layers, baseline=baseline, steps=steps, draws=draws, sanity=sanity,
                                batch_size=batch_size, bootstrap=bootstrap, seed=seed)
-        analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device, needs_attention=True)
         parsed = parse_layers(layers, attention_layers(analysis.model))  # before the data are read
         result = run_analysis("comparing methods", run, analysis, config, device, layers=parsed)
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — how much of the decision runs through cross-modal "
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — how much of the decision runs through cross-modal "
                   f"attention, on the {split} split ({len(analysis.windows)} windows); 95% stratified cluster-bootstrap "
                   "CIs over segments. Rows are shares of one thing only within a block.")
     table = result.table
@@ -95,7 +96,7 @@ def compare(
         console.print(shown)
         console.print("∅: null by construction (cross in that layer cannot change the prediction); attention: a "
                       "related quantity, not a share of accuracy or margin", style="dim")
-    write_result(compare, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(compare, result, out, analysis, seed, **source(checkpoint, model), split=split)
 
 
 def _number(value: float, method: str) -> str:

@@ -8,18 +8,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (BootstrapOption, CheckpointArgument, DataOption, DeviceOption, SeedOption,
-                                 SplitOption, console, run_analysis, user_errors, write_result)
+from isoprobe.cli.common import (BootstrapOption, OptionalCheckpointArgument, ModelOption, DataOption, DeviceOption, SeedOption,
+                                 SplitOption, console, run_analysis, user_errors, write_result, source)
 
 
 def emap(
-    checkpoint: CheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     partners: Annotated[str, typer.Option(help="Partner windows per window and modality (sampled EMAP), or exact: "
                                                "every pair of windows.")] = "32",
     exact_below: Annotated[int, typer.Option(help="Evaluate every pair when the split has at most this many "
                                                   "windows.")] = 256,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -33,20 +34,20 @@ def emap(
     interaction by any route."""
     from rich.markup import escape
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.attribution.emap import EmapConfig, check_modalities
     from isoprobe.attribution.emap import emap as run
 
     with user_errors(emap):
         config = EmapConfig(partners=partners, exact_below=exact_below, batch_size=batch_size, bootstrap=bootstrap,
                             seed=seed)
-        analysis = load_analysis(checkpoint, data, split, device)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device)
         check_modalities(analysis.model)  # before the data are read
         result = run_analysis("projecting onto additive functions", run, analysis, config, device)
     table = result.table
     overall = table[table["class"] == "all"]
     how = "every pair of windows" if overall.exact.iloc[0] else f"{config.partners} partners per window and modality"
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — EMAP on the {split} split ({overall.windows.iloc[0]} windows "
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — EMAP on the {split} split ({overall.windows.iloc[0]} windows "
                   f"in {overall.segments.iloc[0]} segments; {how}; modalities {', '.join(analysis.model.modality_names)})")
     console.print(summary_table(overall))
     console.print(class_table(table[table["class"] != "all"], analysis.class_names))
@@ -54,7 +55,7 @@ def emap(
     console.print("EMAP: the model projected onto additive functions of its modalities (Hessel & Lee 2020); gap: model "
                   "− EMAP accuracy, what needs cross-modal interaction; CIs: 95% cluster bootstrap over segments"
                   + (f"; {caveat}" if caveat else ""), style="dim")
-    write_result(emap, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(emap, result, out, analysis, seed, **source(checkpoint, model), split=split)
 
 
 SHOWN = {"model accuracy": "model accuracy", "emap accuracy": "EMAP accuracy", "gap": "gap (model − EMAP)"}

@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (CheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption, SeedOption,
-                                 SplitOption, console, run_analysis, user_errors, write_result)
+from isoprobe.cli.common import (OptionalCheckpointArgument, ModelOption, BatchOption, BootstrapOption, DataOption, DeviceOption, SeedOption,
+                                 SplitOption, console, run_analysis, user_errors, write_result, source)
 
 
 def interact(
-    checkpoint: CheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     games: Annotated[str, typer.Option(help="modality (players: the modalities), pathway (players: per-modality uni, "
                                             "cross, relay, readout, masked in all layers) or both, comma-separated.")] = "modality,pathway",
     baseline: Annotated[str, typer.Option(help="What replaces an absent modality: zero, mean (the training split's mean "
@@ -21,6 +21,7 @@ def interact(
     target: Annotated[str, typer.Option(help="Score the true class or the predicted one: true or predicted.")] = "true",
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -33,24 +34,24 @@ def interact(
     target-class logit, each with a 95% cluster-bootstrap CI over segments."""
     from rich.markup import escape
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.attribution.interaction import InteractConfig
     from isoprobe.attribution.interaction import interact as run
 
     with user_errors(interact):
         config = InteractConfig(baseline=baseline, target=target, games=games, batch_size=batch_size, bootstrap=bootstrap,
                                 seed=seed)
-        analysis = load_analysis(checkpoint, data, split, device, needs_attention="pathway" in config.games)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device, needs_attention="pathway" in config.games)
         result = run_analysis("playing the games", run, analysis, config, device)
     table = result.table
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — cooperative games on the {split} split "
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — cooperative games on the {split} split "
                   f"({len(analysis.windows)} windows in {table.segments.max()} segments; absent modalities: {baseline})")
     for shown in terminal_tables(table):
         console.print(shown)
     console.print("v: value of the coalition (accuracy, or the mean target-class logit) with all or none of the players; "
                   "φ: Shapley value; I: pairwise Shapley interaction index (for two modalities f(both) − f(one) − "
                   "f(other) + f(neither)); share: of v(all) − v(none); CIs: 95% cluster bootstrap over segments", style="dim")
-    write_result(interact, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(interact, result, out, analysis, seed, **source(checkpoint, model), split=split)
 
 
 SYMBOLS = {"value": "v", "shapley": "φ", "interaction": "I"}

@@ -10,8 +10,8 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from isoprobe.cli.common import (CheckpointArgument, BatchOption, DataOption, DeviceOption, SeedOption, SplitOption,
-                                 console, user_errors, write_result)
+from isoprobe.cli.common import (OptionalCheckpointArgument, ModelOption, BatchOption, DataOption, DeviceOption, SeedOption, SplitOption,
+                                 console, user_errors, write_result, source)
 
 KsOption = Annotated[str, typer.Option(help="Codes per modality (k-means clusters), one decomposition each, e.g. 4,8,16,32.")]
 ComponentsOption = Annotated[int, typer.Option(help="Principal components of each modality's standardised features.")]
@@ -66,7 +66,7 @@ def data_pid_command(
 
 
 def pid(
-    checkpoint: CheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     target: Annotated[str, typer.Option(help="What to decompose: predictions (the model's argmax) or labels (the data's, "
                                              "on the same codes).")] = "predictions",
     ks: KsOption = "4,8,16,32",
@@ -74,6 +74,7 @@ def pid(
     permutations: PermutationsOption = 20,
     bootstrap: PIDBootstrapOption = 100,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -85,22 +86,22 @@ def pid(
     codes fitted on the training split, beside the planted values on synthetic data."""
     from rich.markup import escape
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.data.synth.generate import read_ground_truth
     from isoprobe.diagnostics.pid import PIDConfig, model_pid
 
     with user_errors(pid):
         config = PIDConfig(ks=ks, components=components, permutations=permutations, bootstrap=bootstrap, seed=seed,
                            target=target, batch_size=batch_size)
-        analysis = load_analysis(checkpoint, data, split, device)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device)
         truth = read_ground_truth(Path(analysis.data.config.root))
         result = _with_progress("decomposing", lambda progress: model_pid(
             analysis.model, analysis.windows, analysis.reference, config, device, truth=truth, progress=progress))
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — PID of the {target} on the {split} split "
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — PID of the {target} on the {split} split "
                   f"({len(analysis.windows)} windows in {result.table.segments.iloc[0]} segments; codes fitted on the "
                   "train split)")
     print_pid(result.table)
-    write_result(pid, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(pid, result, out, analysis, seed, **source(checkpoint, model), split=split)
 
 
 def _with_progress(label: str, run: Callable):

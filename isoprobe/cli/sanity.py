@@ -9,7 +9,7 @@ import typer
 
 from isoprobe.cli.common import (
     BootstrapOption,
-    CheckpointArgument,
+    OptionalCheckpointArgument, ModelOption,
     DataOption,
     DeviceOption,
     SeedOption,
@@ -17,12 +17,12 @@ from isoprobe.cli.common import (
     console,
     run_analysis,
     user_errors,
-    write_result,
+    write_result, source,
 )
 
 
 def sanity(
-    checkpoint: CheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     methods: Annotated[str | None, typer.Option(help="Which registered methods to check, comma-separated (ig, "
                                                         "layer-ig, attention, attribution-patching, mask); default all.")] = None,
     windows: Annotated[int, typer.Option(help="Windows the checks run on: a subsample fixed by the seed and the "
@@ -35,6 +35,7 @@ def sanity(
                                                   "output is still above this once every weight is randomised.")] = 0.5,
     bootstrap: BootstrapOption = 200,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -47,17 +48,17 @@ def sanity(
     flagged: it explains the input, not the model."""
     from rich.markup import escape
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.attribution.sanity import SANITY_METHODS, SanityConfig
     from isoprobe.attribution.sanity import sanity as run
 
     with user_errors(sanity):
         config = SanityConfig(methods=methods or (), windows=windows, steps=steps, baseline=baseline, pathways=pathways,
                               threshold=threshold, batch_size=batch_size, bootstrap=bootstrap, seed=seed)
-        analysis = load_analysis(checkpoint, data, split, device)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device)
         result = run_analysis("randomising the model", run, analysis, config, device)
     table = result.table
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — sanity checks on the {split} split "
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — sanity checks on the {split} split "
                   f"({table.windows.iloc[0]} of {len(analysis.windows)} windows, {table.segments.iloc[0]} segments)")
     console.print(terminal_table(table))
     for row in table[table.step == "not applicable"].itertuples():
@@ -70,7 +71,7 @@ def sanity(
                   "head down (each column adds one stage); random target: the trained model explaining another class. "
                   "Cells: " + "; ".join(f"{name} — {SANITY_METHODS[name].describes}" for name in config.methods
                                         if SANITY_METHODS[name].describes), style="dim")
-    write_result(sanity, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(sanity, result, out, analysis, seed, **source(checkpoint, model), split=split)
 
 
 def terminal_table(table):

@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from isoprobe.cli.common import (AttentionCheckpointArgument, BatchOption, BootstrapOption, DataOption, DeviceOption,
-                                 DonorOption, HeadsOption, LayersOption, SeedOption, SplitOption, console, run_analysis,
+from isoprobe.cli.common import (OptionalCheckpointArgument, ModelOption, BatchOption, BootstrapOption, DataOption, DeviceOption,
+                                 DonorOption, HeadsOption, LayersOption, SeedOption, SplitOption, console, run_analysis, source,
                                  user_errors, write_result)
 
 
 def shift(
-    checkpoint: AttentionCheckpointArgument,
+    checkpoint: OptionalCheckpointArgument = None,
     layers: LayersOption = "all",
     pathway: Annotated[str, typer.Option(help="The pathway, as ablate takes it (cross, cls, cross+relay, emg->acc, …); "
                                               "a comma makes one condition each.")] = "cross",
@@ -26,6 +26,7 @@ def shift(
                                                   "kernel matrix grows with its square).")] = 1000,
     bootstrap: BootstrapOption = 1000,
     seed: SeedOption = 0,
+    model: ModelOption = None,
     data: DataOption = None,
     split: SplitOption = "test",
     device: DeviceOption = "cpu",
@@ -38,7 +39,7 @@ def shift(
     from rich.markup import escape
     from rich.table import Table
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import load_model_or_checkpoint
     from isoprobe.diagnostics.shift import ShiftConfig, plan_shift
     from isoprobe.diagnostics.shift import shift as run
 
@@ -46,12 +47,12 @@ def shift(
         config = ShiftConfig(layers=layers, pathway=pathway, heads=heads, interventions=intervention, mode=mode, donor=donor,
                              permutations=permutations, max_windows=max_windows, bootstrap=bootstrap, seed=seed,
                              batch_size=batch_size)
-        analysis = load_analysis(checkpoint, data, split, device, needs_attention=True)
+        analysis = load_model_or_checkpoint(checkpoint, model, data, split, device, needs_attention=True)
         plan = plan_shift(analysis.model, config)  # before the data are read
         result = run_analysis("intervening and measuring", run, analysis, config, device, plan=plan)
     table = result.table
     several = table.pathway.nunique() > 1
-    console.print(f"[bold]{escape(str(checkpoint))}[/] — representation shift"
+    console.print(f"[bold]{escape(str(checkpoint or model))}[/] — representation shift"
                   + ("" if several else f" under {escape(table.pathway.iloc[0])}") + f" on the {split} split "
                   f"({len(analysis.windows)} windows; MMD on {table.mmd_windows.iloc[0]})")
     shown = Table(box=None, pad_edge=False, collapse_padding=True)
@@ -69,4 +70,4 @@ def shift(
                   "bandwidth, p from swapping clean and intervened by segment; null 95%: the 95th percentile of those "
                   "swaps' MMD², its size when nothing moved. Its expectation is 0 when nothing moved, so a small negative "
                   "value is noise: read it against null 95% and p", style="dim")
-    write_result(shift, result, out, analysis, seed, checkpoint=str(checkpoint), split=split)
+    write_result(shift, result, out, analysis, seed, **source(checkpoint, model), split=split)
