@@ -9,13 +9,22 @@ attached to one of them. With no hook attached the module's own forward runs unt
 hooked model's outputs are the original's (fast paths included: a hook attached anywhere below an
 `nn.TransformerEncoderLayer` already turns its fused fast path off, as PyTorch documents).
 
-Attention with no logit matrix (linear attention) has no pathway to mask: it is refused, naming the
-module, like any implementation no adapter knows."""
+Adapters, in the order they are tried: `nn.MultiheadAttention`; Hugging Face attention modules; then, as
+the fallback, any module whose forward calls `torch.nn.functional.scaled_dot_product_attention` (timm's
+`Attention`, most hand-written ones; see that section). Name a class the fallback cannot see — one that
+calls SDPA from a helper function or method — with `register_sdpa_attention(MyAttention)` (also a class
+decorator). Attention with no logit matrix (linear attention) has no pathway to mask: it is refused, naming
+the module, like any implementation no adapter knows."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import threading
+import types
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +44,13 @@ LINEAR_ATTENTION = ("LinearAttention", "SelfAttention_linear", "LinformerSelfAtt
 @dataclass(frozen=True)
 class Adapter:
     """name; matches(module): whether this adapter knows the module; install(module): adds the hook points
-    and the explicit path to it, in place."""
+    and the explicit path to it, in place; fallback: tried only after every other adapter, whenever that was
+    registered (a generic rule, such as "calls scaled_dot_product_attention", yields to a specific one)."""
 
     name: str
     matches: Callable[[nn.Module], bool]
     install: Callable[[nn.Module], None]
+    fallback: bool = False
 
 
 ADAPTERS: dict[str, Adapter] = {}  # name -> adapter, tried in registration order
@@ -56,12 +67,13 @@ def adapter_for(module: nn.Module, name: str) -> Adapter:
     if kind in LINEAR_ATTENTION:
         raise ConfigError("attention", f"{name} ({kind})", "linear attention has no logit matrix: no edge of it "
                           "can be masked, so isoprobe's pathways do not apply")
-    for adapter in ADAPTERS.values():
+    for adapter in sorted(ADAPTERS.values(), key=lambda adapter: adapter.fallback):  # stable: registration order
         if adapter.matches(module):
             return adapter
     raise ConfigError("attention", f"{name} ({type(module).__module__}.{kind})",
                       f"no adapter knows this attention implementation (known: {', '.join(ADAPTERS)}); "
-                      "register one with isoprobe.hook.adapters.register_adapter")
+                      "register one with isoprobe.hook.adapters.register_adapter, or, if it calls "
+                      "scaled_dot_product_attention from a helper, name it with register_sdpa_attention")
 
 
 def hooked(module: nn.Module) -> bool:
@@ -83,17 +95,19 @@ def _install_multihead(module: nn.MultiheadAttention) -> None:
         raise ConfigError("attention", "nn.MultiheadAttention(add_bias_kv / add_zero_attn)",
                           "extra key positions have no token of the layout: not supported")
     add_hook_points(module)
-    original = module.forward
+    # a method bound to the module, not a closure over it: copy.deepcopy (sanity's randomised copies)
+    # then binds the copy's forward to the copy
+    module.forward = types.MethodType(_multihead_forward, module)
 
-    def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                average_attn_weights=True, is_causal=False):
-        if not hooked(module):
-            return original(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                            attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal)
-        return _explicit_multihead(module, query, key, value, key_padding_mask, need_weights, attn_mask,
-                                   average_attn_weights, is_causal)
 
-    module.forward = forward
+def _multihead_forward(module: nn.MultiheadAttention, query, key, value, key_padding_mask=None, need_weights=True,
+                       attn_mask=None, average_attn_weights=True, is_causal=False):
+    if not hooked(module):
+        return type(module).forward(module, query, key, value, key_padding_mask=key_padding_mask,
+                                    need_weights=need_weights, attn_mask=attn_mask,
+                                    average_attn_weights=average_attn_weights, is_causal=is_causal)
+    return _explicit_multihead(module, query, key, value, key_padding_mask, need_weights, attn_mask,
+                               average_attn_weights, is_causal)
 
 
 def _explicit_multihead(module: nn.MultiheadAttention, query, key, value, key_padding_mask, need_weights, attn_mask,
@@ -224,3 +238,173 @@ def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
 
 
 register_adapter(Adapter("transformers attention interface", _is_hf_attention, _install_hf))
+
+
+# --- Modules that call torch.nn.functional.scaled_dot_product_attention (timm's Attention, your own) -------
+#
+# Matching: a module whose class's forward names `scaled_dot_product_attention` in its byte code — as an
+# attribute (`F.scaled_dot_product_attention`, `torch.nn.functional.…`) or as a global bound to the function
+# (`from torch.nn.functional import scaled_dot_product_attention [as sdpa]`) — read once per class; comments
+# and docstrings do not count, and no source file is needed. Or a class named with register_sdpa_attention.
+# This adapter is the fallback: any other adapter that knows the module comes first.
+#
+# Interception: while a hook is attached to one of the module's points, its forward runs with
+# `torch.nn.functional.scaled_dot_product_attention`, and the globals of the forward's own module bound to
+# it, pointing at `_sdpa_dispatch`; the last forward to finish (any thread) puts them back. The dispatcher
+# computes attention explicitly, through the hook points, only for a call made by that forward in that
+# thread; any other call (another thread, the code of a hook) goes to the real function. The forward must
+# call it exactly once: a module that took another branch (timm's `fused_attn=False` softmax) is refused.
+
+SDPA = "scaled_dot_product_attention"
+_SDPA = F.scaled_dot_product_attention  # the function itself, under whatever name a module calls it
+SDPA_CLASSES: set[type] = set()  # attention classes named by register_sdpa_attention
+_calls = threading.local()  # .stack: per thread, [module, calls] of each hooked forward running; None in ours
+_lock = threading.Lock()
+_patched: dict[tuple[int, str], list] = {}  # (id(namespace), name) -> [value before, forwards running]
+
+
+def register_sdpa_attention(cls: type[nn.Module]) -> type[nn.Module]:
+    """Name an attention class whose forward calls scaled_dot_product_attention where the rule cannot see it
+    (from a helper function or method): its modules get this adapter. Returns the class (a decorator too)."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError("register_sdpa_attention", cls, "takes an nn.Module subclass")
+    SDPA_CLASSES.add(cls)
+    return cls
+
+
+def _is_sdpa_attention(module: nn.Module) -> bool:
+    return isinstance(module, tuple(SDPA_CLASSES)) or _names_sdpa(type(module))
+
+
+@functools.cache
+def _forward_names(cls: type) -> tuple[dict, frozenset[str]]:
+    """The globals of cls.forward (decorators unwrapped) and every name its code and nested code uses."""
+    forward = inspect.unwrap(getattr(cls, "forward", None) or (lambda: None))
+    code = getattr(forward, "__code__", None)
+    names: set[str] = set()
+    pending = [code] if code is not None else []
+    while pending:
+        code = pending.pop()
+        names.update(code.co_names)
+        pending.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    return getattr(forward, "__globals__", {}), frozenset(names)
+
+
+def _names_sdpa(cls: type) -> bool:
+    return SDPA in _forward_names(cls)[1] or bool(_sdpa_globals(cls))
+
+
+def _sdpa_globals(cls: type) -> list[tuple[dict, str]]:
+    """The names of the forward's own module bound to the function (or to the dispatcher, while patched)."""
+    namespace, names = _forward_names(cls)
+    return [(namespace, name) for name in names if any(namespace.get(name) is f for f in (_SDPA, _sdpa_dispatch))]
+
+
+def _install_sdpa(module: nn.Module) -> None:
+    kind = type(module).__name__
+    if getattr(module, "fused_attn", None) is False:  # timm's switch: its other branch writes the softmax out
+        raise ConfigError("attention", f"{kind}(fused_attn=False)", "computes its softmax itself, not with "
+                          "scaled_dot_product_attention, so isoprobe cannot reach its scores; set "
+                          "module.fused_attn = True (the same attention) before hooking")
+    if not any(isinstance(getattr(module, name, None), int) for name in ("num_heads", "num_attention_heads")):
+        heads = [value for name in ("n_heads", "heads", "n_head", "nhead")
+                 if isinstance(value := getattr(module, name, None), int)]
+        if not heads:
+            raise ConfigError("attention", kind, "isoprobe reads the number of heads from `num_heads`: set "
+                              "module.num_heads before hooking")
+        module.num_heads = heads[0]
+    add_hook_points(module)
+    # a method bound to the module, not a closure over it: copy.deepcopy binds the copy's forward to the copy
+    module.forward = types.MethodType(_sdpa_forward, module)
+
+
+def _sdpa_forward(module: nn.Module, *args, **options):
+    if not hooked(module):
+        return type(module).forward(module, *args, **options)
+    with _intercepting(module) as call:
+        out = type(module).forward(module, *args, **options)
+    if call[1] == 0:
+        raise ConfigError("attention", type(module).__name__, "its forward called no scaled_dot_product_attention "
+                          "while hooked (an explicit-softmax branch, or a call from a helper isoprobe does not "
+                          "patch): its scores cannot be reached")
+    return out
+
+
+@contextlib.contextmanager
+def _intercepting(module: nn.Module) -> Iterator[list]:
+    """SDPA, as the module's forward resolves it, points at the dispatcher, and this thread's calls of it go
+    to `module`'s explicit computation, until the block ends (exception or not)."""
+    targets = [(vars(F), SDPA), *_sdpa_globals(type(module))]
+    stack = _calls.__dict__.setdefault("stack", [])
+    call = [module, 0]
+    stack.append(call)
+    patched = []
+    try:
+        with _lock:
+            for namespace, name in targets:
+                entry = _patched.setdefault((id(namespace), name), [namespace[name], 0])
+                entry[1] += 1
+                patched.append((namespace, name))
+                namespace[name] = _sdpa_dispatch
+        yield call
+    finally:
+        with _lock:
+            for namespace, name in patched:
+                entry = _patched[(id(namespace), name)]
+                entry[1] -= 1
+                if entry[1] == 0:  # the last forward running: the value it had before
+                    namespace[name] = entry[0]
+                    del _patched[(id(namespace), name)]
+        stack.pop()
+
+
+def _sdpa_dispatch(*args, **options):
+    """Stands for F.scaled_dot_product_attention while a hooked forward runs: that forward's call, in its
+    thread, is computed explicitly; every other call is the real function's."""
+    stack = getattr(_calls, "stack", None)
+    if not stack or stack[-1] is None:
+        return _SDPA(*args, **options)
+    call = stack[-1]
+    call[1] += 1
+    if call[1] > 1:
+        raise ConfigError("attention", type(call[0]).__name__, "its forward calls scaled_dot_product_attention "
+                          "more than once: one module must be one attention for isoprobe's hook points")
+    stack.append(None)  # the hooks' own code (and a module they run) calls the real function
+    try:
+        return _explicit_sdpa(call[0], *args, **options)
+    finally:
+        stack.pop()
+
+
+def _explicit_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0, is_causal: bool = False,
+                   scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
+    """F.scaled_dot_product_attention written out with the hook points: q, k, v [batch, head, pos, d_head]
+    -> z [batch, head, q, d_head], SDPA's own layout. Its semantics: a boolean attn_mask is True where a key
+    may be attended, a float one is added; is_causal masks the keys after each query (top-left aligned);
+    scale defaults to 1/√d_head; dropout_p is applied whenever it is > 0 (callers pass 0 in eval, as timm
+    does); enable_gqa repeats each key/value head for its group of query heads."""
+    if query.dim() != 4:
+        raise ConfigError("attention", f"{type(module).__name__}: query of shape {tuple(query.shape)}",
+                          "isoprobe intercepts scaled_dot_product_attention on [batch, head, pos, d_head] only")
+    heads = query.size(1)
+    if enable_gqa and key.size(1) != heads:
+        key, value = (x.repeat_interleave(heads // x.size(1), dim=1) for x in (key, value))
+    q, k, v = (point(rearrange(x, "batch head pos d_head -> batch pos head d_head"))
+               for point, x in ((module.hook_q, query), (module.hook_k, key), (module.hook_v, value)))
+    scale = query.size(-1) ** -0.5 if scale is None else scale
+    scores = einsum(q, k, "batch q head d_head, batch k head d_head -> batch head q k") * scale
+    if is_causal:
+        after = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).triu(1)
+        scores = scores + _as_float(after, scores.dtype)
+    if attn_mask is not None:
+        scores = scores + (_as_float(~attn_mask, scores.dtype) if attn_mask.dtype == torch.bool
+                           else attn_mask.to(scores.dtype))
+    pattern = module.hook_pattern(safe_softmax(module.hook_attn_scores(scores)))
+    dropped = F.dropout(pattern, dropout_p) if dropout_p > 0 else pattern
+    z = module.hook_z(einsum(dropped, v, "batch head q k, batch k head d_head -> batch q head d_head"))
+    return rearrange(z, "batch q head d_head -> batch head q d_head")
+
+
+register_adapter(Adapter("scaled_dot_product_attention (timm-style, or register_sdpa_attention)",
+                         _is_sdpa_attention, _install_sdpa, fallback=True))
