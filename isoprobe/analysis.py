@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from isoprobe.data.cache import default_cache_dir
-from isoprobe.data.pipeline import SPLITS, PreparedData, WindowSet, prepare
+from isoprobe.data.pipeline import SPLITS, DataConfig, PreparedData, WindowSet, prepare
 from isoprobe.data.synth.generate import SynthConfig, ensure_synthetic
 from isoprobe.errors import ConfigError, IsoprobeError
 from isoprobe.training.checkpoint import Checkpoint, load_checkpoint
@@ -60,6 +60,11 @@ class Analysis:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.checkpoint.class_names
+
+    @property
+    def class_labels(self) -> tuple[int, ...]:
+        """The data-set label of each class index, as the model was trained."""
+        return self.checkpoint.class_labels
 
 
 def load_analysis(path: Path, data_root: Path | None = None, split: str = "test", device: str = "cpu",
@@ -117,15 +122,17 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
 
 # --- a model isoprobe did not build: `--model package.module:function` ------------------------------------
 
-def model_function(spec: str) -> Callable:
+def model_function(spec: str, folder: str | None = None) -> Callable:
     """The function `--model package.module:function` names, imported (which runs the module's code: the
     CLI imports what the user named; a study recipe needs --trust-code for it). The current folder is
-    searched first, as `python -m` would, so `--model my_models:build` finds ./my_models.py."""
+    searched first, as `python -m` would, so `--model my_models:build` finds ./my_models.py; `folder`
+    (a study recipe's) before it."""
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise ConfigError("model", spec, "write package.module:function (a function returning isoprobe.hook(...)'s model)")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    for searched in (os.getcwd(), folder):
+        if searched is not None and searched not in sys.path:
+            sys.path.insert(0, searched)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -154,15 +161,17 @@ class ForeignAnalysis:
     split: str
     device: torch.device
     data_root: Path
+    data_config: DataConfig | None = None  # default: the folder's data set (detected), first subject, standard windows
     path: None = None  # no checkpoint file: the provenance records none
 
     @cached_property
     def data(self) -> PreparedData:
-        from isoprobe.data.pipeline import DataConfig
+        from isoprobe.data.datasets import locate
 
-        if not self.data_root.is_dir():
-            raise ConfigError("data", str(self.data_root), "is not a folder")
-        return prepare(DataConfig(root=str(self.data_root)))
+        if self.data_config is not None:
+            return prepare(self.data_config)
+        dataset, _, folder, subjects = locate(self.data_root)  # the layout, from the file names
+        return prepare(DataConfig(root=str(folder), dataset=dataset, subject=min(subjects, default=1)))
 
     @cached_property
     def model(self) -> torch.nn.Module:
@@ -195,6 +204,10 @@ class ForeignAnalysis:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.data.class_names
+
+    @property
+    def class_labels(self) -> tuple[int, ...]:
+        return self.data.class_labels
 
 
 def load_model_or_checkpoint(checkpoint: Path | None, model: str | None, data_root: Path | None = None,

@@ -22,6 +22,9 @@ def study(
     address: Annotated[Optional[str], typer.Option(help="ray: address of an existing cluster (default: a local Ray "
                                                          "instance). Its workers must see OUT and the data at the same paths.")] = None,
     report: Annotated[bool, typer.Option(help="Write the report at the end.")] = True,
+    trust_code: Annotated[bool, typer.Option(help="Import the functions the recipe's [[models]] tables name "
+                                                  "(model = \"package.module:function\"): importing runs their code, "
+                                                  "so a recipe naming code is refused without this.")] = False,
 ) -> None:
     """Train every model of the recipe (subjects × architectures × modality configurations × seeds),
     evaluate, intervene, get second opinions and check shift; collect the tables and write the report.
@@ -32,7 +35,7 @@ def study(
     from isoprobe.study.runner import run_study
 
     with user_errors(study):
-        loaded = load_recipe(recipe, _data_folders(data))
+        loaded = load_recipe(recipe, _data_folders(data), trust_code=trust_code)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("jobs", total=None)

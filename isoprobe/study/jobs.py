@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 from isoprobe.atomic import write_text_atomic
-from isoprobe.models.config import has_attention
 from isoprobe.study.analyses import ANALYSES
 from isoprobe.study.recipe import DataSource, ModelRuns, Recipe, configuration_kind
 
@@ -57,13 +56,15 @@ class Job:
     @property
     def analysable(self) -> bool:
         """Attention to intervene on, and more than one modality group for it to cross."""
-        return has_attention(self.model.arch) and configuration_kind(self.modalities, self.dataset) != "unimodal"
+        return self.model.has_attention and configuration_kind(self.modalities, self.dataset) != "unimodal"
 
 
 def jobs_for(recipe: Recipe) -> list[Job]:
+    """Every run; a foreign model is trained already, so it runs once (under the first seed), not per seed."""
     return [Job(source, subject, model, modalities, seed)
             for source in recipe.data for subject in source.subjects for model in recipe.models if source.name in model.data
-            for modalities in model.modalities_for(source.dataset) for seed in recipe.seeds]
+            for modalities in model.modalities_for(source.dataset)
+            for seed in (recipe.seeds[:1] if model.foreign else recipe.seeds)]
 
 
 def step_key(step: str, config: dict, upstream: str) -> str:

@@ -23,6 +23,12 @@ seeds, and which analyses; read and checked completely before any work starts.
     data = ["db2"]                  # optional: the [[data]] it trains on (default: every one of its
                                     # data set; all of them without a configuration file)
 
+    [[models]]                      # a model you trained elsewhere: a function (given the prepared
+    name = "mine"                   # data of each subject) returning isoprobe.hook(model, layout);
+    model = "my_models:build"       # it is imported, so its code runs: `isoprobe study --trust-code`
+    modalities = ["emg,acc"]        # (no training: eval and the analyses run on it; one run per
+                                    # subject, not per seed)
+
     [ablate]                        # each analysis runs on every attention model with two or
     layers = "1-5"                  # more modality groups; leave a table out to skip it
     pathway = "uni,cross,relay,readout"
@@ -55,6 +61,9 @@ SYNTHETIC_KEYS = {"preset", "synergy_fraction", "gestures", "repetitions", "seco
 # A [[models]] table: these, and any key of a model configuration file (isoprobe.training.runspec:
 # d_model, n_layers, epochs, lr, patch, window_ms, …), which override the file's values.
 MODEL_KEYS = {"name", "arch", "config", "modalities", "pathway_dropout", "data"}
+# A [[models]] table naming your own model (`model = "package.module:function"`): only these.
+FOREIGN_MODEL_KEYS = {"name", "model", "modalities", "data"}
+FOREIGN = "foreign"  # the arch column of such a model's runs
 # [ablate], [compare], [shift]: the fields of each analysis's configuration (isoprobe.study.analyses)
 # [report]: isoprobe.reports.html.ReportConfig — its bootstrap is over subjects across runs (`subject_bootstrap`),
 # where the top-level `bootstrap` resamples segments within each run's analyses
@@ -100,6 +109,17 @@ class ModelRuns:
     data: tuple[str, ...]  # the DataSource names it trains on
     pathway_dropout: str | None = None
     config: str | None = None  # the model configuration file it started from
+    function: str | None = None  # your own model: package.module:function (arch "foreign", no training)
+    code_path: str | None = None  # the recipe's folder, searched for the function's module
+
+    @property
+    def foreign(self) -> bool:
+        return self.function is not None
+
+    @property
+    def has_attention(self) -> bool:
+        """isoprobe.hook refuses a model without attention, so a foreign model has some."""
+        return self.foreign or has_attention(self.arch)
 
     def model_spec(self, dataset: str, modalities: str):
         """The isoprobe.training.runspec.ModelSpec of this table on `dataset` for one modality configuration."""
@@ -138,9 +158,10 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def load_recipe(path: Path, data: Path | dict[str, Path] | None = None) -> Recipe:
+def load_recipe(path: Path, data: Path | dict[str, Path] | None = None, trust_code: bool = False) -> Recipe:
     """Read and check a recipe. data (`--data`): a data folder replacing the recipe's data (a recipe
-    with one [data] table), or {data table name: folder}."""
+    with one [data] table), or {data table name: folder}. trust_code (`--trust-code`): import the
+    functions that [[models]] tables name (their code runs); without it such a recipe is refused."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(path, "recipe", "no such file")
@@ -148,11 +169,12 @@ def load_recipe(path: Path, data: Path | dict[str, Path] | None = None) -> Recip
         values = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise RecipeError(path, "recipe", f"not valid TOML ({error})") from None
-    return parse_recipe(values, path, data)
+    return parse_recipe(values, path, data, trust_code)
 
 
-def parse_recipe(values: dict, path: Path, data: Path | dict[str, Path] | None = None) -> Recipe:
+def parse_recipe(values: dict, path: Path, data: Path | dict[str, Path] | None = None, trust_code: bool = False) -> Recipe:
     check = _Checker(path)
+    _check_trust(check, values.get("models"), trust_code)  # before anything is imported or read
     check.keys("", values, TOP_KEYS)
     tables = values.get("data")
     if isinstance(tables, dict):
@@ -188,7 +210,7 @@ def parse_recipe(values: dict, path: Path, data: Path | dict[str, Path] | None =
         if table is not None:
             check.keys(key, check.table(key, table), recipe_keys(key))
         analyses[key] = table
-    analysable = any(has_attention(m.arch) and _groups(c) > 1 for m in models for s in sources if s.name in m.data
+    analysable = any(m.has_attention and _groups(c) > 1 for m in models for s in sources if s.name in m.data
                      for c in m.modalities_for(s.dataset))
     if any(v is not None for v in analyses.values()) and not analysable:
         raise check.error(next(k for k, v in analyses.items() if v is not None),
@@ -290,6 +312,8 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
     from isoprobe.training.runspec import _key_sections, default_model_spec, load_model_config
 
     table = check.table(key, table)
+    if "model" in table:
+        return _foreign_model(check, key, table, sources)
     check.keys(key, table, MODEL_KEYS | set(_key_sections()) - {"dataset", "description"})
     if "arch" in table:
         check.choice(f"{key}.arch", table["arch"], ARCHS)
@@ -346,6 +370,49 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
                      pathway_dropout=dropout, config=config)
 
 
+def _check_trust(check: "_Checker", tables, trust_code: bool) -> None:
+    """A recipe that names code to import is refused without --trust-code: importing runs that code, and
+    a recipe is a file one downloads and shares (as transformers asks for trust_remote_code)."""
+    if trust_code or not isinstance(tables, list):
+        return
+    for index, table in enumerate(tables):
+        if isinstance(table, dict) and "model" in table:
+            raise check.error(f"models[{index}].model", f"names code to import ({table['model']!r}), which runs it; "
+                              "pass --trust-code if you trust that code")
+
+
+def _foreign_model(check: "_Checker", key: str, table: dict, sources: tuple[DataSource, ...]) -> ModelRuns:
+    """A [[models]] table naming a function that returns isoprobe.hook(...)'s model: imported here (the
+    recipe was trusted), so a wrong name fails before any data are read."""
+    from isoprobe.analysis import model_function
+    from isoprobe.data.datasets import dataset_spec
+    from isoprobe.data.modalities import check_sources
+
+    unknown = sorted(set(table) - FOREIGN_MODEL_KEYS)
+    if unknown:
+        raise check.error(f"{key}.{unknown[0]}", f"a table with model = … takes only {', '.join(sorted(FOREIGN_MODEL_KEYS))} "
+                          "(the model is trained already)")
+    function = check.string(f"{key}.model", table["model"])
+    code_path = str(check.path.parent.resolve())
+    check.call(f"{key}.model", model_function, function, code_path)
+    names = table.get("data", [s.name for s in sources])
+    names = [names] if isinstance(names, str) else names
+    known = {s.name: s for s in sources}
+    if not isinstance(names, list) or not names or any(n not in known for n in names):
+        raise check.error(f"{key}.data", f"got {names!r}; name [data] tables: {', '.join(known)}")
+    modalities = table.get("modalities")
+    modalities = [modalities] if isinstance(modalities, str) else modalities
+    if modalities is not None and (not isinstance(modalities, list) or not modalities
+                                   or not all(isinstance(m, str) for m in modalities)):
+        raise check.error(f"{key}.modalities", "a list of modality configurations, e.g. [\"emg,acc\"]")
+    for dataset in {known[n].dataset for n in names}:
+        for value in modalities or ():
+            check.call(f"{key}.modalities", check_sources, value, dataset_spec(dataset).modalities)
+    return ModelRuns(name=check.string(f"{key}.name", table.get("name", function.rsplit(":", 1)[-1])), arch=FOREIGN,
+                     specs=(), modalities=tuple(modalities) if modalities else None, data=tuple(names),
+                     function=function, code_path=code_path)
+
+
 def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     """Build each analysis's configuration once, so a bad value fails here, before any training."""
     configs = {}
@@ -362,7 +429,8 @@ def _check_analyses(check: "_Checker", recipe: Recipe) -> None:
     checked = set()
     for model in recipe.models:
         for source in recipe.data:
-            if source.name not in model.data or not has_attention(model.arch):
+            if source.name not in model.data or model.foreign or not has_attention(model.arch):
+                # a foreign model is built from each subject's data: its layers are checked when it runs
                 continue
             for modalities in model.modalities_for(source.dataset):
                 if _groups(modalities) < 2 or (model.name, source.dataset, modalities) in checked:

@@ -23,19 +23,43 @@ ANALYSIS_VERSION = 4
 
 
 def data_config(job, data_root: str):
+    if job.model.foreign:  # the data set's standard windows of the job's modalities
+        from isoprobe.data.pipeline import DataConfig
+
+        return DataConfig(root=str(data_root), dataset=job.dataset, subject=job.subject, modalities=job.modalities)
     return job.model_spec().data_config(data_root, job.subject)
+
+
+def foreign_code(job) -> dict:
+    """What keys a foreign model's steps: the function's name and its module file's content, so an edited
+    model file reruns the steps. The file is found as the import will find it (the recipe's folder, the
+    current one, the Python path), without importing it."""
+    import hashlib
+    import os
+    import sys
+
+    module = job.model.function.split(":", 1)[0]
+    relative = Path(*module.split("."))
+    candidates = (Path(folder) / name for folder in (job.model.code_path, os.getcwd(), *sys.path) if folder
+                  for name in (relative.with_suffix(".py"), relative / "__init__.py"))
+    found = next((path for path in candidates if path.is_file()), None)
+    return {"model": job.model.function,
+            "module_sha256": None if found is None else hashlib.sha256(found.read_bytes()).hexdigest()}
 
 
 def step_config(step: str, recipe: Recipe, job) -> dict | None:
     """The configuration keying `step` of `job` (None: the step does not apply to this job). The data
     folder's location and the device are left out: moving a study or its data keeps finished steps."""
     if step == "train":
+        if job.model.foreign:
+            return None
         data = data_config(job, "").to_dict()
         data.pop("root")
         return {"model": job.model_spec().to_dict(), "data": data, "seed": job.seed,
                 "pathway_dropout": job.model.pathway_dropout}
     if step == "eval":
-        return {"split": "test", "bootstrap": recipe.bootstrap, "analysis_version": ANALYSIS_VERSION}
+        config = {"split": "test", "bootstrap": recipe.bootstrap, "analysis_version": ANALYSIS_VERSION}
+        return {**config, **foreign_code(job)} if job.model.foreign else config
     table = getattr(recipe, step)
     if table is None or not job.analysable:
         return None
@@ -61,12 +85,16 @@ def _train(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict
     return {"best_epoch": result.best_epoch, "test_accuracy": result.test.get("accuracy")}
 
 
-def _analysis(run: Path, data_root: str, recipe: Recipe, attention: bool = True):
+def _analysis(run: Path, data_root: str, recipe: Recipe, job, attention: bool = True):
     import torch
 
-    from isoprobe.analysis import load_analysis
+    from isoprobe.analysis import ForeignAnalysis, load_analysis, model_function
 
     device = "cuda" if recipe.device == "cuda" or (recipe.device == "auto" and torch.cuda.is_available()) else "cpu"
+    if job.model.foreign:
+        build = model_function(job.model.function, job.model.code_path)
+        return ForeignAnalysis(job.model.function, build, "test", torch.device(device), Path(data_root),
+                               data_config=data_config(job, data_root)), device
     return load_analysis(run / "checkpoint.pt", Path(data_root), "test", device, needs_attention=attention), device
 
 
@@ -74,7 +102,8 @@ def _meta(run: Path, analysis, device: str, recipe: Recipe, job, **options) -> d
     """A table's metadata: its options and what made it (isoprobe.provenance)."""
     from isoprobe.provenance import provenance
 
-    return {**options, "provenance": provenance(checkpoint=run / "checkpoint.pt", data=analysis.data, device=device,
+    checkpoint = None if job.model.foreign else run / "checkpoint.pt"
+    return {**options, "provenance": provenance(checkpoint=checkpoint, data=analysis.data, device=device,
                                                 recipe=recipe.path, seeds=[job.seed], command=["isoprobe", "study", recipe.path])}
 
 
@@ -83,13 +112,13 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     from isoprobe.reports.tables import write_evaluation
     from isoprobe.training.metrics import evaluate, predict_logits
 
-    analysis, device = _analysis(run, data_root, recipe, attention=False)
+    analysis, device = _analysis(run, data_root, recipe, job, attention=False)
     windows = analysis.windows
     predicted = predict_logits(analysis.model, windows, analysis.model.modality_names, 1024, device).argmax(-1).numpy()
     evaluation = evaluate(predicted, windows.y, len(analysis.class_names))
     write_evaluation(run / "eval", evaluation, analysis.class_names, title=f"{job.model.name} {job.modalities} — test",
                      meta=_meta(run, analysis, device, recipe, job, split="test"))
-    labels = np.asarray(analysis.checkpoint.class_labels)
+    labels = np.asarray(analysis.class_labels)
     predictions = pd.DataFrame({"start": windows.start, "repetition": windows.repetition, "label": windows.label,
                                 "predicted": labels[predicted]})
     write_text_atomic(run / "eval" / "predictions.csv", predictions.to_csv(index=False))
@@ -106,7 +135,7 @@ def _eval(config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
 
 def _analysis_step(step: str, config: dict, run: Path, data_root: str, recipe: Recipe, job) -> dict:
     options, analyse = analysis_of(step)
-    analysis, device = _analysis(run, data_root, recipe)
+    analysis, device = _analysis(run, data_root, recipe, job)
     extra = {}
     if step in NEEDS_TRUTH:
         from isoprobe.data.synth.generate import read_ground_truth
