@@ -50,12 +50,14 @@ def embeddings(n: int = 3) -> torch.Tensor:
     return torch.randn(n, len(LAYOUT), 16, generator=torch.Generator().manual_seed(2))
 
 
+@pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_with_no_intervention_the_hooked_model_is_the_original(name, implementation):
+def test_with_no_intervention_the_hooked_model_is_the_original(name, implementation, padded):
     build = MODELS[name][0]
     x, padding = embeddings(), torch.ones(3, len(LAYOUT), dtype=torch.long)
-    padding[:, -1] = 0  # the last acc token is padding
+    if padded:
+        padding[:, -1] = 0  # the last acc token is padding
     with torch.no_grad():
         original = cls_output(build(implementation)(inputs_embeds=x, attention_mask=padding))
         hooked = hook(build(implementation), LAYOUT, logits=cls_output)
