@@ -16,13 +16,14 @@ __all__ = ["ConfigError", "DataFormatError", "IsoprobeError", "__version__", *_A
 
 
 def __getattr__(name: str):
-    # PEP 562: the heavy parts load when first asked for, not at `import isoprobe`
+    # PEP 562: the heavy parts load when first asked for, not at `import isoprobe`. import_module, not an
+    # import statement: the low layers read isoprobe.__version__, and a static import here would make them
+    # (for import-linter) depend on the top ones.
+    from importlib import import_module
+
     if name in _API:
-        from isoprobe import api
-
-        return getattr(api, name)
+        return getattr(import_module("isoprobe.api"), name)
     if name in _HOOK:
-        import isoprobe.hook as hook_package  # the package, callable as the function hook (see there)
-
+        hook_package = import_module("isoprobe.hook")  # the package, callable as the function hook (see there)
         return hook_package if name == "hook" else getattr(hook_package, name)
     raise AttributeError(f"module 'isoprobe' has no attribute {name!r}")
