@@ -36,7 +36,6 @@ from torch import nn
 import isoprobe
 from isoprobe.data.pipeline import DataConfig, prepare
 from isoprobe.data.synth import SynthConfig, generate
-from isoprobe.reports import aggregate, plots
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tensors this small gain nothing from more threads, which contend for busy cores
@@ -254,23 +253,16 @@ compared.table[["block", "method", "layers", "estimate", "ci_low", "ci_high", "e
 # %% [markdown]
 # ## 8. Figures
 #
-# isoprobe's report draws these figures for a whole study (`isoprobe report`); its plotting functions
-# take summary tables, so one run's table is given the columns a study adds (which subject and seed it
-# came from) and summarised as the report does. The bars are accuracy drops with their 95 % CIs over
-# segments; hollow ∅ markers are the conditions null by construction.
+# `isoprobe.figure` draws a result as the report (`isoprobe report`) draws a study's: the bars are
+# accuracy drops with their 95 % CIs over segments; hollow ∅ markers are the conditions null by
+# construction (masking there cannot change what CLS reads). `figure.savefig("ablation.png")` keeps it.
 
 # %%
-def one_run(table):
-    """One analysis's table as one run of a study (subject 1, seed 0)."""
-    return table.assign(subject=1, seed=0, arch="EmgAccClassifier", modalities="emg+acc")
-
-
-summary = aggregate.ablation_summary(one_run(result.table), bootstrap=0, seed=0)
-figure = plots.static_layer_drop(summary[summary.layer.notna()])
+figure = isoprobe.figure(result, "EmgAccClassifier")
 figure
 
 # %%
-figure = plots.static_compare(aggregate.compare_summary(one_run(compared.table), bootstrap=0, seed=0))
+figure = isoprobe.figure(compared, "EmgAccClassifier")
 figure
 
 # %%

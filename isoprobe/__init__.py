@@ -2,14 +2,14 @@
 
 The top-level import stays light (no torch, no transformer-lens) so that the CLI starts
 quickly: the Python API (`isoprobe.ablate`, `attribute`, `compare`, `shift`, `interact`, `emap`,
-`pid`, `sanity`, `windows`) and `isoprobe.hook` / `isoprobe.TokenLayout` are imported on first use.
+`pid`, `sanity`, `windows`, `figure`) and `isoprobe.hook` / `isoprobe.TokenLayout` are imported on first use.
 """
 
 from isoprobe.errors import ConfigError, DataFormatError, IsoprobeError
 
 __version__ = "0.1.0"
 
-_API = ("ablate", "attribute", "compare", "emap", "interact", "pid", "sanity", "shift", "windows")
+_API = ("ablate", "attribute", "compare", "emap", "figure", "interact", "pid", "sanity", "shift", "windows")
 _HOOK = ("hook", "TokenLayout", "HookedForeignModel")
 
 __all__ = ["ConfigError", "DataFormatError", "IsoprobeError", "__version__", *_API, *_HOOK]

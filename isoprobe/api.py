@@ -23,7 +23,7 @@ import torch
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.errors import ConfigError
 
-__all__ = ["ablate", "attribute", "compare", "emap", "interact", "pid", "sanity", "shift", "windows"]
+__all__ = ["ablate", "attribute", "compare", "emap", "figure", "interact", "pid", "sanity", "shift", "windows"]
 
 # name -> (module, configuration class, analysis function): each function takes (model, windows, config,
 # reference=, device=, progress=) and returns a result that writes itself
@@ -162,3 +162,29 @@ def attribute(model: torch.nn.Module, inputs: Inputs, labels=None, segments=None
     config_class, function = chosen.load()
     return _run("attribute", config_class, function, model, inputs, labels, segments, reference, device, progress,
                 {**options, **chosen.fixed})
+
+
+def figure(result, name: str = "model"):
+    """The report's figure of one analysis's result (a matplotlib Figure; `.savefig(path)`): an ablation's
+    accuracy drop per layer and pathway, or compare's estimates per method, each with its 95% CI and ∅ on
+    the conditions null by construction. `name` labels the panel. The report's figures summarise many
+    runs; one result is shown as one run (subject 1, seed 0), its CIs the result's own."""
+    from isoprobe.attribution.compare import CompareResult
+    from isoprobe.engine.ablate import AblationResult
+    from isoprobe.reports import aggregate, plots
+
+    if isinstance(result, AblationResult):
+        summary = aggregate.ablation_summary(_one_run(result.table, name), bootstrap=0, seed=0)
+        single = summary[summary.layer.notna()]
+        if not len(single):
+            raise ConfigError("result", "no single-layer condition", "the figure shows drops per layer: run "
+                              "ablate with layers such as \"all\" in single mode")
+        return plots.static_layer_drop(single)
+    if isinstance(result, CompareResult):
+        return plots.static_compare(aggregate.compare_summary(_one_run(result.table, name), bootstrap=0, seed=0))
+    raise ConfigError("result", type(result).__name__, "a figure is drawn for ablate's and compare's results")
+
+
+def _one_run(table, name: str):
+    """One analysis's table with the columns a study adds to name its run."""
+    return table.assign(subject=1, seed=0, arch=name)

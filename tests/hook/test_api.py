@@ -114,3 +114,16 @@ def test_bad_inputs_are_refused_naming_them(data, hooked):
         isoprobe.ablate(hooked, x, test.y, test.segment, pathways="cross")
     with pytest.raises(ConfigError, match="method"):
         isoprobe.attribute(hooked, x, test.y, test.segment, method="saliency")
+
+
+def test_figure_of_an_ablation_draws_a_bar_per_measured_condition(data, hooked):
+    test = data.splits["test"]
+    result = isoprobe.ablate(hooked, tensors(test), test.y, test.segment, layers="1", pathway="uni,cross",
+                             bootstrap=20, permutations=19)
+    figure = isoprobe.figure(result, "mine")
+    bars = [patch for ax in figure.axes for patch in ax.patches if patch.get_height() == patch.get_height()]
+    measured = result.table[~result.table.null_by_construction & (result.table.layers == "L1")]
+    assert len(bars) == len(measured) == 2 and "mine" in figure.axes[0].get_title()
+    with pytest.raises(ConfigError, match="ablate's and compare's"):
+        isoprobe.figure(isoprobe.attribute(hooked, tensors(test), test.y, test.segment, method="ig", steps=2,
+                                           bootstrap=10))
