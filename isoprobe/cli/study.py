@@ -22,7 +22,7 @@ def study(
     address: Annotated[Optional[str], typer.Option(help="ray: address of an existing cluster (default: a local Ray "
                                                          "instance). Its workers must see OUT and the data at the same paths.")] = None,
     report: Annotated[bool, typer.Option(help="Write the report at the end.")] = True,
-    trust_code: Annotated[bool, typer.Option(help="Import the functions the recipe's [[models]] tables name "
+    trust_code: Annotated[bool, typer.Option(help="Import the functions that the recipe's models tables name "
                                                   "(model = \"package.module:function\"): importing runs their code, "
                                                   "so a recipe naming code is refused without this.")] = False,
 ) -> None:
