@@ -20,7 +20,7 @@ from torch import nn
 from isoprobe.errors import ConfigError
 from isoprobe.hook.adapters import ADAPTERS, LINEAR_ATTENTION, adapter_for, register_adapter
 from isoprobe.hook.layout import TokenLayout
-from isoprobe.hook.model import HookedForeignModel
+from isoprobe.hook.model import HookedForeignModel, foreign_model
 
 __all__ = ["ADAPTERS", "HookedForeignModel", "TokenLayout", "attention_modules", "hook", "register_adapter"]
 
@@ -47,12 +47,15 @@ def _wraps_known(module: nn.Module) -> bool:
 
 
 def hook(model: nn.Module, layout: TokenLayout, logits: Callable[[Any], torch.Tensor] | None = None,
-         inputs: Callable[..., tuple] | None = None, example: tuple | None = None) -> HookedForeignModel:
+         inputs: Callable[..., tuple] | None = None, example: tuple | None = None,
+         staged: bool = True) -> HookedForeignModel:
     """The model with isoprobe's hook points on every attention module (installed in place, weights not
     copied) as a HookedForeignModel. logits: the model's output -> logits [batch, class] (default: the
     output itself); inputs: isoprobe's per-modality windows -> the model's arguments (default: as they
     are); example: inputs to run once (as the hooked model takes them), so a layout of the wrong length
-    is refused here."""
+    is refused here; staged: when the attention modules sit one per block of one nn.ModuleList, return a
+    StagedForeignModel, whose grids share the layers below each condition's first one (False: run the
+    whole model for each condition)."""
     if _hooked_already(model):
         return HookedForeignModel(model, layout, [], logits, inputs, own_hooks=model.hook_dict)
     attention = attention_modules(model)
@@ -62,7 +65,7 @@ def hook(model: nn.Module, layout: TokenLayout, logits: Callable[[Any], torch.Te
     for name, module in attention:
         adapter_for(module, name).install(module)
         module._isoprobe_positions = len(layout)
-    hooked = HookedForeignModel(model, layout, attention, logits, inputs)
+    hooked = foreign_model(model, layout, attention, logits, inputs, staged)
     if example is not None:
         _check_length(hooked, example)
     return hooked

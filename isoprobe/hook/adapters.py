@@ -106,6 +106,11 @@ def _multihead_forward(module: nn.MultiheadAttention, query, key, value, key_pad
         return type(module).forward(module, query, key, value, key_padding_mask=key_padding_mask,
                                     need_weights=need_weights, attn_mask=attn_mask,
                                     average_attn_weights=average_attn_weights, is_causal=is_causal)
+    if query.is_nested:  # nn.TransformerEncoder's fast path packs a padded batch; the explicit path needs it dense
+        raise ConfigError("model", "nn.MultiheadAttention in an nn.TransformerEncoder",
+                          "the encoder hands its layers a nested tensor for a padding mask (its default "
+                          "enable_nested_tensor=True): build it with enable_nested_tensor=False, or set "
+                          "encoder.use_nested_tensor = False (same weights; same outputs at unpadded positions)")
     return _explicit_multihead(module, query, key, value, key_padding_mask, need_weights, attn_mask,
                                average_attn_weights, is_causal)
 
