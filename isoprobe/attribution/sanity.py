@@ -7,7 +7,8 @@ one more stage of parameters, cumulatively — the prediction head (with the fin
 shared layers from the last to the first (`L5` … `L1`; the MLP's hidden layers, the mmt's
 per-modality layers), then the modality encoders, then the embeddings — until nothing trained is
 left. Stages come from the parameter names (`cascade_stages`); a stage the model lacks (the mmt has
-no separate encoders) is not a step. Re-drawing a parameter: Gaussian entries with the trained
+no separate encoders) is not a step. On a model isoprobe did not build, whose code alone knows what
+comes first, everything outside its attention layers is one first stage, then its layers, last to first. Re-drawing a parameter: Gaussian entries with the trained
 tensor's own mean and standard deviation, so every layer keeps the scale training left (LayerNorm
 gains near 1, weights of their trained size) while the arrangement it learnt is gone. Each draw comes
 from the seed and the parameter's name alone (not the order of the stages nor the device), and the
@@ -290,7 +291,12 @@ def cascade_stages(model: torch.nn.Module) -> list[Stage]:
     layer, an encoder or an embedding: the heads, the final norm, TransformerLens's unembed), then
     `L{n}` … `L1` (`blocks.{l}.…`, the MLP's `layers.{l}.…`), `encoders` (`encoders.…`), `embeddings`
     (`embed.…`, `pos_embed.…`). Stages without parameters are left out; together they hold every
-    parameter once."""
+    parameter once. A model isoprobe did not build (`isoprobe.hook`) names its layers by
+    `layer_prefixes` (each layer's block): `L{n}` … `L1` are those, after one first stage, `outside the
+    layers`, of everything else (its head, norms and embeddings: their order is the user's code's)."""
+    prefixes = getattr(model, "layer_prefixes", None)
+    if prefixes:
+        return _foreign_stages(model, prefixes)
     head, encoders, embeddings, layers = [], [], [], {}
     for name, _ in model.named_parameters():
         root, _, rest = name.partition(".")
@@ -306,6 +312,16 @@ def cascade_stages(model: torch.nn.Module) -> list[Stage]:
     stages = [Stage("head", tuple(head))]
     stages += [Stage(format_layers([layer]), tuple(layers[layer])) for layer in sorted(layers, reverse=True)]
     stages += [Stage("encoders", tuple(encoders)), Stage("embeddings", tuple(embeddings))]
+    return [stage for stage in stages if stage.parameters]
+
+
+def _foreign_stages(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[Stage]:
+    outside, layers = [], {layer: [] for layer in range(len(prefixes))}
+    for name, _ in model.named_parameters():
+        layer = next((index for index, prefix in enumerate(prefixes) if name.startswith(prefix + ".")), None)
+        (outside if layer is None else layers[layer]).append(name)
+    stages = [Stage("outside the layers", tuple(outside))]
+    stages += [Stage(format_layers([layer]), tuple(layers[layer])) for layer in sorted(layers, reverse=True)]
     return [stage for stage in stages if stage.parameters]
 
 

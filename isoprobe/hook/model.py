@@ -54,6 +54,9 @@ class HookedForeignModel(HookedRootModule):
             return
         self.cfg = SimpleNamespace(n_heads=_heads(attention), n_layers=len(attention))
         self.setup()
+        # the parameter-name prefix of each layer's block (its attention module where no block holds it),
+        # as `named_parameters` of this wrapper names them: what sanity's cascade re-draws layer by layer
+        self.layer_prefixes = tuple("model." + _block_name(model, name) for name, _ in attention)
         points = {}
         for layer, (name, module) in enumerate(attention):
             for hook_name in HOOK_NAMES:
@@ -404,6 +407,12 @@ def _block_of(model: nn.Module, attention_name: str) -> nn.Module | None:
     (`encoder.layers.3` for `encoder.layers.3.self_attn`), or None."""
     entry = _stack_entry(model, attention_name)
     return None if entry is None else model.get_submodule(".".join(filter(None, (entry[0], str(entry[1])))))
+
+
+def _block_name(model: nn.Module, attention_name: str) -> str:
+    """The path of the block holding an attention module (`encoder.layers.3`), or the module's own path."""
+    entry = _stack_entry(model, attention_name)
+    return attention_name if entry is None else ".".join(filter(None, (entry[0], str(entry[1]))))
 
 
 def _stack_entry(model: nn.Module, attention_name: str) -> tuple[str, int] | None:

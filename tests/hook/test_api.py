@@ -92,6 +92,20 @@ def test_sanity_randomises_a_copy_of_a_hooked_model(data, hooked):
     trained = table[table.step == "trained"].set_index("method")
     assert set(trained.index) == {"attention", "mask"} and (trained.spearman == 1.0).all()
     assert all(torch.equal(a, b) for a, b in zip(before, hooked.parameters()))
+    # the cascade re-draws the model's own layers one by one, after what lies outside them
+    assert list(dict.fromkeys(table.step)) == ["trained", "outside the layers", "L2", "L1", "random target"]
+
+
+def test_the_cascade_of_a_hooked_model_holds_every_parameter_once_by_layer(hooked):
+    from isoprobe.attribution.sanity import cascade_stages
+
+    stages = {stage.label: stage.parameters for stage in cascade_stages(hooked)}
+    names = [name for parameters in stages.values() for name in parameters]
+    assert sorted(names) == sorted(name for name, _ in hooked.named_parameters())
+    for layer in (0, 1):
+        assert stages[f"L{layer + 1}"] and all(name.startswith(f"model.encoder.layers.{layer}.")
+                                               for name in stages[f"L{layer + 1}"])
+    assert not any(".layers." in name for name in stages["outside the layers"])
 
 
 @pytest.mark.parametrize("segments, field", [(None, "segments"), (np.zeros(3, dtype=np.int64), "segments")])
