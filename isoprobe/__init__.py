@@ -1,7 +1,7 @@
 """isoprobe: causal interpretability for multimodal biosignal transformers.
 
 The top-level import stays light (no torch, no transformer-lens) so that the CLI starts
-quickly: the Python API (`isoprobe.ablate`, `attribute`, `compare`, `shift`, `interact`, `emap`,
+quickly: the Python API (`isoprobe.ablate`, `knockout`, `attribute`, `compare`, `shift`, `interact`, `emap`,
 `pid`, `sanity`, `windows`, `figure`) and `isoprobe.hook` / `isoprobe.TokenLayout` are imported on first use.
 """
 
@@ -9,7 +9,7 @@ from isoprobe.errors import ConfigError, DataFormatError, IsoprobeError
 
 __version__ = "0.1.0"
 
-_API = ("ablate", "attribute", "compare", "emap", "figure", "interact", "pid", "sanity", "shift", "windows")
+_API = ("ablate", "attribute", "compare", "emap", "figure", "interact", "knockout", "pid", "sanity", "shift", "windows")
 _HOOK = ("hook", "TokenLayout", "HookedForeignModel")
 
 __all__ = ["ConfigError", "DataFormatError", "IsoprobeError", "__version__", *_API, *_HOOK]

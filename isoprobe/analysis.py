@@ -28,8 +28,22 @@ from isoprobe.training.metrics import Evaluation, evaluate, predict_logits
 log = logging.getLogger(__name__)
 
 
+class _Splits:
+    """The windows an analysis reads from its prepared `data`: the evaluated `split` and the reference."""
+
+    @property
+    def windows(self) -> WindowSet:
+        """The evaluated split: windows x, class indices y, segment ids, window keys (start)."""
+        return self.data.splits[self.split]
+
+    @property
+    def reference(self) -> WindowSet:
+        """The training split (for the `mean` intervention and other fitted baselines)."""
+        return self.data.splits["train"]
+
+
 @dataclass
-class Analysis:
+class Analysis(_Splits):
     """A checkpoint's model and, read on first use, its data (so that options can be checked against
     the model before the data are prepared)."""
 
@@ -46,16 +60,6 @@ class Analysis:
         if data.class_labels != self.checkpoint.class_labels:
             log.warning("classes in the data %s differ from the checkpoint's %s", data.class_labels, self.checkpoint.class_labels)
         return data
-
-    @property
-    def windows(self) -> WindowSet:
-        """The evaluated split: windows x, class indices y, segment ids, window keys (start)."""
-        return self.data.splits[self.split]
-
-    @property
-    def reference(self) -> WindowSet:
-        """The training split (for the `mean` intervention and other fitted baselines)."""
-        return self.data.splits["train"]
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -150,7 +154,7 @@ def model_function(spec: str, folder: str | None = None) -> Callable:
 
 
 @dataclass
-class ForeignAnalysis:
+class ForeignAnalysis(_Splits):
     """A model isoprobe did not build and its data, read like `Analysis`: the data folder's windows,
     z-scored with the training split's statistics, and the model `build` returns — called with the
     prepared data (PreparedData: class names, channels, window length) if it takes a parameter. It must
@@ -192,14 +196,6 @@ class ForeignAnalysis:
             raise ConfigError("model", self.spec, f"reads modalities {', '.join(missing)}, which the data in "
                               f"{self.data_root} do not have ({', '.join(self.windows.x)})")
         return model.to(self.device).eval()
-
-    @property
-    def windows(self) -> WindowSet:
-        return self.data.splits[self.split]
-
-    @property
-    def reference(self) -> WindowSet:
-        return self.data.splits["train"]
 
     @property
     def class_names(self) -> tuple[str, ...]:

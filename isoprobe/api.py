@@ -22,20 +22,16 @@ import torch
 
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.errors import ConfigError
+from isoprobe.study.analyses import WHERE
 
-__all__ = ["ablate", "attribute", "compare", "emap", "figure", "interact", "pid", "sanity", "shift", "windows"]
+__all__ = ["ablate", "attribute", "compare", "emap", "figure", "interact", "knockout", "pid", "sanity", "shift", "windows"]
 
 # name -> (module, configuration class, analysis function): each function takes (model, windows, config,
-# reference=, device=, progress=) and returns a result that writes itself
-ANALYSES = {
-    "ablate": ("isoprobe.engine.ablate", "AblationConfig", "run_ablation"),
-    "compare": ("isoprobe.attribution.compare", "CompareConfig", "compare"),
-    "shift": ("isoprobe.diagnostics.shift", "ShiftConfig", "shift"),
-    "interact": ("isoprobe.attribution.interaction", "InteractConfig", "interact"),
-    "emap": ("isoprobe.attribution.emap", "EmapConfig", "emap"),
-    "pid": ("isoprobe.diagnostics.pid", "PIDConfig", "run_pid"),
-    "sanity": ("isoprobe.attribution.sanity", "SanityConfig", "sanity"),
-}
+# reference=, device=, progress=) and returns a result that writes itself. The analyses a study runs are
+# declared once, in isoprobe.study.analyses; the API adds those a study does not run.
+ANALYSES = {**WHERE,
+            "interact": ("isoprobe.attribution.interaction", "InteractConfig", "interact"),
+            "sanity": ("isoprobe.attribution.sanity", "SanityConfig", "sanity")}
 
 Inputs = Mapping[str, Any] | Sequence[Any] | Iterable | WindowSet
 
@@ -142,6 +138,7 @@ def _analysis(name: str) -> Callable:
 
 
 ablate = _analysis("ablate")
+knockout = _analysis("knockout")
 compare = _analysis("compare")
 shift = _analysis("shift")
 interact = _analysis("interact")

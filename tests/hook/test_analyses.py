@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from isoprobe.data.pipeline import DataConfig, prepare
 from isoprobe.engine.ablate import COLUMNS, AblationConfig, run_ablation
 from isoprobe.hook import TokenLayout, hook
 from isoprobe.models.pathways import Pathway
@@ -46,11 +45,6 @@ class Tokens(nn.Module):
         for index, layer in enumerate(self.encoder.layers):
             x = layer(x, src_mask=masks.get(index))
         return self.head(x[:, 0])
-
-
-@pytest.fixture(scope="module")
-def data(db2_redundant):
-    return prepare(DataConfig(root=str(db2_redundant)), cache_dir=None)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from transformers import BertConfig, BertModel  # noqa: E402
 import isoprobe  # noqa: E402
 from isoprobe.attribution.common import COLUMNS as ATTRIBUTION_COLUMNS  # noqa: E402
 from isoprobe.attribution.compare import COLUMNS as COMPARE_COLUMNS  # noqa: E402
-from isoprobe.data.pipeline import DataConfig, prepare  # noqa: E402
 from isoprobe.diagnostics.shift import COLUMNS as SHIFT_COLUMNS  # noqa: E402
 from isoprobe.engine.ablate import COLUMNS as ABLATION_COLUMNS  # noqa: E402
 from tests.hook.test_analyses import PATCHES  # noqa: E402
@@ -48,11 +47,6 @@ class BertGestures(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         return self.head(self.bert(inputs_embeds=inputs_embeds).last_hidden_state[:, 0])
-
-
-@pytest.fixture(scope="module")
-def data(db2_redundant):
-    return prepare(DataConfig(root=str(db2_redundant)), cache_dir=None)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,9 @@ import torch
 
 import isoprobe
 from isoprobe.attribution.common import COLUMNS as ATTRIBUTION_COLUMNS
-from isoprobe.data.pipeline import DataConfig, prepare
 from isoprobe.engine.ablate import AblationConfig, run_ablation
 from isoprobe.errors import ConfigError
 from tests.hook.test_analyses import PATCHES, Tokens
-
-
-@pytest.fixture(scope="module")
-def data(db2_redundant):
-    return prepare(DataConfig(root=str(db2_redundant)), cache_dir=None)
 
 
 @pytest.fixture(scope="module")

@@ -14,23 +14,10 @@ from isoprobe.study.recipe import RecipeError, load_recipe
 from isoprobe.study.runner import run_study
 from tests.cli_helpers import assert_user_error, invoke
 from tests.hook.test_cli_model import USER_MODULE
-from tests.study.test_study import write_recipe
+from tests.study.test_study import TINY, write_recipe
 
-RECIPE = """
-title = "foreign"
-seeds = [0, 1]
-bootstrap = 30
-
-[data]
-dataset = "ninapro-db2"
-subjects = [1, 2]
-[data.synthetic]
-preset = "mixed"
-synergy_fraction = 0.5
-gestures = 4
-seconds_per_repetition = 0.6
-rest_seconds = 0.3
-
+# the tiny study's data (two synthetic subjects), its seeds doubled, and the user's model in place of its own
+RECIPE = TINY.split("[[models]]")[0].replace('title = "tiny"', 'title = "foreign"').replace("seeds = [0]", "seeds = [0, 1]") + """
 [[models]]
 name = "mine"
 model = "study_models:build"
