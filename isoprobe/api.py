@@ -93,6 +93,12 @@ def _vector(values, field: str, n: int) -> np.ndarray:
 
 
 def _from_batches(batches: Iterable, modality_names: Sequence[str] | None) -> WindowSet:
+    # the windows are keyed by their place in the loader's order, and the keys decide what the seed picks
+    # (donors, subsamples): a loader that shuffles would make the numbers depend on its draw, not the seed
+    sampler = getattr(batches, "sampler", None)
+    if isinstance(sampler, torch.utils.data.RandomSampler):
+        raise ConfigError("inputs", "a DataLoader with shuffle=True", "give one with shuffle=False: the windows' "
+                          "order fixes which of them the seed picks")
     parts = []
     for index, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:

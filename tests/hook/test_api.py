@@ -55,6 +55,9 @@ def test_a_dataloader_of_batches_gives_the_windows_of_the_whole_tensors(data):
         {"emg": torch.stack([r[0] for r in rows]), "acc": torch.stack([r[1] for r in rows])},
         torch.stack([r[2] for r in rows]), torch.stack([r[3] for r in rows])))
     from_loader = isoprobe.windows(loader, modality_names=("emg", "acc"))
+    shuffled = torch.utils.data.DataLoader(dataset, batch_size=17, shuffle=True, collate_fn=loader.collate_fn)
+    with pytest.raises(ConfigError, match="shuffle=False"):
+        isoprobe.windows(shuffled, modality_names=("emg", "acc"))
     whole = isoprobe.windows(x, y, segments)
     assert np.array_equal(from_loader.x["emg"], whole.x["emg"]) and np.array_equal(from_loader.x["acc"], whole.x["acc"])
     assert np.array_equal(from_loader.y, test.y) and np.array_equal(from_loader.segment, test.segment)
