@@ -135,14 +135,9 @@ def _explicit_multihead(module: nn.MultiheadAttention, query, key, value, key_pa
         w_q, w_k, w_v = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
     b_q, b_k, b_v = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None, None, None)
     split = lambda x: rearrange(x, "pos batch (head d_head) -> batch pos head d_head", head=heads)  # noqa: E731
-    q = module.hook_q(split(F.linear(query, w_q, b_q)))
-    k = module.hook_k(split(F.linear(key, w_k, b_k)))
-    v = module.hook_v(split(F.linear(value, w_v, b_v)))
-    scores = einsum(q, k, "batch q head d_head, batch k head d_head -> batch head q k") / d_head**0.5
-    scores = scores + _additive(attn_mask, key_padding_mask, is_causal, scores)
-    pattern = module.hook_pattern(safe_softmax(module.hook_attn_scores(scores)))
-    dropped = F.dropout(pattern, module.dropout, module.training)
-    z = module.hook_z(einsum(dropped, v, "batch head q k, batch k head d_head -> batch q head d_head"))
+    q, k, v = split(F.linear(query, w_q, b_q)), split(F.linear(key, w_k, b_k)), split(F.linear(value, w_v, b_v))
+    z, pattern = attend(module, q, k, v, d_head**-0.5, _additive(attn_mask, key_padding_mask, is_causal, q, k),
+                        module.dropout, module.training)
     out = module.out_proj(rearrange(z, "batch q head d_head -> q batch (head d_head)"))
     if unbatched:
         out = out[:, 0]
@@ -155,25 +150,48 @@ def _explicit_multihead(module: nn.MultiheadAttention, query, key, value, key_pa
     return out, weights
 
 
-def _additive(attn_mask, key_padding_mask, is_causal, scores: torch.Tensor) -> torch.Tensor:
-    """The masks nn.MultiheadAttention takes, as one additive float mask broadcasting to scores
-    [batch, head, q, k]: boolean True = not allowed (−inf), float = added."""
-    batch, heads, n_q, n_k = scores.shape
-    total = torch.zeros((), dtype=scores.dtype, device=scores.device)
+def attend(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+           mask: torch.Tensor | None, dropout_p: float, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention written out through the module's hook points, as every adapter computes it while a hook is
+    attached: q, k, v [batch, pos, head, d_head] (through hook_q/k/v), scaled scores plus `mask` (additive
+    float, broadcasting to [batch, head, q, k]) through hook_attn_scores, softmax (a row with no key left
+    attends to nothing) through hook_pattern, dropout, and z through hook_z. Returns (z [batch, q, head,
+    d_head], pattern [batch, head, q, k])."""
+    q, k, v = module.hook_q(q), module.hook_k(k), module.hook_v(v)
+    scores = einsum(q, k, "batch q head d_head, batch k head d_head -> batch head q k") * scale
+    if mask is not None:
+        scores = scores + mask
+    pattern = module.hook_pattern(safe_softmax(module.hook_attn_scores(scores)))
+    dropped = F.dropout(pattern, dropout_p, training)
+    return module.hook_z(einsum(dropped, v, "batch head q k, batch k head d_head -> batch q head d_head")), pattern
+
+
+def _additive(attn_mask, key_padding_mask, is_causal, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The masks nn.MultiheadAttention takes, as one additive float mask broadcasting to the scores
+    [batch, head, q, k] of q, k [batch, pos, head, d_head]: boolean True = not allowed (−inf), float = added."""
+    batch, n_q, heads, _ = q.shape
+    n_k = k.shape[1]
+    total = torch.zeros((), dtype=q.dtype, device=q.device)
     if attn_mask is None and is_causal:
-        attn_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=scores.device).triu(1)
+        attn_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).triu(1)
     if attn_mask is not None:
-        mask = _as_float(attn_mask, scores.dtype)
+        mask = _as_float(attn_mask, q.dtype)
         total = total + (mask.view(batch, heads, n_q, n_k) if mask.dim() == 3 else mask)
     if key_padding_mask is not None:
-        total = total + _as_float(key_padding_mask, scores.dtype)[:, None, None, :]
+        total = total + _as_float(key_padding_mask, q.dtype)[:, None, None, :]
     return total
 
 
 def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """nn.MultiheadAttention's convention: boolean True = not allowed (−inf); a float mask is added."""
     if mask.dtype == torch.bool:
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, float("-inf"))
     return mask.to(dtype)
+
+
+def _allowed(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """scaled_dot_product_attention's (and transformers') convention: boolean True = may attend."""
+    return _as_float(~mask if mask.dtype == torch.bool else mask, dtype)
 
 
 register_adapter(Adapter("torch.nn.MultiheadAttention", lambda m: isinstance(m, nn.MultiheadAttention),
@@ -230,15 +248,9 @@ def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
         return module._isoprobe_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                           **options)
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
-    q, k, v = (point(x.transpose(1, 2)) for point, x in ((module.hook_q, query), (module.hook_k, key),
-                                                          (module.hook_v, value)))  # [batch, pos, head, d_head]
-    scores = einsum(q, k, "batch q head d_head, batch k head d_head -> batch head q k") * scaling
-    if attention_mask is not None:
-        mask = attention_mask[..., : k.shape[1]]
-        scores = scores + (_as_float(~mask, scores.dtype) if mask.dtype == torch.bool else mask.to(scores.dtype))
-    pattern = module.hook_pattern(safe_softmax(module.hook_attn_scores(scores)))
-    dropped = F.dropout(pattern, dropout, module.training)
-    z = module.hook_z(einsum(dropped, v, "batch head q k, batch k head d_head -> batch q head d_head"))
+    mask = None if attention_mask is None else _allowed(attention_mask[..., : key.shape[2]], query.dtype)
+    z, pattern = attend(module, *(x.transpose(1, 2) for x in (query, key, value)), scaling, mask, dropout,
+                        module.training)
     return z.contiguous(), pattern
 
 
@@ -395,20 +407,15 @@ def _explicit_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     heads = query.size(1)
     if enable_gqa and key.size(1) != heads:
         key, value = (x.repeat_interleave(heads // x.size(1), dim=1) for x in (key, value))
-    q, k, v = (point(rearrange(x, "batch head pos d_head -> batch pos head d_head"))
-               for point, x in ((module.hook_q, query), (module.hook_k, key), (module.hook_v, value)))
     scale = query.size(-1) ** -0.5 if scale is None else scale
-    scores = einsum(q, k, "batch q head d_head, batch k head d_head -> batch head q k") * scale
+    mask = None if attn_mask is None else _allowed(attn_mask, query.dtype)
     if is_causal:
-        after = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).triu(1)
-        scores = scores + _as_float(after, scores.dtype)
-    if attn_mask is not None:
-        scores = scores + (_as_float(~attn_mask, scores.dtype) if attn_mask.dtype == torch.bool
-                           else attn_mask.to(scores.dtype))
-    pattern = module.hook_pattern(safe_softmax(module.hook_attn_scores(scores)))
-    dropped = F.dropout(pattern, dropout_p) if dropout_p > 0 else pattern
-    z = module.hook_z(einsum(dropped, v, "batch head q k, batch k head d_head -> batch q head d_head"))
-    return rearrange(z, "batch q head d_head -> batch head q d_head")
+        after = _as_float(torch.ones(query.size(-2), key.size(-2), dtype=torch.bool, device=query.device).triu(1),
+                          query.dtype)
+        mask = after if mask is None else mask + after
+    z, _ = attend(module, *(x.transpose(1, 2) for x in (query, key, value)), scale, mask, dropout_p,
+                  training=dropout_p > 0)  # SDPA drops whenever dropout_p > 0
+    return z.transpose(1, 2)
 
 
 register_adapter(Adapter("scaled_dot_product_attention (timm-style, or register_sdpa_attention)",
