@@ -126,6 +126,12 @@ def evaluate_checkpoint(path: Path, data_root: Path | None = None, split: str = 
 
 # --- a model isoprobe did not build: `--model package.module:function` ------------------------------------
 
+def code_folders(folder: str | None = None) -> list[str]:
+    """Where a --model module is looked for before the Python path, first first: `folder` (a study
+    recipe's), then the current folder."""
+    return [path for path in (folder, os.getcwd()) if path]
+
+
 def model_function(spec: str, folder: str | None = None) -> Callable:
     """The function `--model package.module:function` names, imported (which runs the module's code: the
     CLI imports what the user named; a study recipe needs --trust-code for it). The current folder is
@@ -134,8 +140,8 @@ def model_function(spec: str, folder: str | None = None) -> Callable:
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise ConfigError("model", spec, "write package.module:function (a function returning isoprobe.hook(...)'s model)")
-    for searched in (os.getcwd(), folder):
-        if searched is not None and searched not in sys.path:
+    for searched in reversed(code_folders(folder)):
+        if searched not in sys.path:
             sys.path.insert(0, searched)
     try:
         module = importlib.import_module(module_name)

@@ -335,20 +335,10 @@ def _model(check: "_Checker", key: str, table, sources: tuple[DataSource, ...]) 
         if not chosen:
             raise check.error(f"{key}.config", f"{Path(config).name} is for {base.dataset}; no [data] table has that data set")
     else:
-        names = [names] if isinstance(names, str) else names
-        known = {s.name: s for s in sources}
-        unknown = [n for n in names if n not in known] if isinstance(names, list) else [names]
-        if unknown or not names:
-            raise check.error(f"{key}.data", f"got {unknown or names}; name [data] tables: {', '.join(known)}")
-        chosen = [known[n] for n in names]
+        chosen = _named_data(check, key, names, sources)
         if base is not None and any(s.dataset != base.dataset for s in chosen):
             raise check.error(f"{key}.data", f"{Path(config).name} is for {base.dataset}, not for every data named")
-    modalities = table.get("modalities")
-    if isinstance(modalities, str):
-        modalities = [modalities]
-    if modalities is not None and (not isinstance(modalities, list) or not modalities
-                                   or not all(isinstance(m, str) for m in modalities)):
-        raise check.error(f"{key}.modalities", "a list of modality configurations, e.g. [\"emg,acc\", \"emg\"]")
+    modalities = _modalities(check, key, table.get("modalities"))
     overrides = {name: value for name, value in table.items() if name not in MODEL_KEYS or name == "arch"}
     specs = {}
     for dataset in dict.fromkeys(s.dataset for s in chosen):
@@ -395,22 +385,34 @@ def _foreign_model(check: "_Checker", key: str, table: dict, sources: tuple[Data
     function = check.string(f"{key}.model", table["model"])
     code_path = str(check.path.parent.resolve())
     check.call(f"{key}.model", model_function, function, code_path)
-    names = table.get("data", [s.name for s in sources])
-    names = [names] if isinstance(names, str) else names
-    known = {s.name: s for s in sources}
-    if not isinstance(names, list) or not names or any(n not in known for n in names):
-        raise check.error(f"{key}.data", f"got {names!r}; name [data] tables: {', '.join(known)}")
-    modalities = table.get("modalities")
-    modalities = [modalities] if isinstance(modalities, str) else modalities
-    if modalities is not None and (not isinstance(modalities, list) or not modalities
-                                   or not all(isinstance(m, str) for m in modalities)):
-        raise check.error(f"{key}.modalities", "a list of modality configurations, e.g. [\"emg,acc\"]")
-    for dataset in {known[n].dataset for n in names}:
+    chosen = _named_data(check, key, table["data"], sources) if "data" in table else list(sources)
+    modalities = _modalities(check, key, table.get("modalities"))
+    for dataset in {s.dataset for s in chosen}:
         for value in modalities or ():
             check.call(f"{key}.modalities", check_sources, value, dataset_spec(dataset).modalities)
     return ModelRuns(name=check.string(f"{key}.name", table.get("name", function.rsplit(":", 1)[-1])), arch=FOREIGN,
-                     specs=(), modalities=tuple(modalities) if modalities else None, data=tuple(names),
+                     specs=(), modalities=tuple(modalities) if modalities else None, data=tuple(s.name for s in chosen),
                      function=function, code_path=code_path)
+
+
+def _named_data(check: "_Checker", key: str, names, sources: tuple[DataSource, ...]) -> list[DataSource]:
+    """A [[models]] table's `data`: one name or a list of names of [data] tables."""
+    names = [names] if isinstance(names, str) else names
+    known = {s.name: s for s in sources}
+    unknown = [n for n in names if n not in known] if isinstance(names, list) else [names]
+    if unknown or not names:
+        raise check.error(f"{key}.data", f"got {unknown or names}; name [data] tables: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def _modalities(check: "_Checker", key: str, modalities) -> list[str] | None:
+    """A [[models]] table's `modalities`: one configuration or a list of them (None: the data set's)."""
+    if isinstance(modalities, str):
+        modalities = [modalities]
+    if modalities is not None and (not isinstance(modalities, list) or not modalities
+                                   or not all(isinstance(m, str) for m in modalities)):
+        raise check.error(f"{key}.modalities", "a list of modality configurations, e.g. [\"emg,acc\", \"emg\"]")
+    return modalities
 
 
 def _check_analyses(check: "_Checker", recipe: Recipe) -> None:

@@ -35,12 +35,13 @@ def foreign_code(job) -> dict:
     model file reruns the steps. The file is found as the import will find it (the recipe's folder, the
     current one, the Python path), without importing it."""
     import hashlib
-    import os
     import sys
+
+    from isoprobe.analysis import code_folders
 
     module = job.model.function.split(":", 1)[0]
     relative = Path(*module.split("."))
-    candidates = (Path(folder) / name for folder in (job.model.code_path, os.getcwd(), *sys.path) if folder
+    candidates = (Path(folder) / name for folder in (*code_folders(job.model.code_path), *sys.path) if folder
                   for name in (relative.with_suffix(".py"), relative / "__init__.py"))
     found = next((path for path in candidates if path.is_file()), None)
     return {"model": job.model.function,
