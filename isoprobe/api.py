@@ -14,6 +14,7 @@ not optional."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -49,7 +50,25 @@ def windows(inputs: Inputs, labels=None, segments=None, modality_names: Sequence
     n = len(next(iter(x.values())))
     y = _vector(labels, "labels", n)
     segment = _vector(segments, "segments", n)
-    return WindowSet(x, y, y.copy(), segment, np.arange(n, dtype=np.int64))
+    return WindowSet(x, y, y.copy(), segment, content_keys(x))
+
+
+def content_keys(x: dict[str, np.ndarray]) -> np.ndarray:
+    """[window] int64: each window's key, from its values (a 7-byte BLAKE2b digest of its bytes in every
+    modality). Donors, subsamples and permutations are drawn per key, so they follow the windows, not the
+    order they were given in (isoprobe's own windows are keyed by where they start in the recording).
+    Identical windows are told apart by their order among themselves."""
+    names = sorted(x)
+    keys = np.empty(len(x[names[0]]), dtype=np.int64)
+    seen: dict[bytes, int] = {}
+    for index in range(len(keys)):
+        digest = hashlib.blake2b(b"".join(x[name][index].tobytes() for name in names), digest_size=7).digest()
+        repeat = seen.get(digest, 0)
+        seen[digest] = repeat + 1
+        if repeat:  # the same values again: a key of its own, still independent of the other windows' order
+            digest = hashlib.blake2b(digest + repeat.to_bytes(8, "little"), digest_size=7).digest()
+        keys[index] = int.from_bytes(digest, "little")
+    return keys
 
 
 def _per_modality(inputs, modality_names: Sequence[str] | None) -> dict[str, np.ndarray]:
@@ -93,12 +112,6 @@ def _vector(values, field: str, n: int) -> np.ndarray:
 
 
 def _from_batches(batches: Iterable, modality_names: Sequence[str] | None) -> WindowSet:
-    # the windows are keyed by their place in the loader's order, and the keys decide what the seed picks
-    # (donors, subsamples): a loader that shuffles would make the numbers depend on its draw, not the seed
-    sampler = getattr(batches, "sampler", None)
-    if isinstance(sampler, torch.utils.data.RandomSampler):
-        raise ConfigError("inputs", "a DataLoader with shuffle=True", "give one with shuffle=False: the windows' "
-                          "order fixes which of them the seed picks")
     parts = []
     for index, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
@@ -110,7 +123,7 @@ def _from_batches(batches: Iterable, modality_names: Sequence[str] | None) -> Wi
     x = {name: np.concatenate([p.x[name] for p in parts]) for name in first.x}
     y = np.concatenate([p.y for p in parts])
     segment = np.concatenate([p.repetition for p in parts])
-    return WindowSet(x, y, y.copy(), segment, np.arange(len(y), dtype=np.int64))
+    return WindowSet(x, y, y.copy(), segment, content_keys(x))
 
 
 def _run(name: str, config_class: type, function: Callable, model: torch.nn.Module, inputs: Inputs, labels, segments,

@@ -55,9 +55,6 @@ def test_a_dataloader_of_batches_gives_the_windows_of_the_whole_tensors(data):
         {"emg": torch.stack([r[0] for r in rows]), "acc": torch.stack([r[1] for r in rows])},
         torch.stack([r[2] for r in rows]), torch.stack([r[3] for r in rows])))
     from_loader = isoprobe.windows(loader, modality_names=("emg", "acc"))
-    shuffled = torch.utils.data.DataLoader(dataset, batch_size=17, shuffle=True, collate_fn=loader.collate_fn)
-    with pytest.raises(ConfigError, match="shuffle=False"):
-        isoprobe.windows(shuffled, modality_names=("emg", "acc"))
     whole = isoprobe.windows(x, y, segments)
     assert np.array_equal(from_loader.x["emg"], whole.x["emg"]) and np.array_equal(from_loader.x["acc"], whole.x["acc"])
     assert np.array_equal(from_loader.y, test.y) and np.array_equal(from_loader.segment, test.segment)
@@ -138,3 +135,23 @@ def test_figure_of_an_ablation_draws_a_bar_per_measured_condition(data, hooked):
     with pytest.raises(ConfigError, match="ablate's and compare's"):
         isoprobe.figure(isoprobe.attribute(hooked, tensors(test), test.y, test.segment, method="ig", steps=2,
                                            bootstrap=10))
+
+
+def test_the_numbers_follow_the_windows_not_their_order(data, hooked):
+    """Donors (resample), the shift's subsample and its permutations are drawn per window key: the same
+    windows given in another order, or through a shuffling DataLoader, give the same tables."""
+    test = data.splits["test"]
+    x, y, segments = tensors(test), torch.as_tensor(test.y), torch.as_tensor(test.segment)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(4))
+    permuted = ({name: value[order] for name, value in x.items()}, y[order], segments[order])
+    options = dict(layers="1", pathway="cross", intervention="resample", draws=3, bootstrap=40, permutations=39)
+    first = isoprobe.ablate(hooked, x, y, segments, **options).table
+    pd.testing.assert_frame_equal(isoprobe.ablate(hooked, *permuted, **options).table, first, check_exact=False,
+                                  rtol=1e-9)  # summation order aside
+    shift = dict(layers="1", pathway="cross", interventions="resample", max_windows=30, permutations=20, bootstrap=20)
+    dataset = torch.utils.data.TensorDataset(x["emg"], x["acc"], y, segments)
+    shuffled = torch.utils.data.DataLoader(dataset, batch_size=17, shuffle=True, collate_fn=lambda rows: (
+        {"emg": torch.stack([r[0] for r in rows]), "acc": torch.stack([r[1] for r in rows])},
+        torch.stack([r[2] for r in rows]), torch.stack([r[3] for r in rows])))
+    pd.testing.assert_frame_equal(isoprobe.shift(hooked, shuffled, **shift).table,
+                                  isoprobe.shift(hooked, x, y, segments, **shift).table, check_exact=False, rtol=1e-6)
