@@ -15,7 +15,6 @@ not optional."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 
 from isoprobe.data.pipeline import WindowSet
 from isoprobe.errors import ConfigError
-from isoprobe.study.analyses import WHERE
+from isoprobe.study.analyses import WHERE, analysis
 
 __all__ = ["ablate", "attribute", "compare", "emap", "figure", "interact", "knockout", "pid", "sanity", "shift", "windows"]
 
@@ -127,7 +126,7 @@ def _from_batches(batches: Iterable, modality_names: Sequence[str] | None) -> Wi
 
 
 def _run(name: str, config_class: type, function: Callable, model: torch.nn.Module, inputs: Inputs, labels, segments,
-         reference, device, progress, options: dict, **extra) -> Any:
+         reference, device, progress, options: dict) -> Any:
     names = getattr(model, "modality_names", None)
     evaluated = windows(inputs, labels, segments, names)
     if reference is not None and not isinstance(reference, WindowSet):
@@ -137,7 +136,7 @@ def _run(name: str, config_class: type, function: Callable, model: torch.nn.Modu
     except TypeError as exc:
         known = ", ".join(f for f in config_class.__dataclass_fields__)
         raise ConfigError(name, sorted(options), f"unknown option ({exc}); {name} takes {known}") from None
-    return function(model, evaluated, config, reference=reference, device=device, progress=progress, **extra)
+    return function(model, evaluated, config, reference=reference, device=device, progress=progress)
 
 
 def _analysis(name: str) -> Callable:
@@ -145,9 +144,8 @@ def _analysis(name: str) -> Callable:
 
     def run(model: torch.nn.Module, inputs: Inputs, labels=None, segments=None, *, reference=None,
             device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None, **options):
-        imported = importlib.import_module(module)
-        return _run(name, getattr(imported, config), getattr(imported, function), model, inputs, labels, segments,
-                    reference, device, progress, options)
+        return _run(name, *analysis(name, ANALYSES), model, inputs, labels, segments, reference, device, progress,
+                    options)
 
     run.__name__ = run.__qualname__ = name
     run.__doc__ = (f"`isoprobe {name}` on `model` (an isoprobe model or one `isoprobe.hook` returned): the options are "

@@ -25,10 +25,11 @@ STUDY_LEVEL = frozenset({"bootstrap"})  # set once for the whole study, at the r
 NEEDS_TRUTH = frozenset({"pid"})  # given the synthetic sidecar (truth=…, None on real data): planted values
 
 
-def analysis(step: str) -> tuple[type, Callable]:
+def analysis(step: str, where: dict[str, tuple[str, str, str]] = WHERE) -> tuple[type, Callable]:
     """(configuration class, analysis): the analysis takes the model, the evaluated windows, the
-    configuration, the reference windows and the device, and returns a result that writes itself."""
-    module, options, run = WHERE[step]
+    configuration, the reference windows and the device, and returns a result that writes itself.
+    where: the declaration to read (the Python API's extends this one)."""
+    module, options, run = where[step]
     imported = importlib.import_module(module)
     return getattr(imported, options), getattr(imported, run)
 
