@@ -8,8 +8,8 @@ shared layers from the last to the first (`L5` … `L1`; the MLP's hidden layers
 per-modality layers), then the modality encoders, then the embeddings — until nothing trained is
 left. Stages come from the parameter names (`cascade_stages`); a stage the model lacks (the mmt has
 no separate encoders) is not a step. On a model isoprobe did not build, whose code alone knows what
-comes first, everything outside its attention layers is one first stage, then its layers, last to first. Re-drawing a parameter: Gaussian entries with the trained
-tensor's own mean and standard deviation, so every layer keeps the scale training left (LayerNorm
+comes first, everything outside its attention layers is one first stage, then its layers, last to
+first. Re-drawing a parameter: Gaussian entries with the trained tensor's own mean and standard deviation, so every layer keeps the scale training left (LayerNorm
 gains near 1, weights of their trained size) while the arrangement it learnt is gone. Each draw comes
 from the seed and the parameter's name alone (not the order of the stages nor the device), and the
 caller's model is never touched: the cascade runs on a deep copy.
