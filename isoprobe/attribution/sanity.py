@@ -9,8 +9,9 @@ per-modality layers), then the modality encoders, then the embeddings — until 
 left. Stages come from the parameter names (`cascade_stages`); a stage the model lacks (the mmt has
 no separate encoders) is not a step. On a model isoprobe did not build, whose code alone knows what
 comes first, everything outside its attention layers is one first stage, then its layers, last to
-first. Re-drawing a parameter: Gaussian entries with the trained tensor's own mean and standard deviation, so every layer keeps the scale training left (LayerNorm
-gains near 1, weights of their trained size) while the arrangement it learnt is gone. Each draw comes
+first. Re-drawing a parameter: Gaussian entries with the trained tensor's own mean and standard
+deviation, so every layer keeps the scale training left (LayerNorm gains near 1, weights of their
+trained size) while the arrangement it learnt is gone. Each draw comes
 from the seed and the parameter's name alone (not the order of the stages nor the device), and the
 caller's model is never touched: the cascade runs on a deep copy.
 

@@ -54,9 +54,8 @@ def hook(model: nn.Module, layout: TokenLayout, logits: Callable[[Any], torch.Te
     output itself); inputs: isoprobe's per-modality windows -> the model's arguments (default: as they
     are); example: inputs to run once (as the hooked model takes them), so a layout of the wrong length
     is refused here; staged: when the attention modules sit one per block of one nn.ModuleList (or
-    nn.Sequential), return a
-    StagedForeignModel, whose grids share the layers below each condition's first one (False: run the
-    whole model for each condition)."""
+    nn.Sequential), return a StagedForeignModel, whose grids share the layers below each condition's first
+    one (False: run the whole model for each condition)."""
     if _hooked_already(model):
         return HookedForeignModel(model, layout, [], logits, inputs, own_hooks=model.hook_dict)
     attention = attention_modules(model)
