@@ -24,7 +24,12 @@ class ConfigError(IsoprobeError, ValueError):
 
     def __init__(self, option: str, value: object, allowed: str):
         self.option, self.value, self.allowed = option, value, allowed
-        super().__init__(f"{option}: got {value!r}; {allowed}")
+        super().__init__(f"{option}: {self.got}; {allowed}")
+
+    @property
+    def got(self) -> str:
+        """What was given, for a message: `got 'foo'`, or `missing` for None (nothing was given)."""
+        return "missing" if self.value is None else f"got {self.value!r}"
 
     def naming(self, option: str) -> "ConfigError":
         """The same error naming `option` instead (a library field as the command-line flag that sets it)."""

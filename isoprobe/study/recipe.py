@@ -497,6 +497,6 @@ class _Checker:
         except ConfigError as error:
             option = error.option.lstrip("-").replace("-", "_")
             name = key if option in ("", key.rsplit(".", 1)[-1]) else f"{key}.{option}"
-            raise self.error(name, f"got {error.value!r}; {error.allowed}") from None
+            raise self.error(name, f"{error.got}; {error.allowed}") from None
         except TypeError as error:  # an unexpected keyword of a configuration class
             raise self.error(key, str(error)) from None
